@@ -39,3 +39,12 @@ test: $(VENV)/.installed system-deps lint
 
 clean:
 	rm -rf $(VENV)
+
+# Deployment (docs/deploy.md): a Docker engine here (Debian's dockerd, host networking only, and
+# Compose v2 from PyPI), then lumos:cpu, lumos-camera:latest and the local base and stand-in images.
+.PHONY: docker-engine images
+docker-engine: $(VENV)/.installed
+	docker/engine.sh $(BIN)
+
+images: docker-engine
+	$(BIN)/python docker/images.py

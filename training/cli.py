@@ -1,7 +1,207 @@
 """`lumos` subcommands of the training package."""
 
 import argparse
+import json
+import sys
+from pathlib import Path
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     """Add this package's subcommands to the root parser."""
+    register_data(commands)
+    register_train(commands)
+
+
+def register_data(commands: argparse._SubParsersAction) -> None:
+    """`lumos data check|synth`: inspect a data set root, write the generated benchmark."""
+    data = commands.add_parser("data", help="check data sets, generate the dark benchmark")
+    actions = data.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    check = actions.add_parser("check", help="counts per subset and class; missing/bad videos")
+    check.add_argument("root", type=Path, help="data set root (layout detected from its lists)")
+    check.add_argument("--split", type=int, default=None, help="split number (default: first)")
+    check.add_argument("--lists-only", action="store_true", help="read the lists, not the videos")
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.set_defaults(run=_data_check)
+
+    synth = actions.add_parser("synth", help="write the generated low-light action benchmark")
+    synth.add_argument("--out", type=Path, required=True, help="root to write (ARID v1.0 layout)")
+    synth.add_argument("--clips-per-class", type=int, default=100, help="training clips per class")
+    synth.add_argument(
+        "--test-clips-per-class", type=int, default=None, help="default: 30%% of --clips-per-class"
+    )
+    synth.add_argument("--seed", type=int, default=0, help="test clips use seed + 1000")
+    synth.add_argument("--frames", type=_frame_range, default=(32, 48), help="e.g. 32..48 or 40")
+    synth.add_argument("--size", type=_frame_size, default=(160, 120), help="WxH, both even")
+    synth.add_argument("--fps", type=float, default=24.0)
+    synth.add_argument("--split", type=int, default=1, help="writes list_cvt/ARID_split<N>_*.txt")
+    synth.add_argument("--workers", type=int, default=0, help="processes (default: one per core)")
+    synth.set_defaults(run=_data_synth)
+
+
+def _frame_range(text: str) -> tuple[int, int]:
+    low, _, high = text.partition("..")
+    try:
+        bounds = int(low), int(high or low)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or LOW..HIGH, got {text!r}") from None
+    if not 1 <= bounds[0] <= bounds[1]:
+        raise argparse.ArgumentTypeError(f"expected 1 <= LOW <= HIGH, got {text!r}")
+    return bounds
+
+
+def _frame_size(text: str) -> tuple[int, int]:
+    width, _, height = text.lower().partition("x")
+    try:
+        size = int(width), int(height)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
+    if min(size) < 16 or size[0] % 2 or size[1] % 2:
+        raise argparse.ArgumentTypeError(f"expected even sides of at least 16, got {text!r}")
+    return size
+
+
+def _data_check(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from training.check import check_dataset, format_report
+    from training.datasets import DatasetError
+
+    try:
+        report = check_dataset(args.root, args.split, args.lists_only)
+    except DatasetError as error:
+        print(f"lumos data check: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(asdict(report), indent=2) if args.json else format_report(report))
+    return 0 if report.ok else 1
+
+
+def _data_synth(args: argparse.Namespace) -> int:
+    from training.synth import SynthConfig, write_benchmark
+
+    test = args.test_clips_per_class
+    config = SynthConfig(
+        out=args.out,
+        clips_per_class=args.clips_per_class,
+        test_clips_per_class=round(0.3 * args.clips_per_class) if test is None else test,
+        seed=args.seed,
+        frames=args.frames,
+        size=args.size,
+        fps=args.fps,
+        split=args.split,
+        workers=args.workers,
+    )
+    print(json.dumps(write_benchmark(config)))
+    return 0
+
+
+def register_train(commands: argparse._SubParsersAction) -> None:
+    """`lumos train STAGE`: the three recipes, evaluation, the whole pipeline and the ablation."""
+    train = commands.add_parser("train", help="train, evaluate and ablate the networks")
+    stages = train.add_subparsers(dest="stage", required=True, metavar="STAGE")
+    recipes = {
+        "teacher": "two-stream teacher: dark + Retinex, fusion, CE + SupCon",
+        "ssl": "self-supervised student pretraining: NT-Xent on two views",
+        "distill": "student: CE + KD from the frozen teacher; exports the artifact",
+    }
+    for name, summary in recipes.items():
+        stage = stages.add_parser(name, help=summary)
+        stage.add_argument("--config", type=Path, required=True, help="the stage's YAML config")
+        _overrides(stage)
+        stage.set_defaults(run=_train_stage)
+
+    evaluate = stages.add_parser("eval", help="score an artifact on a data set's test list")
+    evaluate.add_argument("--artifact", type=Path, required=True)
+    evaluate.add_argument("--data", type=Path, required=True, help="data set root")
+    evaluate.add_argument("--split", default="1", help="split number, or 'all' for their mean")
+    evaluate.add_argument("--clips", type=int, default=1, help="clips per video, evenly spread")
+    evaluate.add_argument("--crops", type=int, choices=(1, 3, 10), default=1)
+    evaluate.add_argument("--stride", type=int, default=None, help="default: the training one")
+    evaluate.add_argument("--batch-size", type=int, default=8)
+    evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--json", action="store_true", help="print the full report as JSON")
+    evaluate.set_defaults(run=_evaluate)
+
+    pipeline = stages.add_parser("pipeline", help="teacher -> ssl -> distill -> eval")
+    _config_dir(pipeline)
+    pipeline.add_argument("--out", type=Path, required=True, help="artifact directory")
+    pipeline.add_argument("--work", type=Path, default=Path("runs/pipeline"), help="checkpoints")
+    _overrides(pipeline, "STAGE.KEY=VALUE", "STAGE is teacher, ssl, distill or all")
+    pipeline.set_defaults(run=_pipeline)
+
+    ablate = stages.add_parser("ablate", help="the ablation table, over seeds")
+    _config_dir(ablate)
+    ablate.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ablate.add_argument("--work", type=Path, default=Path("runs/ablate"), help="checkpoints")
+    ablate.add_argument("--doc", type=Path, default=Path("docs/ablations.md"))
+    _overrides(ablate, "STAGE.KEY=VALUE", "STAGE is teacher, ssl, distill or all")
+    ablate.set_defaults(run=_ablate)
+
+
+def _config_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config-dir", type=Path, required=True, help="teacher/ssl/distill.yaml")
+    parser.add_argument("--data", type=Path, required=True, help="data set root")
+
+
+def _overrides(parser: argparse.ArgumentParser, form: str = "KEY=VALUE", note: str = "") -> None:
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar=form,
+        help=f"override a config value (dotted key, YAML value); repeatable. {note}",
+    )
+
+
+def _train_stage(args: argparse.Namespace) -> int:
+    from training import config as configs
+    from training.distill import train_distill
+    from training.engine import close_runtime
+    from training.ssl import train_ssl
+    from training.teacher import train_teacher
+
+    kind, recipe = {
+        "teacher": (configs.TeacherConfig, train_teacher),
+        "ssl": (configs.SSLConfig, train_ssl),
+        "distill": (configs.DistillConfig, train_distill),
+    }[args.stage]
+    try:
+        result = recipe(configs.load_config(kind, args.config, args.overrides))
+    finally:
+        close_runtime()
+    print(json.dumps({"best": str(result.best), "metrics": result.metrics}))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from training.evaluate import evaluate, format_report
+
+    split = args.split if args.split == "all" else int(args.split)
+    report = evaluate(
+        args.artifact,
+        args.data,
+        split,
+        args.clips,
+        args.crops,
+        args.stride,
+        args.batch_size,
+        args.device,
+    )
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
+
+
+def _pipeline(args: argparse.Namespace) -> int:
+    from training.pipeline import run_pipeline
+
+    report = run_pipeline(args.config_dir, args.data, args.out, args.work, args.overrides)
+    print(json.dumps(report["summary"], indent=2))
+    return 0
+
+
+def _ablate(args: argparse.Namespace) -> int:
+    from training.ablate import run_ablation
+
+    run_ablation(args.config_dir, args.data, args.seeds, args.work, args.doc, args.overrides)
+    return 0

@@ -1,0 +1,87 @@
+"""R(2+1)D backbone built from torchvision's VideoResNet pieces, returning the layer4 feature map.
+
+Module names (stem, layer1..layer4 and everything below) are torchvision's, so IG-65M state dicts
+(saved from a VideoResNet module tree) load by key. Two departures from torchvision, both options:
+`ig65m` reproduces the IG-65M checkpoints' layout and `width` scales every channel count so small
+students can train on a CPU.
+"""
+
+import torch
+from torch import nn
+from torchvision.models.video.resnet import BasicBlock, Conv2Plus1D
+
+LAYERS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
+PAPER_WIDTH = 64
+# Caffe2, where the IG-65M weights were trained, used this epsilon; torchvision uses 1e-5.
+IG65M_BN_EPS = 1e-3
+
+
+def midplanes(inplanes: int, planes: int) -> int:
+    """Mid-channels that give a (2+1)D conv the parameter count of the full 3x3x3 conv."""
+    return (inplanes * planes * 3 * 3 * 3) // (inplanes * 3 * 3 + 3 * planes)
+
+
+class R2Plus1D(nn.Module):
+    """R(2+1)D-18/34 without pool and classifier: `B x 3 x T x H x W -> B x C x T/8 x H/16 x W/16`.
+
+    With `ig65m`, conv2 of each layer's first block takes its mid-channels from (planes, planes)
+    instead of torchvision's (inplanes, planes) (288/576/1152 instead of 230/460/921 at width 64),
+    and BatchNorm epsilon is 1e-3: the layout the IG-65M checkpoints were saved in.
+    """
+
+    def __init__(self, depth: int = 34, ig65m: bool = False, width: int = PAPER_WIDTH) -> None:
+        super().__init__()
+        if depth not in LAYERS:
+            raise ValueError(f"depth must be one of {sorted(LAYERS)}, got {depth}")
+        stem_mid = max(1, 45 * width // PAPER_WIDTH)
+        # Same indices as torchvision's R2Plus1dStem (45 -> 64 at paper width), width-scaled.
+        self.stem = nn.Sequential(
+            nn.Conv3d(3, stem_mid, (1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3), bias=False),
+            nn.BatchNorm3d(stem_mid),
+            nn.ReLU(inplace=True),
+            nn.Conv3d(stem_mid, width, (3, 1, 1), padding=(1, 0, 0), bias=False),
+            nn.BatchNorm3d(width),
+            nn.ReLU(inplace=True),
+        )
+        self.out_channels = 8 * width
+        self.inplanes = width
+        blocks = LAYERS[depth]
+        self.layer1 = self._make_layer(width, blocks[0], 1, ig65m)
+        self.layer2 = self._make_layer(2 * width, blocks[1], 2, ig65m)
+        self.layer3 = self._make_layer(4 * width, blocks[2], 2, ig65m)
+        self.layer4 = self._make_layer(8 * width, blocks[3], 2, ig65m)
+        self._init_weights()
+        if ig65m:
+            for m in self.modules():
+                if isinstance(m, nn.BatchNorm3d):
+                    m.eps = IG65M_BN_EPS
+
+    def _make_layer(self, planes: int, blocks: int, stride: int, ig65m: bool) -> nn.Sequential:
+        downsample = None
+        if stride != 1 or self.inplanes != planes:
+            downsample = nn.Sequential(
+                nn.Conv3d(self.inplanes, planes, kernel_size=1, stride=stride, bias=False),
+                nn.BatchNorm3d(planes),
+            )
+        first = BasicBlock(self.inplanes, planes, Conv2Plus1D, stride, downsample)
+        if ig65m:
+            first.conv2[0] = Conv2Plus1D(planes, planes, midplanes(planes, planes))
+        self.inplanes = planes
+        rest = [BasicBlock(planes, planes, Conv2Plus1D) for _ in range(1, blocks)]
+        return nn.Sequential(first, *rest)
+
+    def _init_weights(self) -> None:
+        """torchvision's VideoResNet initialisation, so an untrained backbone behaves the same."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv3d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm3d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        x = self.layer1(x)
+        x = self.layer2(x)
+        x = self.layer3(x)
+        return self.layer4(x)

@@ -1,0 +1,57 @@
+"""The clip a network expects, and the one conversion from decoded frames to network input.
+
+Training and serving both call `ClipSpec.to_input`, so the two can never disagree on scaling,
+layout or normalisation; the spec travels inside every model artifact.
+"""
+
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
+KINETICS_STD = (0.22803, 0.22145, 0.216989)
+
+# A constant (e.g. black) clip has std 0; one grey level keeps per-clip standardisation finite.
+_MIN_STD = 1.0 / 255.0
+
+
+class ClipSpec(BaseModel):
+    """Frames per clip, geometry, sampling rate and normalisation; defaults are the paper's."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    frames: int = Field(64, ge=1)
+    crop: int = Field(112, ge=1)
+    resize: tuple[int, int] = (170, 128)
+    """Frames are resized to this (width, height) before the crop x crop crop."""
+    fps: float = Field(30.0, gt=0)
+    normalize: Literal["mean_std", "per_clip"] = "mean_std"
+    mean: tuple[float, float, float] = KINETICS_MEAN
+    std: tuple[float, float, float] = KINETICS_STD
+
+    def to_input(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 `B x T x H x W x 3` RGB frames -> float32 `B x 3 x T x H x W` network input.
+
+        The frames are expected already resized and cropped; only the layout is checked here,
+        because a trainer may feed other lengths (the networks accept any multiple of 8).
+        """
+        if frames.dtype != torch.uint8 or frames.ndim != 5 or frames.shape[-1] != 3:
+            raise ValueError(
+                "expected uint8 frames shaped B x T x H x W x 3, got "
+                f"{frames.dtype} {tuple(frames.shape)}"
+            )
+        unit = frames.permute(0, 4, 1, 2, 3).float().div_(255.0)
+        return self.normalize_unit(unit)
+
+    def normalize_unit(self, clip: torch.Tensor) -> torch.Tensor:
+        """Normalise a float `B x 3 x T x H x W` clip in [0, 1], e.g. an enhanced copy."""
+        if self.normalize == "per_clip":
+            dims = (1, 2, 3, 4)
+            mean = clip.mean(dim=dims, keepdim=True)
+            std = clip.std(dim=dims, keepdim=True).clamp_min(_MIN_STD)
+            return (clip - mean) / std
+        shape = (1, 3, 1, 1, 1)
+        mean = torch.tensor(self.mean, dtype=clip.dtype, device=clip.device).view(shape)
+        std = torch.tensor(self.std, dtype=clip.dtype, device=clip.device).view(shape)
+        return (clip - mean) / std

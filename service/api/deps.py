@@ -1,0 +1,92 @@
+"""Request dependencies shared by the routers: the runtime, API-key checks, and overload refusal."""
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from service.api.errors import Problem
+from service.api.tasks import ClassifyTasks
+from service.jobs import JobPlanner, JobStore
+from service.models import ModelRegistry
+from service.runtime import Runtime
+
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+# Declared as security schemes so /docs offers an "Authorize" button; checked by `authorize`.
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
+_bearer = HTTPBearer(auto_error=False)
+
+
+def get_runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+def get_registry(request: Request) -> ModelRegistry:
+    return request.app.state.registry
+
+
+def get_jobs(request: Request) -> JobStore:
+    return request.app.state.jobs
+
+
+def get_planner(request: Request) -> JobPlanner:
+    return request.app.state.planner
+
+
+def get_tasks(request: Request) -> ClassifyTasks:
+    return request.app.state.classify_tasks
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
+JobsDep = Annotated[JobStore, Depends(get_jobs)]
+PlannerDep = Annotated[JobPlanner, Depends(get_planner)]
+TasksDep = Annotated[ClassifyTasks, Depends(get_tasks)]
+
+
+def key_matches(given: str, keys: list[str]) -> bool:
+    """Constant-time comparison against every configured key, so timing reveals nothing."""
+    found = False
+    for key in keys:
+        found |= hmac.compare_digest(given.encode(), key.encode())
+    return found
+
+
+async def authorize(
+    request: Request,
+    runtime: RuntimeDep,
+    api_key: Annotated[str | None, Depends(_api_key_header)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """Every mutating call needs a key when keys are configured; reads only if told to.
+
+    With no keys configured the service is open by design (and says so in /readyz and its log).
+    """
+    settings = runtime.settings
+    keys = settings.api_key_list()
+    if not keys or (request.method in _READ_METHODS and not settings.protect_reads):
+        return
+    given = api_key or (bearer.credentials if bearer else None)
+    if given is None:
+        raise Problem(
+            401,
+            "missing_api_key",
+            "send an API key as X-API-Key or Authorization: Bearer",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if not key_matches(given, keys):
+        raise Problem(401, "invalid_api_key", "the API key is not valid")
+
+
+def refuse_when_overloaded(runtime: RuntimeDep) -> None:
+    """Shed load at the door: a full clip queue answers 503 before an upload is even read."""
+    depth, bound = runtime.queue_load()
+    if depth >= bound:
+        raise Problem(
+            503,
+            "overloaded",
+            f"the clip queue holds {depth} clips (bound {bound}); retry later",
+            headers={"Retry-After": str(runtime.settings.retry_after_s)},
+        )

@@ -1,0 +1,92 @@
+"""RFC 9457 problem details: every error the API returns carries a machine-readable `reason`.
+
+Handlers raise `Problem(status, reason, detail)`; validation errors from FastAPI and plain HTTP
+errors from Starlette are rewritten into the same shape, so a client parses one error format.
+"""
+
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class Problem(Exception):
+    """An error answer: HTTP status, a stable `reason` code, and a human-readable detail."""
+
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        detail: str,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.reason = reason
+        self.detail = detail
+        self.headers = headers
+        self.extra = extra
+
+    def response(self, instance: str | None = None) -> JSONResponse:
+        body = {
+            "type": f"https://lumos.dev/problems/{self.reason}",
+            "title": HTTPStatus(self.status).phrase,
+            "status": self.status,
+            "reason": self.reason,
+            "detail": self.detail,
+            **({"instance": instance} if instance else {}),
+            **self.extra,
+        }
+        return JSONResponse(body, self.status, headers=self.headers, media_type=PROBLEM_JSON)
+
+
+# Documented for every route that can fail, so the OpenAPI schema shows the error shape.
+PROBLEM_RESPONSE: dict[str, Any] = {
+    "description": "Problem details (RFC 9457) with a machine-readable `reason`.",
+    "content": {
+        PROBLEM_JSON: {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "type": {"type": "string"},
+                    "title": {"type": "string"},
+                    "status": {"type": "integer"},
+                    "reason": {"type": "string"},
+                    "detail": {"type": "string"},
+                },
+                "required": ["status", "reason", "detail"],
+            }
+        }
+    },
+}
+
+
+def _reason_for(status: int) -> str:
+    return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
+
+
+def install(app: FastAPI) -> None:
+    """Route every error the app can raise through the problem format."""
+
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+        return exc.response(request.url.path)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
+        problem = Problem(422, "invalid_request", detail, errors=errors)
+        return problem.response(request.url.path)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        problem = Problem(exc.status_code, _reason_for(exc.status_code), str(exc.detail))
+        problem.headers = dict(exc.headers) if exc.headers else None
+        return problem.response(request.url.path)

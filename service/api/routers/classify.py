@@ -1,0 +1,234 @@
+"""Upload a video, get its actions: per clip and for the whole video.
+
+An upload is vetted before any work (size while it streams in, then container, video stream,
+duration, first frames), decoded from its own temporary file by the same ingest code that serves
+cameras, and its clips go through the shared queue and inference workers. Short videos are
+answered in the request; `?async=true`, or a video longer than the synchronous limit, gets 202
+and an id to poll.
+"""
+
+import logging
+import statistics
+import time
+import uuid
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import av
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from service.api.deps import RuntimeDep, TasksDep, refuse_when_overloaded
+from service.api.errors import PROBLEM_RESPONSE, Problem
+from service.api.tasks import ClassifyTasks
+from service.api.uploads import UploadLimits, VideoInfo, probe_video, receive_upload
+from service.queue.base import ClipResult, Summary
+from service.runtime import NoActiveModel, Runtime, VideoResult
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/classify", tags=["classify"])
+
+
+class IlluminationStats(BaseModel):
+    """The clips' luma statistics (0-255): how dark and how noisy the video was."""
+
+    luma_mean: float
+    luma_min: float
+    luma_max: float
+    noise_sigma: float
+
+
+class Timings(BaseModel):
+    """Seconds: receiving the upload, vetting it, and decoding + queueing + inference."""
+
+    upload: float
+    probe: float
+    classify: float
+    total: float
+    queue_wait_mean: float
+    inference_mean: float
+
+
+class Classification(BaseModel):
+    id: str
+    status: Literal["done"] = "done"
+    model_version: str | None
+    clip_count: int
+    gated: int
+    """Clips the darkness gate skipped; they have no result."""
+    video: Summary
+    """Whole-video top-k: the mean of the clips' scores."""
+    clips: list[ClipResult]
+    illumination: IlluminationStats | None
+    timings: Timings
+    info: dict[str, Any]
+
+
+class Pending(BaseModel):
+    id: str
+    status: Literal["pending", "failed"]
+    poll: str
+    problem: dict[str, Any] | None = None
+
+
+_MULTIPART_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "required": ["file"],
+                }
+            }
+        },
+    }
+}
+_ERRORS = {code: PROBLEM_RESPONSE for code in (400, 413, 415, 422, 503, 504)}
+
+
+def _limits(runtime: Runtime) -> UploadLimits:
+    s = runtime.settings
+    return UploadLimits(s.upload_max_bytes, s.upload_max_s, s.upload_min_frames)
+
+
+def _answer(
+    task_id: str, result: VideoResult, info: VideoInfo, timings: dict[str, float]
+) -> Classification:
+    scored = [c for c in result.clips if not c.error]
+    lumas = [c.illumination.luma_mean for c in result.clips]
+    illumination = (
+        IlluminationStats(
+            luma_mean=round(statistics.fmean(lumas), 3),
+            luma_min=min(lumas),
+            luma_max=max(lumas),
+            noise_sigma=round(
+                statistics.fmean(c.illumination.noise_sigma for c in result.clips), 3
+            ),
+        )
+        if lumas
+        else None
+    )
+    return Classification(
+        id=task_id,
+        model_version=result.summary.model_versions[-1] if result.summary.model_versions else None,
+        clip_count=len(result.clips),
+        gated=result.gated,
+        video=result.summary,
+        clips=result.clips,
+        illumination=illumination,
+        timings=Timings(
+            **timings,
+            queue_wait_mean=statistics.fmean(c.latency.queue_wait for c in scored) if scored else 0,
+            inference_mean=statistics.fmean(c.latency.inference for c in scored) if scored else 0,
+        ),
+        info=info.__dict__,
+    )
+
+
+async def _classify(
+    runtime: Runtime, task_id: str, path: Path, info: VideoInfo, timings: dict[str, float]
+) -> Classification:
+    """Run the upload through ingest and inference; the temporary file is deleted afterwards."""
+    started = time.perf_counter()
+    timeout = max(60.0, 10 * info.duration)
+    try:
+        result = await runtime.classify(path, stream=task_id, timeout=timeout)
+    except NoActiveModel as exc:
+        raise Problem(503, "no_model", str(exc)) from exc
+    except TimeoutError as exc:
+        raise Problem(504, "inference_timeout", f"no results within {timeout:.0f} s") from exc
+    except (av.FFmpegError, ValueError) as exc:  # passed the probe, failed further in
+        raise Problem(422, "undecodable", f"decoding the video failed: {exc}") from exc
+    finally:
+        path.unlink(missing_ok=True)
+    timings["classify"] = time.perf_counter() - started
+    timings["total"] = timings["upload"] + timings["probe"] + timings["classify"]
+    return _answer(task_id, result, info, timings)
+
+
+async def _classify_later(
+    runtime: Runtime,
+    tasks: ClassifyTasks,
+    task_id: str,
+    path: Path,
+    info: VideoInfo,
+    timings: dict[str, float],
+) -> None:
+    try:
+        answer = await _classify(runtime, task_id, path, info, timings)
+    except Problem as problem:
+        await tasks.put(task_id, _pending(task_id, "failed", problem).model_dump(mode="json"))
+    except Exception:  # a bug must reach the poller as a failure, not leave it pending
+        log.exception("upload %s failed", task_id)
+        problem = Problem(500, "internal_error", "classification failed; see the service log")
+        await tasks.put(task_id, _pending(task_id, "failed", problem).model_dump(mode="json"))
+    else:
+        await tasks.put(task_id, answer.model_dump(mode="json"))
+
+
+def _pending(task_id: str, status: str, problem: Problem | None = None) -> Pending:
+    body = None
+    if problem is not None:
+        body = {"status": problem.status, "reason": problem.reason, "detail": problem.detail}
+    return Pending(id=task_id, status=status, poll=f"/v1/classify/{task_id}", problem=body)
+
+
+@router.post(
+    "",
+    openapi_extra=_MULTIPART_BODY,
+    dependencies=[Depends(refuse_when_overloaded)],
+    responses={202: {"model": Pending}, **_ERRORS},
+)
+async def classify(
+    request: Request,
+    runtime: RuntimeDep,
+    tasks: TasksDep,
+    run_async: Annotated[
+        bool, Query(alias="async", description="Answer 202 at once and classify in the background")
+    ] = False,
+) -> Classification:
+    """Classify the actions in an uploaded video (multipart field `file`)."""
+    task_id = uuid.uuid4().hex
+    limits = _limits(runtime)
+    started = time.perf_counter()
+    path = await receive_upload(
+        request.headers.get("content-type"),
+        request.headers.get("content-length"),
+        request.stream(),
+        limits,
+    )
+    timings = {"upload": time.perf_counter() - started}
+    try:
+        started = time.perf_counter()
+        info = await run_in_threadpool(probe_video, path, limits)
+        timings["probe"] = time.perf_counter() - started
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    if run_async or info.duration > runtime.settings.upload_sync_max_s:
+        pending = _pending(task_id, "pending").model_dump(mode="json")
+        await tasks.put(task_id, pending)
+        tasks.spawn(_classify_later(runtime, tasks, task_id, path, info, timings))
+        return JSONResponse(pending, status_code=202, headers={"Location": pending["poll"]})
+    return await _classify(runtime, task_id, path, info, timings)
+
+
+@router.get("/{task_id}", responses={202: {"model": Pending}, 404: PROBLEM_RESPONSE})
+async def classification(task_id: str, tasks: TasksDep) -> Classification | Pending:
+    """The answer of an asynchronous upload: 202 while pending, then the result, or `failed`
+    with the problem that stopped it."""
+    record = await tasks.get(task_id)
+    if record is None:
+        raise Problem(404, "unknown_task", f"no upload {task_id!r} (or it expired)")
+    if record["status"] == "pending":
+        return JSONResponse(record, status_code=202)
+    return (
+        Pending.model_validate(record)
+        if record["status"] == "failed"
+        else Classification.model_validate(record)
+    )

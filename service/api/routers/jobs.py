@@ -1,0 +1,55 @@
+"""Training jobs: submit, list, follow and cancel; a trainer process runs them."""
+
+import uuid
+
+from fastapi import APIRouter, Response
+
+from service.api.deps import JobsDep, PlannerDep
+from service.api.errors import PROBLEM_RESPONSE, Problem
+from service.jobs import Job, JobError, JobRequest, JobState, cancel
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+
+def _found(store: JobsDep, job_id: str) -> Job:
+    job = store.get(job_id)
+    if job is None:
+        raise Problem(404, "unknown_job", f"no job {job_id!r}")
+    return job
+
+
+@router.post("", status_code=201, responses={404: PROBLEM_RESPONSE, 422: PROBLEM_RESPONSE})
+def submit_job(request: JobRequest, store: JobsDep, planner: PlannerDep) -> Job:
+    """Queue a training stage on a named data set; the request is fully checked first."""
+    try:
+        planner.validate(request)
+    except JobError as exc:
+        raise Problem(exc.status, exc.reason, str(exc)) from exc
+    job = Job(id=uuid.uuid4().hex[:12], **request.model_dump())
+    store.add(job)
+    return job
+
+
+@router.get("")
+def list_jobs(store: JobsDep) -> list[Job]:
+    return store.list()
+
+
+@router.get("/{job_id}", responses={404: PROBLEM_RESPONSE})
+def get_job(job_id: str, store: JobsDep) -> Job:
+    """State, progress, metrics so far and the tail of the job's log."""
+    return _found(store, job_id)
+
+
+@router.delete(
+    "/{job_id}", responses={202: {"model": Job}, 404: PROBLEM_RESPONSE, 409: PROBLEM_RESPONSE}
+)
+def cancel_job(job_id: str, store: JobsDep, response: Response) -> Job:
+    """A queued job is cancelled at once (200); a running one is stopped by its trainer (202)."""
+    try:
+        job = cancel(store, job_id)
+    except JobError as exc:
+        raise Problem(exc.status, exc.reason, str(exc)) from exc
+    if job.state != JobState.CANCELLED:
+        response.status_code = 202
+    return job

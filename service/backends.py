@@ -1,0 +1,257 @@
+"""Ways to run one student network, and choosing the fastest one that agrees with fp32.
+
+What is fastest depends on the machine (AVX-512 bf16 or not, core count) and on the model's size,
+so nothing is assumed: at start-up each candidate runs a calibration batch, and the fastest one
+whose top-1 labels all match plain fp32 PyTorch is served. A candidate that fails to build
+(e.g. an export the runtime cannot load) is reported and skipped, never fatal.
+
+Every backend takes uint8 frames `B x T x S x S x 3` and returns probabilities `B x classes`;
+`start` returns a function that waits for them, so a GPU backend can copy the next batch while
+the current one computes.
+"""
+
+import copy
+import hashlib
+import logging
+import statistics
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model.clip import ClipSpec
+from model.export import INPUT, OUTPUT, export_onnx
+from model.networks import Student
+
+log = logging.getLogger(__name__)
+
+Wait = Callable[[], np.ndarray]
+
+CPU_BACKENDS = ("fp32", "bf16", "onnx", "openvino")
+CUDA_BACKENDS = ("cuda-fp32", "cuda-amp")
+
+
+class Backend(ABC):
+    name: str
+    pipelined = False
+    """True when `start` returns before the work is done, so batches may overlap."""
+
+    @abstractmethod
+    def start(self, frames: np.ndarray) -> Wait:
+        """Begin inference on uint8 frames; the returned function gives the probabilities."""
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        return self.start(frames)()
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+class TorchCpu(Backend):
+    """Eager PyTorch in fp32, or bf16 autocast with channels-last-3d weights and activations
+    (the layout oneDNN's bf16 convolutions want)."""
+
+    def __init__(self, network: Student, spec: ClipSpec, bf16: bool = False) -> None:
+        self.name = "bf16" if bf16 else "fp32"
+        self.spec = spec
+        self.bf16 = bf16
+        self.layout = torch.channels_last_3d if bf16 else torch.contiguous_format
+        # The bf16 copy gets its own weights in the other layout; fp32 keeps serving as is.
+        self.network = copy.deepcopy(network).to(memory_format=self.layout) if bf16 else network
+
+    def start(self, frames: np.ndarray) -> Wait:
+        with torch.inference_mode():
+            x = self.spec.to_input(torch.from_numpy(frames)).contiguous(memory_format=self.layout)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+                logits = self.network(x).logits
+            probs = logits.float().softmax(dim=1).numpy()
+        return lambda: probs
+
+
+class OnnxRuntime(Backend):
+    name = "onnx"
+
+    def __init__(self, onnx_path: Path, spec: ClipSpec, threads: int) -> None:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = onnxruntime.InferenceSession(
+            str(onnx_path), options, providers=["CPUExecutionProvider"]
+        )
+        self.spec = spec
+
+    def start(self, frames: np.ndarray) -> Wait:
+        x = self.spec.to_input(torch.from_numpy(frames)).numpy()
+        (logits,) = self.session.run([OUTPUT], {INPUT: x})
+        probs = _softmax(logits)
+        return lambda: probs
+
+
+class OpenVino(Backend):
+    """OpenVINO on the CPU from the same ONNX file; fp32 precision, so it competes on speed
+    alone (bf16 is the torch bf16 candidate's job)."""
+
+    name = "openvino"
+
+    def __init__(self, onnx_path: Path, spec: ClipSpec, threads: int) -> None:
+        import openvino
+
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = str(threads)
+        self.model = openvino.Core().compile_model(str(onnx_path), "CPU", config)
+        self.spec = spec
+
+    def start(self, frames: np.ndarray) -> Wait:
+        x = self.spec.to_input(torch.from_numpy(frames)).numpy()
+        probs = _softmax(self.model(x)[0])
+        return lambda: probs
+
+
+class TorchCuda(Backend):
+    """The GPU path: uint8 frames go up through pinned memory on a copy stream (4x fewer bytes
+    than float input; normalised on the GPU), compute runs on its own stream after the copy's
+    event, probabilities come back into pinned memory without blocking. The next batch's upload
+    thus overlaps this batch's compute. `amp` runs the network under fp16/bf16 autocast."""
+
+    pipelined = True
+
+    def __init__(self, network: Student, spec: ClipSpec, amp: bool) -> None:
+        self.name = "cuda-amp" if amp else "cuda-fp32"
+        self.device = torch.device("cuda")
+        self.spec = spec
+        self.amp = amp
+        self.dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.network = (
+            copy.deepcopy(network).to(self.device).to(memory_format=torch.channels_last_3d)
+        )
+        self.copy_stream = torch.cuda.Stream(self.device)
+        self.compute_stream = torch.cuda.Stream(self.device)
+
+    def start(self, frames: np.ndarray) -> Wait:
+        host = torch.from_numpy(frames).pin_memory()
+        with torch.cuda.stream(self.copy_stream):
+            device_frames = host.to(self.device, non_blocking=True)
+            copied = torch.cuda.Event()
+            copied.record(self.copy_stream)
+        with torch.cuda.stream(self.compute_stream), torch.inference_mode():
+            self.compute_stream.wait_event(copied)
+            # Allocated on the copy stream, used here: keep the allocator from reusing it early.
+            device_frames.record_stream(self.compute_stream)
+            x = self.spec.to_input(device_frames).contiguous(memory_format=torch.channels_last_3d)
+            with torch.autocast("cuda", dtype=self.dtype, enabled=self.amp):
+                logits = self.network(x).logits
+            probs = logits.float().softmax(dim=1)
+            out = torch.empty(probs.shape, dtype=torch.float32, pin_memory=True)
+            out.copy_(probs, non_blocking=True)
+            done = torch.cuda.Event()
+            done.record(self.compute_stream)
+
+        # `host` may be freed on return: PyTorch's pinned-memory allocator keeps a block used by
+        # a non-blocking copy until the copy's stream has passed it.
+        def wait() -> np.ndarray:
+            done.synchronize()
+            return out.numpy()
+
+        return wait
+
+
+@dataclass(frozen=True)
+class Trial:
+    """How a candidate did on the calibration batch."""
+
+    name: str
+    seconds: float | None = None
+    """Median time of one calibration batch."""
+    agreement: float | None = None
+    """Fraction of calibration clips whose top-1 label matches the reference's."""
+    error: str | None = None
+
+    @property
+    def kept(self) -> bool:
+        return self.error is None and self.agreement == 1.0
+
+
+def calibration_batch(spec: ClipSpec, batch: int, seed: int = 0) -> np.ndarray:
+    """Dark synthetic clips `batch x T x S x S x 3`: a blocky scene drifting one pixel per frame
+    under sensor-like noise, so the network sees structure and motion, not only noise."""
+    rng = np.random.default_rng(seed)
+    t, s = spec.frames, spec.crop
+    coarse = rng.uniform(0, 40, size=(batch, 4, 4, 3))
+    scene = np.kron(coarse, np.ones((1, s // 4 + 1, s // 4 + 1, 1)))[:, :s, :s]
+    moving = np.stack([np.roll(scene, k, axis=2) for k in range(t)], axis=1)
+    noisy = moving + rng.normal(0, 3, size=moving.shape)
+    return np.clip(noisy, 0, 255).astype(np.uint8)
+
+
+def onnx_file(network: Student, spec: ClipSpec, weights: Path, cache_dir: Path) -> Path:
+    """The network's ONNX export, cached by the weights' content so a new version re-exports."""
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+    path = cache_dir / f"student-{digest}.onnx"
+    if not path.is_file():
+        tmp = path.with_name(f".{path.name}.{time.time_ns()}.tmp")
+        export_onnx(network, spec, tmp)
+        tmp.replace(path)
+    return path
+
+
+def factories(
+    network: Student, spec: ClipSpec, weights: Path, cache_dir: Path, threads: int, cuda: bool
+) -> dict[str, Callable[[], Backend]]:
+    """Every candidate for this machine, built on demand; the first is the reference."""
+    if cuda:
+        return {
+            "cuda-fp32": lambda: TorchCuda(network, spec, amp=False),
+            "cuda-amp": lambda: TorchCuda(network, spec, amp=True),
+        }
+    onnx = lambda: onnx_file(network, spec, weights, cache_dir)  # noqa: E731
+    return {
+        "fp32": lambda: TorchCpu(network, spec),
+        "bf16": lambda: TorchCpu(network, spec, bf16=True),
+        "onnx": lambda: OnnxRuntime(onnx(), spec, threads),
+        "openvino": lambda: OpenVino(onnx(), spec, threads),
+    }
+
+
+def measure(
+    candidates: dict[str, Callable[[], Backend]], batch: np.ndarray, repeats: int = 3
+) -> tuple[dict[str, Backend], list[Trial]]:
+    """Build and time every candidate on `batch`; agreement is against the first candidate."""
+    built: dict[str, Backend] = {}
+    trials: list[Trial] = []
+    reference: np.ndarray | None = None
+    for name, build in candidates.items():
+        try:
+            backend = build()
+            top1 = backend(batch).argmax(axis=1)  # also the warm-up run
+            times = []
+            for _ in range(repeats):
+                begin = time.perf_counter()
+                backend(batch)
+                times.append(time.perf_counter() - begin)
+        except Exception as exc:  # any failure of a candidate only rules it out
+            log.warning("backend %s unavailable: %s", name, exc)
+            trials.append(Trial(name, error=f"{type(exc).__name__}: {exc}"))
+            continue
+        if reference is None:
+            reference = top1
+        built[name] = backend
+        agreement = float((top1 == reference).mean())
+        trials.append(Trial(name, statistics.median(times), agreement))
+    return built, trials
+
+
+def choose(built: dict[str, Backend], trials: list[Trial]) -> Backend:
+    """The fastest candidate that agrees with the reference."""
+    kept = [t for t in trials if t.kept]
+    if not kept:
+        raise RuntimeError("no inference backend works: " + "; ".join(map(str, trials)))
+    return built[min(kept, key=lambda t: t.seconds or 0.0).name]

@@ -1,0 +1,261 @@
+"""Camera subscriptions, and which ingest worker runs which camera.
+
+Subscriptions are a small table (Redis hash, or a dict in the embedded service). Ownership is a
+lease per camera: a worker takes a free camera with SET NX PX and renews its leases every third of
+the lease time; a worker that dies stops renewing, its leases lapse, and the others take its
+cameras within one lease time. Workers also announce themselves (a heartbeat with the same
+lifetime), so each takes only its fair share, ceil(cameras / workers), and gives back the extra
+when another worker joins.
+"""
+
+import asyncio
+import logging
+import math
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+
+from pydantic import BaseModel, Field
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from service.decode import redact_url
+
+log = logging.getLogger(__name__)
+
+_PREFIX = "lumos:"
+
+
+class Camera(BaseModel):
+    """A subscribed live source. Show it with `public()`: its URL may hold credentials."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    url: str = Field(min_length=1, max_length=2048)
+    name: str = Field("", max_length=200)
+
+    def public(self) -> dict[str, str]:
+        return {"id": self.id, "url": redact_url(self.url), "name": self.name}
+
+
+class CameraRegistry(ABC):
+    """Subscriptions, leases and worker heartbeats."""
+
+    @abstractmethod
+    async def add(self, camera: Camera) -> None:
+        """Subscribe `camera`, replacing any camera of the same id."""
+
+    @abstractmethod
+    async def remove(self, camera_id: str) -> bool: ...
+
+    @abstractmethod
+    async def all(self) -> list[Camera]: ...
+
+    @abstractmethod
+    async def acquire(self, camera_id: str, worker: str, ttl_ms: int) -> bool:
+        """Take the camera's lease if nobody holds it."""
+
+    @abstractmethod
+    async def renew(self, camera_id: str, worker: str, ttl_ms: int) -> bool:
+        """Extend the lease if `worker` still holds it."""
+
+    @abstractmethod
+    async def release(self, camera_id: str, worker: str) -> None: ...
+
+    @abstractmethod
+    async def owner(self, camera_id: str) -> str | None: ...
+
+    @abstractmethod
+    async def heartbeat(self, worker: str, ttl_ms: int) -> None:
+        """Announce `worker` as alive for `ttl_ms`."""
+
+    @abstractmethod
+    async def workers(self) -> list[str]:
+        """Ingest workers alive now."""
+
+    async def get(self, camera_id: str) -> Camera | None:
+        return next((c for c in await self.all() if c.id == camera_id), None)
+
+
+class MemoryCameras(CameraRegistry):
+    """The embedded service's registry: one process, so leases are plain expiring entries."""
+
+    def __init__(self) -> None:
+        self._cameras: dict[str, Camera] = {}
+        self._leases: dict[str, tuple[str, float]] = {}
+        self._workers: dict[str, float] = {}
+
+    async def add(self, camera: Camera) -> None:
+        self._cameras[camera.id] = camera
+
+    async def remove(self, camera_id: str) -> bool:
+        return self._cameras.pop(camera_id, None) is not None
+
+    async def all(self) -> list[Camera]:
+        return sorted(self._cameras.values(), key=lambda c: c.id)
+
+    async def acquire(self, camera_id: str, worker: str, ttl_ms: int) -> bool:
+        if await self.owner(camera_id) is not None:
+            return False
+        self._leases[camera_id] = (worker, time.monotonic() + ttl_ms / 1000)
+        return True
+
+    async def renew(self, camera_id: str, worker: str, ttl_ms: int) -> bool:
+        if await self.owner(camera_id) != worker:
+            return False
+        self._leases[camera_id] = (worker, time.monotonic() + ttl_ms / 1000)
+        return True
+
+    async def release(self, camera_id: str, worker: str) -> None:
+        if await self.owner(camera_id) == worker:
+            del self._leases[camera_id]
+
+    async def owner(self, camera_id: str) -> str | None:
+        holder, expires = self._leases.get(camera_id, (None, 0.0))
+        return holder if expires > time.monotonic() else None
+
+    async def heartbeat(self, worker: str, ttl_ms: int) -> None:
+        self._workers[worker] = time.monotonic() + ttl_ms / 1000
+
+    async def workers(self) -> list[str]:
+        now = time.monotonic()
+        return sorted(w for w, expires in self._workers.items() if expires > now)
+
+
+# Compare-and-act on a lease: only its holder may extend or drop it.
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class RedisCameras(CameraRegistry):
+    """Keys: `lumos:cameras` (hash id -> camera JSON), `lumos:lease:<id>` (holder, with a PX
+    expiry), `lumos:ingest:workers` (sorted set of workers by heartbeat expiry, ms)."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self._renew = redis.register_script(_RENEW)
+        self._release = redis.register_script(_RELEASE)
+        self._cameras = f"{_PREFIX}cameras"
+        self._workers = f"{_PREFIX}ingest:workers"
+
+    @staticmethod
+    def _lease(camera_id: str) -> str:
+        return f"{_PREFIX}lease:{camera_id}"
+
+    async def add(self, camera: Camera) -> None:
+        await self.redis.hset(self._cameras, camera.id, camera.model_dump_json())
+
+    async def remove(self, camera_id: str) -> bool:
+        return bool(await self.redis.hdel(self._cameras, camera_id))
+
+    async def all(self) -> list[Camera]:
+        entries = await self.redis.hgetall(self._cameras)
+        return sorted((Camera.model_validate_json(v) for v in entries.values()), key=lambda c: c.id)
+
+    async def acquire(self, camera_id: str, worker: str, ttl_ms: int) -> bool:
+        return bool(await self.redis.set(self._lease(camera_id), worker, nx=True, px=ttl_ms))
+
+    async def renew(self, camera_id: str, worker: str, ttl_ms: int) -> bool:
+        return bool(await self._renew(keys=[self._lease(camera_id)], args=[worker, ttl_ms]))
+
+    async def release(self, camera_id: str, worker: str) -> None:
+        await self._release(keys=[self._lease(camera_id)], args=[worker])
+
+    async def owner(self, camera_id: str) -> str | None:
+        holder = await self.redis.get(self._lease(camera_id))
+        return holder.decode() if holder is not None else None
+
+    async def heartbeat(self, worker: str, ttl_ms: int) -> None:
+        now_ms = time.time() * 1000
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(self._workers, {worker: now_ms + ttl_ms})
+            pipe.zremrangebyscore(self._workers, "-inf", now_ms)
+            await pipe.execute()
+
+    async def workers(self) -> list[str]:
+        alive = await self.redis.zrangebyscore(self._workers, time.time() * 1000, "+inf")
+        return sorted(w.decode() for w in alive)
+
+
+class Ownership:
+    """Keeps this worker's set of cameras right: renews, takes its fair share, gives back extra.
+
+    `start(camera)` and `stop(camera_id)` are called as cameras are won and lost; a camera whose
+    subscription changes (new URL) is stopped and started again.
+    """
+
+    def __init__(
+        self,
+        registry: CameraRegistry,
+        worker: str,
+        lease_ms: int,
+        start: Callable[[Camera], Awaitable[None]],
+        stop: Callable[[str], Awaitable[None]],
+    ) -> None:
+        self.registry = registry
+        self.worker = worker
+        self.lease_ms = lease_ms
+        self._start = start
+        self._stop = stop
+        self.owned: dict[str, Camera] = {}
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Tick every third of the lease until `stopping`; then give every camera back."""
+        renewed = time.monotonic()
+        try:
+            while not stopping.is_set():
+                try:
+                    await self.tick()
+                    renewed = time.monotonic()
+                except (RedisError, OSError) as exc:
+                    log.warning("camera ownership tick failed: %s", exc)
+                    # Leases we cannot renew lapse, and another worker may take the cameras.
+                    if time.monotonic() - renewed > self.lease_ms / 1000:
+                        for camera_id in list(self.owned):
+                            await self._lose(camera_id)
+                try:
+                    await asyncio.wait_for(stopping.wait(), self.lease_ms / 3000)
+                except TimeoutError:
+                    pass
+        finally:
+            for camera_id in list(self.owned):
+                await self._lose(camera_id)
+                try:
+                    await self.registry.release(camera_id, self.worker)
+                except (RedisError, OSError):
+                    pass  # the lease lapses by itself
+
+    async def tick(self) -> None:
+        await self.registry.heartbeat(self.worker, self.lease_ms)
+        cameras = {c.id: c for c in await self.registry.all()}
+        for camera_id, camera in list(self.owned.items()):
+            current = cameras.get(camera_id)
+            if current is None or current != camera:
+                await self._lose(camera_id)
+                await self.registry.release(camera_id, self.worker)
+            elif not await self.registry.renew(camera_id, self.worker, self.lease_ms):
+                log.warning("lost the lease of camera %s", camera_id)
+                await self._lose(camera_id)
+        share = math.ceil(len(cameras) / max(1, len(await self.registry.workers())))
+        for camera_id in sorted(self.owned)[share:]:
+            log.info("handing camera %s over (fair share %d)", camera_id, share)
+            await self._lose(camera_id)
+            await self.registry.release(camera_id, self.worker)
+        for camera_id, camera in cameras.items():
+            if len(self.owned) >= share:
+                break
+            if camera_id not in self.owned and await self.registry.acquire(
+                camera_id, self.worker, self.lease_ms
+            ):
+                log.info("took camera %s (%s)", camera_id, redact_url(camera.url))
+                self.owned[camera_id] = camera
+                await self._start(camera)
+
+    async def _lose(self, camera_id: str) -> None:
+        self.owned.pop(camera_id, None)
+        await self._stop(camera_id)

@@ -1,0 +1,116 @@
+"""PyAV decoding of files and live sources into frames sized for the model, at the model's rate.
+
+Decoding is the expensive part of ingest, so: FFmpeg decodes with its own threads; frames are
+sampled to the model's fps on their timestamps *before* any conversion, so a frame that will never
+be used is never converted; and the one conversion done (YUV -> RGB at the model's resize) runs in
+FFmpeg's scaler, not in Python. Only the centre crop is a numpy slice.
+"""
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import av
+import numpy as np
+
+LIVE_SCHEMES = ("rtsp", "rtsps", "http", "https")
+_SECRET_PARAMS = {"password", "pass", "pwd", "passwd", "token", "key", "secret", "auth", "sig"}
+
+
+def is_live(url: str) -> bool:
+    return urlsplit(url).scheme.lower() in LIVE_SCHEMES
+
+
+def redact_url(url: str) -> str:
+    """`url` with its user info and secret-looking query values replaced by `***`.
+
+    Use it for every URL that reaches a log line, a metric or an API answer.
+    """
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    query = urlencode(
+        [
+            (k, "***" if k.lower() in _SECRET_PARAMS else v)
+            for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        ],
+        safe="*",
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+@dataclass(frozen=True, slots=True)
+class Geometry:
+    """Resize to (width, height) in the scaler, then take the centre `crop x crop`."""
+
+    width: int
+    height: int
+    crop: int
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    image: np.ndarray
+    """`crop x crop x 3` uint8 RGB."""
+    pts: float
+    """Media time in seconds."""
+    wall: float
+    """Wall-clock time it was decoded."""
+    step: float
+    """The interval expected before this frame (sampling step or source frame interval)."""
+    epoch: int
+    """Which connection of the source it came from; increases with each reconnect."""
+
+
+def open_source(
+    url: str, *, transport: str = "tcp", open_timeout: float = 10.0, read_timeout: float = 10.0
+) -> av.container.InputContainer:
+    """Open a file or live source; a live read that blocks longer than `read_timeout` fails."""
+    if not is_live(url):
+        return av.open(url, metadata_errors="ignore")
+    options = {"rtsp_transport": transport} if url.lower().startswith("rtsp") else {}
+    return av.open(
+        url, options=options, timeout=(open_timeout, read_timeout), metadata_errors="ignore"
+    )
+
+
+def decode_frames(
+    container: av.container.InputContainer,
+    geometry: Geometry,
+    fps: float,
+    *,
+    threads: int = 2,
+    epoch: int = 0,
+) -> Iterator[Frame]:
+    """Frames of the first video stream, sampled to `fps` on their timestamps.
+
+    A frame is kept when its time reaches the next due time; the due time then advances by one
+    step from the later of (due, frame time), so a gap in the source resynchronises the sampler
+    instead of letting it keep every frame until it catches up.
+    """
+    if not container.streams.video:
+        raise ValueError("the source has no video stream")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    stream.codec_context.thread_count = threads
+    rate = stream.average_rate or stream.guessed_rate
+    source_step = 1.0 / float(rate) if rate else 0.0
+    step = 1.0 / fps
+    expected = max(step, source_step)
+    tolerance = source_step / 2
+    top = (geometry.height - geometry.crop) // 2
+    left = (geometry.width - geometry.crop) // 2
+    due: float | None = None
+    pts = -source_step
+    for frame in container.decode(stream):
+        # A frame without a timestamp (e.g. the first of an RTSP session) follows the previous.
+        pts = frame.time if frame.time is not None else pts + source_step
+        if due is not None and pts < due - tolerance:
+            continue
+        now = time.time()
+        due = max(due if due is not None else pts, pts) + step
+        image = frame.to_ndarray(width=geometry.width, height=geometry.height, format="rgb24")
+        crop = image[top : top + geometry.crop, left : left + geometry.crop]
+        yield Frame(np.ascontiguousarray(crop), pts, now, expected, epoch)

@@ -1,0 +1,324 @@
+"""The inference worker: queue -> dynamic batches -> model -> results, acknowledged after storing.
+
+Batching trades a few milliseconds of waiting for throughput: a batch starts with the first clip
+available and takes more until it is full or `batch_wait_ms` has passed; one batch holds one clip
+shape. The model runs in a worker thread so the event loop keeps collecting the next batch; a GPU
+backend keeps two batches in flight so the upload of one overlaps the compute of the other.
+
+A newly activated model version is loaded beside the serving one and swapped in between batches;
+the previous engine stays loaded for clips still cut to its shape, so no clip is dropped by a swap.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from redis.exceptions import RedisError
+
+from model.artifact import load_artifact
+from model.clip import ClipSpec
+from model.networks import Student
+from service.backends import Backend, Trial, calibration_batch, choose, factories, measure
+from service.metrics import (
+    CLIP_LATENCY,
+    INFERENCE_BATCH_SIZE,
+    INFERENCE_SECONDS,
+    PREDICTIONS,
+    QUEUE_WAIT,
+    set_model_version,
+)
+from service.models import ModelRegistry
+from service.queue.base import (
+    ClipQueue,
+    ClipResult,
+    Delivery,
+    Latency,
+    Prediction,
+    ResultStore,
+)
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_POLL_S = 0.5  # longest a worker blocks on an empty queue before checking whether to stop
+
+
+@dataclass(frozen=True)
+class Engine:
+    """A loaded model version and the backend chosen to run it."""
+
+    version: str
+    path: Path
+    labels: list[str]
+    spec: ClipSpec
+    backend: Backend
+    trials: list[Trial]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.spec.frames, self.spec.crop, self.spec.crop
+
+
+def load_engine(path: Path, settings: Settings) -> Engine:
+    """Load the artifact at `path` and pick its backend (blocking: seconds, run it in a thread)."""
+    network, manifest = load_artifact(path)
+    if not isinstance(network, Student):
+        raise ValueError(f"{path} holds a {manifest.arch.kind}; only a student can be served")
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    cuda = torch.cuda.is_available()
+    if settings.backend == "cuda" and not cuda:
+        raise ValueError("backend cuda asked for, but torch sees no CUDA device")
+    candidates = factories(
+        network,
+        manifest.clip,
+        path / "model.safetensors",
+        settings.cache_dir,
+        torch.get_num_threads(),
+        cuda,
+    )
+    wanted = {"auto": list(candidates), "cuda": ["cuda-amp"]}.get(
+        settings.backend, [settings.backend]
+    )
+    if not set(wanted) <= set(candidates):
+        raise ValueError(f"backend {settings.backend} does not run here; try {list(candidates)}")
+    built, trials = measure(
+        {name: candidates[name] for name in wanted},
+        calibration_batch(manifest.clip, settings.batch_max),
+    )
+    backend = choose(built, trials)
+    log.info(
+        "model %s on %s (%s)",
+        manifest.version,
+        backend.name,
+        ", ".join(
+            f"{t.name}: {t.error or f'{t.seconds * 1000:.1f} ms, agreement {t.agreement:.2f}'}"
+            for t in trials
+        ),
+    )
+    return Engine(manifest.version, path, manifest.labels, manifest.clip, backend, trials)
+
+
+class InferenceWorker:
+    def __init__(
+        self,
+        queue: ClipQueue,
+        results: ResultStore,
+        models: ModelRegistry,
+        settings: Settings,
+    ) -> None:
+        self.queue = queue
+        self.results = results
+        self.models = models
+        self.settings = settings
+        self.consumer = settings.worker_id
+        self.engine: Engine | None = None
+        self.previous: Engine | None = None
+        self._bad: Path | None = None
+        self._backlog: list[Delivery] = []
+        self._executor = ThreadPoolExecutor(2, thread_name_prefix="infer")
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Serve until `stopping`; batches in flight finish, unacknowledged clips are reclaimed
+        by another worker (Redis) or die with the process (in-memory)."""
+        self.engine = await self._first_engine(stopping)
+        if self.engine is None:
+            return
+        helpers = [
+            asyncio.create_task(self._every(self.settings.model_poll_s, self._check_model)),
+            asyncio.create_task(self._every(self.settings.claim_idle_ms / 2000, self._reclaim)),
+        ]
+        in_flight = asyncio.Semaphore(2 if self.engine.backend.pipelined else 1)
+        running: set[asyncio.Task[None]] = set()
+        try:
+            while not stopping.is_set():
+                try:
+                    batch = await self._next_batch()
+                except (RedisError, OSError) as exc:
+                    log.warning("cannot read the queue: %s", exc)
+                    await asyncio.sleep(1.0)
+                    continue
+                if not batch:
+                    continue
+                await in_flight.acquire()
+                task = asyncio.create_task(self._run_batch(batch))
+                running.add(task)
+
+                def finished(task: asyncio.Task[None]) -> None:
+                    running.discard(task)
+                    in_flight.release()
+
+                task.add_done_callback(finished)
+        finally:
+            for helper in helpers:
+                helper.cancel()
+            if running:
+                await asyncio.wait(running)
+            self._executor.shutdown(wait=False)
+
+    async def _first_engine(self, stopping: asyncio.Event) -> Engine | None:
+        while not stopping.is_set():
+            active = await asyncio.to_thread(self.models.active)
+            if active is not None:
+                engine = await asyncio.to_thread(load_engine, active.path, self.settings)
+                set_model_version(engine.version)
+                return engine
+            log.error("no active model: waiting for one to be activated")
+            try:
+                await asyncio.wait_for(stopping.wait(), self.settings.model_poll_s)
+            except TimeoutError:
+                pass
+        return None
+
+    async def _every(self, seconds: float, action: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await action()
+            except (RedisError, OSError) as exc:
+                log.warning("%s failed: %s", action.__name__, exc)
+
+    async def _check_model(self) -> None:
+        """Swap in a newly activated version. One that fails to load is reported once, and the
+        serving one stays until another version is activated."""
+        active = await asyncio.to_thread(self.models.active)
+        if active is None or self.engine is None or active.path in (self.engine.path, self._bad):
+            return
+        try:
+            engine = await asyncio.to_thread(load_engine, active.path, self.settings)
+        except (ValueError, RuntimeError, OSError) as exc:
+            log.error(
+                "cannot serve model %s, keeping %s: %s", active.version, self.engine.version, exc
+            )
+            self._bad = active.path
+            return
+        self.previous, self.engine = self.engine, engine
+        set_model_version(engine.version)
+        log.info("now serving model %s (was %s)", engine.version, self.previous.version)
+
+    async def _reclaim(self) -> None:
+        claimed = await self.queue.reclaim(
+            self.consumer, self.settings.claim_idle_ms, 4 * self.settings.batch_max
+        )
+        if claimed:
+            log.warning("reclaimed %d clips from a stalled or dead worker", len(claimed))
+            self._backlog += claimed
+
+    async def _next_batch(self) -> list[Delivery]:
+        """Up to `batch_max` clips of one shape, waiting at most `batch_wait_ms` to fill."""
+        limit = self.settings.batch_max
+        if not self._backlog:
+            self._backlog = await self.queue.get(self.consumer, limit, _POLL_S)
+            if not self._backlog:
+                return []
+        loop = asyncio.get_running_loop()
+        shape = self._backlog[0].clip.shape
+        deadline = loop.time() + self.settings.batch_wait_ms / 1000
+        while (room := limit - sum(d.clip.shape == shape for d in self._backlog)) > 0:
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            more = await self.queue.get(self.consumer, room, left)
+            if not more:
+                break
+            self._backlog += more
+        batch, rest = [], []
+        for d in self._backlog:
+            (batch if d.clip.shape == shape and len(batch) < limit else rest).append(d)
+        self._backlog = rest
+        return batch
+
+    def _engine_for(self, shape: tuple[int, int, int]) -> Engine | None:
+        for engine in (self.engine, self.previous):
+            if engine is not None and engine.shape == shape:
+                return engine
+        return None
+
+    async def _run_batch(self, batch: list[Delivery]) -> None:
+        """Infer, store every result, then acknowledge; if storing fails nothing is acknowledged
+        and the clips come back (their results are stored once, whoever stores them first)."""
+        try:
+            results = await self._infer(batch)
+            for result in results:
+                if await self.results.put(result) and result.top:
+                    PREDICTIONS.labels(label=result.top[0].label).inc()
+                    CLIP_LATENCY.observe(result.latency.total)
+            await self.queue.ack(batch)
+        except (RedisError, OSError) as exc:
+            log.warning("batch of %d clips left for redelivery: %s", len(batch), exc)
+
+    async def _infer(self, batch: list[Delivery]) -> list[ClipResult]:
+        begin = time.time()
+        waits = [begin - d.enqueued for d in batch]
+        for wait in waits:
+            QUEUE_WAIT.observe(wait)
+        engine = self._engine_for(batch[0].clip.shape)
+        if engine is None:
+            t, s, _ = batch[0].clip.shape
+            error = f"no loaded model takes {t} x {s} x {s} clips"
+            log.error("%s (%d clips of stream %s)", error, len(batch), batch[0].clip.stream)
+            return [
+                self._result(d, w, 0.0, None, None, error)
+                for d, w in zip(batch, waits, strict=True)
+            ]
+        frames = np.stack([d.clip.frames for d in batch])
+        loop = asyncio.get_running_loop()
+        try:
+            wait = await loop.run_in_executor(self._executor, engine.backend.start, frames)
+            probs = await loop.run_in_executor(self._executor, wait)
+        except Exception as exc:  # a model failure must not take the worker down
+            log.exception("inference failed on a batch of %d clips", len(batch))
+            error = f"inference failed: {type(exc).__name__}: {exc}"
+            return [
+                self._result(d, w, 0.0, engine, None, error)
+                for d, w in zip(batch, waits, strict=True)
+            ]
+        seconds = time.time() - begin
+        INFERENCE_SECONDS.observe(seconds)
+        INFERENCE_BATCH_SIZE.observe(len(batch))
+        return [
+            self._result(d, w, seconds, engine, p, None)
+            for d, w, p in zip(batch, waits, probs, strict=True)
+        ]
+
+    def _result(
+        self,
+        delivery: Delivery,
+        queue_wait: float,
+        inference: float,
+        engine: Engine | None,
+        probs: np.ndarray | None,
+        error: str | None,
+    ) -> ClipResult:
+        clip = delivery.clip
+        scores = (
+            {label: round(float(p), 6) for label, p in zip(engine.labels, probs, strict=True)}
+            if engine is not None and probs is not None
+            else {}
+        )
+        best = sorted(scores.items(), key=lambda item: item[1], reverse=True)
+        return ClipResult(
+            clip_id=clip.id,
+            stream=clip.stream,
+            seq=clip.seq,
+            start=clip.start,
+            end=clip.end,
+            model_version=engine.version if engine else "",
+            backend=engine.backend.name if engine else "",
+            top=[Prediction(label=k, score=v) for k, v in best[: self.settings.top_k]],
+            scores=scores,
+            latency=Latency(
+                queue_wait=round(queue_wait, 4),
+                inference=round(inference, 4),
+                total=round(time.time() - clip.end, 4),
+            ),
+            illumination=clip.illumination,
+            integrity=clip.integrity,
+            error=error,
+        )

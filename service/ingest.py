@@ -1,0 +1,343 @@
+"""Frames -> clips -> queue, for files (uploads) and live cameras.
+
+Files are decoded in a thread as fast as the queue takes their clips: nothing is ever dropped, a
+full queue makes the decoder wait (backpressure). Cameras cannot wait, so a live stream runs a
+decoder thread that survives its source (reconnects with stepped backoff; a read that stalls past
+the watchdog time fails and reopens) and hands frames to the event loop through a bounded buffer
+that drops the oldest frame when full; frames and clips older than the staleness budget are
+dropped rather than delivered late. Every drop is counted per stream.
+"""
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from itertools import pairwise
+from pathlib import Path
+
+import av
+import numpy as np
+from redis.exceptions import RedisError
+
+from model.clip import ClipSpec
+from service.cameras import Camera, CameraRegistry, Ownership
+from service.clip import Clip, Integrity
+from service.decode import Frame, Geometry, decode_frames, open_source, redact_url
+from service.illumination import gate, measure
+from service.metrics import (
+    CLIPS_GATED,
+    STREAM_CLIPS,
+    STREAM_FRAMES_DECODED,
+    STREAM_FRAMES_DROPPED,
+    STREAM_LUMA_MEAN,
+    STREAM_NOISE_SIGMA,
+    STREAM_RECONNECTS,
+    STREAM_UP,
+)
+from service.models import ModelRegistry
+from service.queue.base import ClipQueue
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+UPLOAD_LABEL = "upload"
+"""The `stream` metric label of every upload: upload ids are unbounded, a label must not be."""
+
+
+def geometry(spec: ClipSpec) -> Geometry:
+    width, height = spec.resize
+    return Geometry(width, height, spec.crop)
+
+
+class Clipper:
+    """A sliding window over one stream's frames: a clip of `length` frames every `stride`."""
+
+    def __init__(self, stream: str, length: int, stride: int, live: bool) -> None:
+        self.stream = stream
+        self.length = length
+        self.stride = stride
+        self.live = live
+        self.seq = 0
+        self._window: deque[Frame] = deque(maxlen=length)
+        self._since = 0
+
+    def push(self, frame: Frame) -> Clip | None:
+        self._window.append(frame)
+        self._since += 1
+        if len(self._window) < self.length or (self.seq and self._since < self.stride):
+            return None
+        self._since = 0
+        return self._cut(list(self._window))
+
+    def flush(self) -> Clip | None:
+        """At the end of a file: one clip, frames looped, for a source shorter than a clip."""
+        if self.seq or not self._window:
+            return None
+        return self._cut(list(self._window))
+
+    def _cut(self, frames: list[Frame]) -> Clip:
+        images = np.stack([frames[i % len(frames)].image for i in range(self.length)])
+        # Within one connection media time is exact; across a reconnect only wall time relates.
+        gaps = [
+            b.pts - a.pts if a.epoch == b.epoch else b.wall - a.wall for a, b in pairwise(frames)
+        ]
+        dropped = sum(max(0, round(g / b.step) - 1) for g, b in zip(gaps, frames[1:], strict=True))
+        clip = Clip(
+            id=uuid.uuid4().hex,
+            stream=self.stream,
+            seq=self.seq,
+            start=frames[0].wall,
+            end=frames[-1].wall,
+            timestamps=tuple(round(f.pts, 4) for f in frames),
+            live=self.live,
+            integrity=Integrity(
+                dropped=dropped,
+                max_gap=round(max(gaps, default=0.0), 4),
+                reconnect=frames[0].epoch != frames[-1].epoch,
+            ),
+            illumination=measure(images),
+            frames=images,
+        )
+        self.seq += 1
+        return clip
+
+
+def admit(clip: Clip, settings: Settings, label: str) -> bool:
+    """Record the clip in the stream's metrics; False when the darkness gate skips it."""
+    STREAM_CLIPS.labels(stream=label).inc()
+    STREAM_LUMA_MEAN.labels(stream=label).set(clip.illumination.luma_mean)
+    STREAM_NOISE_SIGMA.labels(stream=label).set(clip.illumination.noise_sigma)
+    reason = gate(clip.illumination, settings.gate_min_luma, settings.gate_min_range)
+    if reason is not None:
+        CLIPS_GATED.labels(stream=label, reason=reason).inc()
+    return reason is None
+
+
+def cut_file(
+    path: Path, stream: str, spec: ClipSpec, settings: Settings, cancel: threading.Event
+) -> Iterator[Clip]:
+    """The clips of a video file, in order; stops early once `cancel` is set."""
+    clipper = Clipper(stream, spec.frames, settings.clip_stride or spec.frames, live=False)
+    with open_source(str(path)) as container:
+        frames = decode_frames(container, geometry(spec), spec.fps, threads=settings.decode_threads)
+        for frame in frames:
+            if cancel.is_set():
+                return
+            STREAM_FRAMES_DECODED.labels(stream=UPLOAD_LABEL).inc()
+            if clip := clipper.push(frame):
+                yield clip
+    if clip := clipper.flush():
+        yield clip
+
+
+@dataclass(frozen=True)
+class FileIngest:
+    """What an uploaded file became: its queued clips in order, and how many the gate skipped."""
+
+    stream: str
+    clip_ids: list[str]
+    gated: int
+
+
+async def ingest_file(
+    path: Path,
+    stream: str,
+    queue: ClipQueue,
+    spec: ClipSpec,
+    settings: Settings,
+    executor: Executor,
+) -> FileIngest:
+    """Decode `path` on `executor` and queue its clips, waiting whenever the queue is full.
+
+    Raises av.FFmpegError (or ValueError for a file without video) for a file that is not a video.
+    """
+    loop = asyncio.get_running_loop()
+    cancel = threading.Event()
+
+    def work() -> FileIngest:
+        ids: list[str] = []
+        gated = 0
+        for clip in cut_file(path, stream, spec, settings, cancel):
+            if not admit(clip, settings, UPLOAD_LABEL):
+                gated += 1
+                continue
+            asyncio.run_coroutine_threadsafe(queue.put(clip), loop).result()
+            ids.append(clip.id)
+        return FileIngest(stream, ids, gated)
+
+    future = loop.run_in_executor(executor, work)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        cancel.set()  # the decoder stops at its next frame
+        raise
+
+
+class LiveIngest:
+    """One camera, from connection to queued clips, until cancelled."""
+
+    def __init__(
+        self, camera: Camera, queue: ClipQueue, spec: ClipSpec, settings: Settings
+    ) -> None:
+        self.camera = camera
+        self.queue = queue
+        self.spec = spec
+        self.settings = settings
+        self._stopping = threading.Event()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        buffer: asyncio.Queue[Frame] = asyncio.Queue(self.settings.frame_buffer)
+        reader = threading.Thread(
+            target=self._read, args=(loop, buffer), name=f"camera-{self.camera.id}", daemon=True
+        )
+        reader.start()
+        label = self.camera.id
+        stride = self.settings.clip_stride or self.spec.frames
+        clipper = Clipper(self.camera.id, self.spec.frames, stride, live=True)
+        try:
+            while True:
+                frame = await buffer.get()
+                if time.time() - frame.wall > self.settings.staleness_s:
+                    STREAM_FRAMES_DROPPED.labels(stream=label, reason="stale").inc()
+                    continue
+                clip = clipper.push(frame)
+                if clip is None or not admit(clip, self.settings, label):
+                    continue
+                try:
+                    await self.queue.put(clip)
+                except (RedisError, OSError) as exc:  # the queue is away; the camera goes on
+                    log.warning("camera %s: cannot queue a clip: %s", label, exc)
+                    STREAM_FRAMES_DROPPED.labels(stream=label, reason="queue_error").inc()
+        finally:
+            self._stopping.set()  # the reader exits after its current read (<= stall timeout)
+            STREAM_UP.labels(stream=label).set(0)
+
+    def _offer(self, buffer: asyncio.Queue[Frame], frame: Frame) -> None:
+        """On the event loop: buffer `frame`, dropping the oldest when full."""
+        if buffer.full():
+            buffer.get_nowait()
+            STREAM_FRAMES_DROPPED.labels(stream=self.camera.id, reason="overflow").inc()
+        buffer.put_nowait(frame)
+
+    def _read(self, loop: asyncio.AbstractEventLoop, buffer: asyncio.Queue[Frame]) -> None:
+        """The decoder thread: connect, decode, and on any failure back off and reconnect."""
+        label, url = self.camera.id, self.camera.url
+        settings = self.settings
+        delays = settings.backoff_delays()
+        epoch = 0
+        while not self._stopping.is_set():
+            try:
+                with open_source(
+                    url,
+                    transport=settings.rtsp_transport,
+                    open_timeout=settings.open_timeout_s,
+                    read_timeout=settings.stall_timeout_s,
+                ) as container:
+                    if epoch:
+                        STREAM_RECONNECTS.labels(stream=label).inc()
+                    log.info("camera %s: connected to %s", label, redact_url(url))
+                    frames = decode_frames(
+                        container,
+                        geometry(self.spec),
+                        self.spec.fps,
+                        threads=settings.decode_threads,
+                        epoch=epoch,
+                    )
+                    for frame in frames:
+                        if self._stopping.is_set():
+                            return
+                        STREAM_UP.labels(stream=label).set(1)
+                        STREAM_FRAMES_DECODED.labels(stream=label).inc()
+                        delays = settings.backoff_delays()  # delivering: next outage starts over
+                        loop.call_soon_threadsafe(self._offer, buffer, frame)
+                log.warning("camera %s: stream ended", label)
+            except (av.FFmpegError, OSError, ValueError) as exc:
+                log.warning("camera %s: %s", label, str(exc).replace(url, redact_url(url)))
+            except RuntimeError:  # the event loop closed under us: the service is stopping
+                return
+            STREAM_UP.labels(stream=label).set(0)
+            epoch += 1
+            self._stopping.wait(next(delays))
+
+
+class CameraIngest:
+    """An ingest worker: runs a `LiveIngest` for each camera its leases give it.
+
+    Clips are cut for the active model's clip spec; when a newly activated model wants another
+    spec, every camera restarts with it.
+    """
+
+    def __init__(
+        self,
+        registry: CameraRegistry,
+        queue: ClipQueue,
+        models: ModelRegistry,
+        settings: Settings,
+    ) -> None:
+        self.registry = registry
+        self.queue = queue
+        self.models = models
+        self.settings = settings
+        self.running: dict[str, tuple[Camera, asyncio.Task[None]]] = {}
+        self._spec: ClipSpec | None = None
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        self._spec = await self._active_spec(stopping)
+        if self._spec is None:
+            return
+        ownership = Ownership(
+            self.registry,
+            self.settings.worker_id,
+            self.settings.lease_ms,
+            self._start,
+            self._stop,
+        )
+        watch = asyncio.create_task(self._watch_spec(stopping))
+        try:
+            await ownership.run(stopping)
+        finally:
+            watch.cancel()
+
+    async def _active_spec(self, stopping: asyncio.Event) -> ClipSpec | None:
+        """The active model's clip spec, waiting (and saying so) while there is none."""
+        while not stopping.is_set():
+            active = await asyncio.to_thread(self.models.active)
+            if active is not None:
+                return active.manifest.clip
+            log.error("no active model: cameras wait until one is activated")
+            try:
+                await asyncio.wait_for(stopping.wait(), self.settings.model_poll_s)
+            except TimeoutError:
+                pass
+        return None
+
+    async def _watch_spec(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            await asyncio.sleep(self.settings.model_poll_s)
+            active = await asyncio.to_thread(self.models.active)
+            if active is not None and active.manifest.clip != self._spec:
+                log.info("model %s wants other clips: restarting cameras", active.version)
+                self._spec = active.manifest.clip
+                for camera, _ in list(self.running.values()):
+                    await self._stop(camera.id)
+                    await self._start(camera)
+
+    async def _start(self, camera: Camera) -> None:
+        assert self._spec is not None
+        live = LiveIngest(camera, self.queue, self._spec, self.settings)
+        self.running[camera.id] = (camera, asyncio.create_task(live.run()))
+
+    async def _stop(self, camera_id: str) -> None:
+        entry = self.running.pop(camera_id, None)
+        if entry is not None:
+            entry[1].cancel()
+            try:
+                await entry[1]
+            except asyncio.CancelledError:
+                pass

@@ -1,0 +1,219 @@
+"""The service's parts, wired once: for `lumos serve` (all roles, one process) or one role each.
+
+Without `LUMOS_REDIS_URL` every part is in-process (queue, results, cameras, active model) and
+`lumos serve` runs the API, camera ingest and inference on one event loop. With it, the same parts
+talk through Redis, and `lumos api`, `lumos ingest` and `lumos infer` each run one role, as many
+processes as wanted; `lumos serve` then still runs all three roles, in one process, over Redis.
+
+The API holds a `Runtime` (`create_app(runtime)`); its lifespan awaits `start()` and `stop()`.
+"""
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import redis
+from pydantic import BaseModel
+from redis.asyncio import Redis
+
+from model.clip import ClipSpec
+from service.cameras import CameraRegistry, MemoryCameras, RedisCameras
+from service.ingest import CameraIngest, FileIngest, ingest_file
+from service.models import MemoryPointer, ModelRegistry, RedisPointer
+from service.queue.base import ClipQueue, ClipResult, ResultStore, Summary, summarize
+from service.queue.memory import MemoryQueue, MemoryResults
+from service.queue.redis import RedisQueue, RedisResults
+from service.settings import Settings
+
+if TYPE_CHECKING:
+    from service.infer import InferenceWorker
+
+log = logging.getLogger(__name__)
+
+ROLES = frozenset({"api", "ingest", "infer"})
+_DEPTH_EVERY_S = 0.5
+
+
+class NoActiveModel(RuntimeError):
+    """Nothing to cut clips for: no model version is active and no default artifact exists."""
+
+
+class VideoResult(BaseModel):
+    """An uploaded video's answer: every clip's result in order, and their mean."""
+
+    stream: str
+    clips: list[ClipResult]
+    summary: Summary
+    gated: int
+    """Clips the darkness gate skipped (they have no result)."""
+
+
+class Runtime:
+    """Settings, clip queue, result store, camera registry and model registry, plus the
+    background roles this process runs."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        queue: ClipQueue,
+        results: ResultStore,
+        cameras: CameraRegistry,
+        models: ModelRegistry,
+        roles: Iterable[str] = ROLES,
+        redis_client: Redis | None = None,
+    ) -> None:
+        self.settings = settings
+        self.queue = queue
+        self.results = results
+        self.cameras = cameras
+        self.models = models
+        self.roles = frozenset(roles)
+        if not self.roles <= ROLES:
+            raise ValueError(f"unknown roles {sorted(self.roles - ROLES)}")
+        self.redis = redis_client
+        self.worker: InferenceWorker | None = None
+        self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._decoders = ThreadPoolExecutor(settings.upload_decoders, thread_name_prefix="upload")
+
+    @classmethod
+    def from_settings(cls, settings: Settings, roles: Iterable[str] = ROLES) -> "Runtime":
+        """In-memory parts, or Redis ones when `settings.redis_url` is set (connects lazily)."""
+        bounds = (settings.queue_files_max, settings.queue_live_max, settings.staleness_s)
+        if settings.redis_url is None:
+            models = ModelRegistry(settings.model_root, MemoryPointer(), settings.model_dir)
+            return cls(
+                settings,
+                MemoryQueue(*bounds),
+                MemoryResults(settings.result_ttl_s),
+                MemoryCameras(),
+                models,
+                roles,
+            )
+        client = Redis.from_url(settings.redis_url)
+        pointer = RedisPointer(redis.Redis.from_url(settings.redis_url))
+        return cls(
+            settings,
+            RedisQueue(client, *bounds),
+            RedisResults(client, settings.result_ttl_s),
+            RedisCameras(client),
+            ModelRegistry(settings.model_root, pointer, settings.model_dir),
+            roles,
+            client,
+        )
+
+    async def start(self) -> None:
+        """Start this process's background roles (camera ingest, inference) and the queue-depth
+        monitor; returns at once."""
+        if isinstance(self.queue, RedisQueue):
+            await self.queue.ensure_groups()
+        self._spawn(self._watch_depth())
+        if "ingest" in self.roles:
+            ingest = CameraIngest(self.cameras, self.queue, self.models, self.settings)
+            self._spawn(ingest.run(self._stopping))
+        if "infer" in self.roles:
+            from service.infer import InferenceWorker  # torch-heavy: only where it runs
+
+            self.worker = InferenceWorker(self.queue, self.results, self.models, self.settings)
+            self._spawn(self.worker.run(self._stopping))
+
+    async def stop(self) -> None:
+        """Stop the roles (in-flight batches finish) and close connections."""
+        self._stopping.set()
+        if self._tasks:
+            await asyncio.wait(self._tasks)
+        self._decoders.shutdown(wait=False, cancel_futures=True)
+        if self.redis is not None:
+            await self.redis.aclose()
+
+    async def wait(self) -> None:
+        """Until a role ends (it only does on `stop()` or by failing)."""
+        done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()
+
+    def _spawn(self, work) -> None:
+        task = asyncio.create_task(work)
+        task.add_done_callback(self._report)
+        self._tasks.append(task)
+
+    @staticmethod
+    def _report(task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a service role failed", exc_info=task.exception())
+
+    async def _watch_depth(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self.queue.depth()
+            except (redis.RedisError, OSError) as exc:
+                log.warning("cannot read queue depth: %s", exc)
+            try:
+                await asyncio.wait_for(self._stopping.wait(), _DEPTH_EVERY_S)
+            except TimeoutError:
+                pass
+
+    async def readiness(self) -> dict[str, dict[str, Any]]:
+        """Checks for a readiness probe, each `{"ok": bool, ...details}`: the queue answers, a
+        model is active, and (where this process infers) the model is loaded."""
+        checks: dict[str, dict[str, Any]] = {}
+        try:
+            checks["queue"] = {"ok": True, "depth": await self.queue.depth()}
+        except (redis.RedisError, OSError) as exc:
+            checks["queue"] = {"ok": False, "error": str(exc)}
+        try:
+            active = await asyncio.to_thread(self.models.active)
+        except (redis.RedisError, OSError) as exc:
+            active = None
+            checks["model"] = {"ok": False, "error": str(exc)}
+        else:
+            checks["model"] = {"ok": active is not None, "version": active and active.version}
+        if self.worker is not None:
+            engine = self.worker.engine
+            checks["inference"] = {
+                "ok": engine is not None,
+                "version": engine and engine.version,
+                "backend": engine and engine.backend.name,
+            }
+        return checks
+
+    def queue_load(self) -> tuple[int, int]:
+        """(clips queued, bound) of the upload lane as last seen (at most 0.5 s old): cheap
+        enough to check before accepting each upload."""
+        return self.queue.last_depth["files"], self.queue.bounds["files"]
+
+    def clip_spec(self) -> ClipSpec:
+        active = self.models.active()
+        if active is None:
+            raise NoActiveModel(
+                f"no active model version and no artifact at {self.settings.model_dir}"
+            )
+        return active.manifest.clip
+
+    async def ingest_file(self, path: Path, stream: str | None = None) -> FileIngest:
+        """Cut the video at `path` into clips and queue them (decoding in a thread; waits while
+        the queue is full). The caller keeps `path` until this returns, then may delete it.
+
+        Raises NoActiveModel, or av.FFmpegError / ValueError for a file that is not a video.
+        """
+        spec = await asyncio.to_thread(self.clip_spec)
+        stream = stream or uuid.uuid4().hex
+        return await ingest_file(path, stream, self.queue, spec, self.settings, self._decoders)
+
+    async def classify(
+        self, path: Path, stream: str | None = None, timeout: float = 300.0
+    ) -> VideoResult:
+        """Ingest the video at `path` and wait for all its clips' results (TimeoutError after
+        `timeout` seconds of waiting for them)."""
+        ingest = await self.ingest_file(path, stream)
+        clips = await self.results.wait(ingest.stream, ingest.clip_ids, timeout)
+        return VideoResult(
+            stream=ingest.stream,
+            clips=clips,
+            summary=summarize(clips, self.settings.top_k),
+            gated=ingest.gated,
+        )

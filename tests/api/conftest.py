@@ -1,0 +1,108 @@
+"""The service as users run it: `lumos serve` (or `lumos api` and its workers) as real processes,
+reached over real HTTP on a free port of 127.0.0.1."""
+
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.servers import ROOT, free_port, lumos_process, wait_for
+
+API_KEY = "test-key-0123456789"
+
+
+@dataclass
+class Service:
+    """A running `lumos` process serving HTTP; `log` holds its output for failure messages."""
+
+    process: subprocess.Popen
+    url: str
+    log: Path
+    env: dict[str, str]
+
+    def client(self, key: str | None = API_KEY, timeout: float = 60.0) -> httpx.Client:
+        headers = {"X-API-Key": key} if key else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-6000:]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def service_env(root: Path, artifact: Path, **settings: str) -> dict[str, str]:
+    """Environment of a test service whose every path is under `root` (uploads' temporary files
+    included, through TMPDIR), serving `artifact` with the quick fp32 backend."""
+    for name in ("models", "data", "runs", "tmp"):
+        (root / name).mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LUMOS_")}
+    env.update(
+        LUMOS_HOST="127.0.0.1",
+        LUMOS_MODEL_DIR=str(artifact),
+        LUMOS_MODEL_ROOT=str(root / "models"),
+        LUMOS_DATA_ROOT=str(root / "data"),
+        LUMOS_RUNS_DIR=str(root / "runs"),
+        LUMOS_TRAIN_CONFIGS=str(ROOT / "configs" / "cpu-small"),
+        LUMOS_BACKEND="fp32",
+        LUMOS_BATCH_WAIT_MS="5",
+        LUMOS_MODEL_POLL_S="0.3",
+        TMPDIR=str(root / "tmp"),
+    )
+    env.update({f"LUMOS_{k.upper()}": v for k, v in settings.items()})
+    return env
+
+
+def start_service(role: str, env: dict[str, str], log: Path, ready: bool = True) -> Service:
+    """Start `lumos ROLE` on a free port; wait until /readyz answers 200 (or /healthz)."""
+    port = free_port()
+    env = {**env, "LUMOS_PORT": str(port)}
+    service = Service(lumos_process(role, env, log), f"http://127.0.0.1:{port}", log, env)
+
+    def up() -> bool:
+        if service.process.poll() is not None:
+            raise AssertionError(f"lumos {role} exited:\n{service.output()}")
+        try:
+            answer = httpx.get(f"{service.url}/{'readyz' if ready else 'healthz'}", timeout=2)
+        except httpx.TransportError:
+            return False
+        return answer.status_code == 200
+
+    try:
+        wait_for(up, 120, f"lumos {role} to be ready", every=0.3)
+    except BaseException:
+        service.stop()
+        raise
+    return service
+
+
+@pytest.fixture(scope="module")
+def service_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Service]]:
+    """Starts `lumos ROLE` services (stopped after the module): factory(role, env)."""
+    started: list[Service] = []
+
+    def start(role: str, env: dict[str, str], ready: bool = True) -> Service:
+        log = tmp_path_factory.mktemp("logs") / f"{role}.log"
+        started.append(start_service(role, env, log, ready))
+        return started[-1]
+
+    yield start
+    for service in reversed(started):
+        service.stop()
+
+
+def upload(
+    client: httpx.Client, path: Path, route: str = "/v1/classify", **params
+) -> httpx.Response:
+    with path.open("rb") as f:
+        return client.post(route, files={"file": (path.name, f, "video/mp4")}, params=params)

@@ -1,0 +1,98 @@
+"""Fixtures shared by every test package: real servers, a tiny model artifact, real video files."""
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from model.artifact import Manifest, save_artifact
+from model.clip import ClipSpec
+from model.networks import ArchConfig, build_network
+from tests.servers import RedisServer, RtspCamera
+from training.video import Codec, write_video
+
+ARID_LABELS = [
+    "Drink",
+    "Jump",
+    "Pick",
+    "Pour",
+    "Push",
+    "Run",
+    "Sit",
+    "Stand",
+    "Turn",
+    "Walk",
+    "Wave",
+]
+TINY_CLIP = ClipSpec(frames=8, crop=32, resize=(44, 32), fps=12.0, normalize="per_clip")
+
+
+def make_artifact(directory: Path, version: str, clip: ClipSpec = TINY_CLIP, seed: int = 0) -> Path:
+    """A random student small enough to infer in milliseconds on a CPU."""
+    arch = ArchConfig(
+        kind="student", depth=18, ig65m=False, width=4, num_classes=len(ARID_LABELS), frames=16
+    )
+    torch.manual_seed(seed)
+    network = build_network(arch).eval()
+    manifest = Manifest(version=version, arch=arch, labels=ARID_LABELS, clip=clip)
+    return save_artifact(directory, network, manifest)
+
+
+@pytest.fixture(scope="session")
+def tiny_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random student artifact (8 x 32 x 32 clips at 12 fps, the 11 ARID labels)."""
+    return make_artifact(tmp_path_factory.mktemp("artifact") / "tiny", "tiny-1")
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A private redis-server on a free port; the test may kill() and restart() it."""
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def rtsp_camera() -> Iterator[Callable[..., RtspCamera]]:
+    """Starts RTSP test cameras (arguments as RtspCamera's); all are killed after the test."""
+    cameras: list[RtspCamera] = []
+
+    def start(**options) -> RtspCamera:
+        camera = RtspCamera(**options)
+        cameras.append(camera)
+        return camera.start()
+
+    yield start
+    for camera in cameras:
+        camera.kill()
+
+
+def dark_frames(count: int, size: tuple[int, int] = (64, 48), seed: int = 0) -> np.ndarray:
+    """A dim square drifting over a near-black, noisy background: `count x H x W x 3` uint8."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    frames = np.full((count, height, width, 3), 8, np.float32)
+    for t in range(count):
+        x = int((width - width // 4) * t / max(1, count - 1))
+        frames[t, height // 3 : 2 * height // 3, x : x + width // 4] = 40
+    frames += rng.normal(0, 2, frames.shape)
+    return np.clip(frames, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def make_video() -> Callable[..., Path]:
+    """Writes a dark test video of `frames` frames to `path` (parents created), returns `path`."""
+
+    def make(
+        path: Path,
+        frames: int = 16,
+        fps: float = 12.0,
+        size: tuple[int, int] = (64, 48),
+        codec: Codec = "libx264",
+    ) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_video(path, dark_frames(frames, size), fps, codec=codec)
+        return path
+
+    return make

@@ -1,0 +1,135 @@
+"""Backbone, head and the two networks: paper sizes, shapes, and the student/teacher contract."""
+
+import pytest
+import torch
+from pydantic import ValidationError
+
+from model.backbone import R2Plus1D
+from model.networks import ArchConfig, NetworkOutput, Student, Teacher, build_network
+from model.profile import count_params, profile
+
+
+def paper(**changes: object) -> ArchConfig:
+    return ArchConfig(**({"depth": 34, "ig65m": True, "width": 64, "num_classes": 11} | changes))
+
+
+def on_meta(arch: ArchConfig) -> Student | Teacher:
+    with torch.device("meta"):
+        return build_network(arch)
+
+
+def test_paper_student_has_the_papers_67m_parameters():
+    student = on_meta(paper())
+    assert count_params(student.backbone) == pytest.approx(63.50e6, abs=0.05e6)
+    assert count_params(student) == pytest.approx(66.66e6, abs=0.05e6)
+    assert count_params(student.head) == pytest.approx(3.16e6, abs=0.01e6)
+
+
+def test_teacher_adds_only_the_fusion_parameters():
+    student = on_meta(paper())
+    teacher = on_meta(paper(kind="teacher", fusion="dff"))
+    assert count_params(teacher.fusion) > 0
+    assert count_params(teacher) - count_params(student) == count_params(teacher.fusion)
+
+
+def test_ig65m_layout_widens_first_block_conv2_and_uses_caffe2_epsilon():
+    with torch.device("meta"):
+        ig, tv = R2Plus1D(34, ig65m=True), R2Plus1D(34, ig65m=False)
+    for layer, mid in (("layer2", 288), ("layer3", 576), ("layer4", 1152)):
+        assert getattr(ig, layer)[0].conv2[0][0].out_channels == mid
+        assert getattr(tv, layer)[0].conv2[0][0].out_channels < mid
+    epsilons = {m.eps for m in ig.modules() if isinstance(m, torch.nn.BatchNorm3d)}
+    assert epsilons == {1e-3}
+    assert count_params(tv) < count_params(ig)
+
+
+def test_paper_layer4_map_for_a_64_frame_clip_is_512x8x7x7():
+    with torch.device("meta"):
+        features = R2Plus1D(34, ig65m=True)(torch.empty(2, 3, 64, 112, 112))
+    assert features.shape == (2, 512, 8, 7, 7)
+
+
+@pytest.mark.parametrize("frames", [8, 16, 32, 64])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_student_and_teacher_shapes(tiny, frames, batch):
+    dark, enhanced = torch.rand(2, batch, 3, frames, 112, 112)
+    student = build_network(tiny()).eval()
+    teacher = build_network(tiny(kind="teacher", fusion="dff")).eval()
+    with torch.no_grad():
+        s = student(dark)
+        t = teacher(dark, enhanced)
+    assert isinstance(s, NetworkOutput) and isinstance(t, NetworkOutput)
+    assert s.logits.shape == t.logits.shape == (batch, 5)
+    assert [e.shape for e in s.embeddings] == [(batch, 64)]
+    assert [e.shape for e in t.embeddings] == [(batch, 64), (batch, 64)]
+
+
+def test_embeddings_are_the_per_stream_pooled_layer4_maps(tiny):
+    teacher = build_network(tiny(kind="teacher", fusion="sum")).eval()
+    dark, enhanced = torch.rand(2, 2, 3, 8, 64, 64)
+    with torch.no_grad():
+        out = teacher(dark, enhanced)
+        expected = teacher.backbone(enhanced).mean(dim=(2, 3, 4))
+    torch.testing.assert_close(out.embeddings[1], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_head_rejects_more_tokens_than_its_position_table(tiny):
+    student = build_network(tiny(frames=16)).eval()
+    student(torch.rand(1, 3, 16, 64, 64))
+    with pytest.raises(ValueError, match="position table"):
+        student(torch.rand(1, 3, 32, 64, 64))
+
+
+def test_token_masking_is_random_in_training_and_off_in_eval(tiny):
+    student = build_network(tiny(classifier_dropout=0.0, head_dropout=0.0))
+    torch.nn.init.normal_(student.head.position, std=1.0)  # make each token matter
+    head, features = student.head, torch.randn(4, 64, 8, 2, 2)
+    head.train()
+    torch.manual_seed(0)
+    runs = [head(features) for _ in range(4)]
+    assert any(not torch.allclose(runs[0], r) for r in runs[1:])
+    head.eval()
+    torch.testing.assert_close(head(features), head(features))
+
+
+def test_teacher_gradients_reach_backbone_fusion_and_head(tiny):
+    teacher = build_network(tiny(kind="teacher", fusion="dff")).train()
+    out = teacher(torch.rand(2, 3, 8, 64, 64), torch.rand(2, 3, 8, 64, 64))
+    (out.logits.sum() + out.embeddings[1].sum()).backward()
+    for part in (teacher.backbone.stem, teacher.fusion, teacher.head.encoder):
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in part.parameters())
+
+
+def test_student_starts_from_a_teachers_state_dict(tiny):
+    teacher = build_network(tiny(kind="teacher", fusion="dff"))
+    student = build_network(tiny())
+    shared = {k: v for k, v in teacher.state_dict().items() if not k.startswith("fusion.")}
+    student.load_state_dict(shared, strict=True)
+    x = torch.rand(1, 3, 8, 64, 64)
+    teacher.eval(), student.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(student.backbone(x), teacher.backbone(x))
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"fusion": "dff"}, "no fusion"),
+        ({"kind": "teacher"}, "needs a fusion"),
+        ({"head_heads": 3}, "divisible"),
+        ({"fusion": "max", "kind": "teacher"}, "fusion"),
+    ],
+)
+def test_arch_config_rejects_inconsistent_settings(tiny, changes, reason):
+    with pytest.raises(ValidationError, match=reason):
+        tiny(**changes)
+
+
+def test_profile_counts_flops_in_the_literatures_convention():
+    result = profile(paper(frames=16), crop=112)
+    # R(2+1)D-34 on 16x112x112 is ~150 GFLOPs; the BERT head adds well under 1.
+    assert 150 <= result.gflops <= 155
+    assert result.params == result.backbone_params + result.head_params
+    teacher = profile(paper(kind="teacher", fusion="dff", frames=16))
+    assert 2 * result.gflops < teacher.gflops < 2.1 * result.gflops
+    assert teacher.fusion_params > 0

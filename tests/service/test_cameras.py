@@ -1,0 +1,148 @@
+"""Camera subscriptions, leases and the fair-share ownership loop, on both registries."""
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+from pydantic import ValidationError
+from redis.asyncio import Redis
+
+from service.cameras import Camera, CameraRegistry, MemoryCameras, Ownership, RedisCameras
+from tests.servers import RedisServer
+
+
+@pytest.fixture(params=["memory", "redis"])
+def run(request: pytest.FixtureRequest) -> Callable[..., None]:
+    def go(test) -> None:
+        async def main() -> None:
+            if request.param == "memory":
+                await test(MemoryCameras())
+                return
+            server: RedisServer = request.getfixturevalue("redis_server")
+            client = Redis.from_url(server.url)
+            try:
+                await test(RedisCameras(client))
+            finally:
+                await client.aclose()
+
+        asyncio.run(main())
+
+    return go
+
+
+def test_subscriptions_are_kept_and_shown_without_credentials(run) -> None:
+    async def body(registry: CameraRegistry) -> None:
+        await registry.add(Camera(id="b", url="rtsp://u:secret@h/b"))
+        await registry.add(Camera(id="a", url="rtsp://h/a", name="Lobby"))
+        await registry.add(Camera(id="a", url="rtsp://h/a2"))  # replaces
+        assert [c.id for c in await registry.all()] == ["a", "b"]
+        assert (await registry.get("a")).url == "rtsp://h/a2"
+        assert (await registry.get("b")).public()["url"] == "rtsp://***@h/b"
+        assert await registry.remove("b") and not await registry.remove("b")
+        assert await registry.get("b") is None
+
+    run(body)
+
+
+def test_camera_ids_are_checked() -> None:
+    for bad in ("", "has space", "../x", "a" * 65):
+        with pytest.raises(ValidationError):
+            Camera(id=bad, url="rtsp://h/x")
+
+
+def test_a_lease_has_one_holder_until_released_or_expired(run) -> None:
+    async def body(registry: CameraRegistry) -> None:
+        assert await registry.acquire("cam", "w1", 300)
+        assert not await registry.acquire("cam", "w2", 300)
+        assert not await registry.renew("cam", "w2", 300)
+        await registry.release("cam", "w2")  # not the holder: no effect
+        assert await registry.owner("cam") == "w1"
+        assert await registry.renew("cam", "w1", 300)
+        await registry.release("cam", "w1")
+        assert await registry.owner("cam") is None
+        assert await registry.acquire("cam", "w2", 200)
+        await asyncio.sleep(0.3)  # w2 stops renewing
+        assert await registry.owner("cam") is None
+        assert await registry.acquire("cam", "w1", 300)
+
+    run(body)
+
+
+def test_worker_heartbeats_expire(run) -> None:
+    async def body(registry: CameraRegistry) -> None:
+        await registry.heartbeat("w1", 200)
+        await registry.heartbeat("w2", 2000)
+        assert await registry.workers() == ["w1", "w2"]
+        await asyncio.sleep(0.3)
+        assert await registry.workers() == ["w2"]
+
+    run(body)
+
+
+class Recorder:
+    """What an ownership loop asked its worker to run."""
+
+    def __init__(self) -> None:
+        self.running: set[str] = set()
+        self.starts: list[str] = []
+
+    async def start(self, camera: Camera) -> None:
+        self.running.add(camera.id)
+        self.starts.append(camera.id)
+
+    async def stop(self, camera_id: str) -> None:
+        self.running.discard(camera_id)
+
+
+def test_two_workers_split_the_cameras_and_one_takes_all_when_the_other_dies(run) -> None:
+    async def body(registry: CameraRegistry) -> None:
+        for i in range(4):
+            await registry.add(Camera(id=f"cam{i}", url=f"rtsp://h/{i}"))
+        a, b = Recorder(), Recorder()
+        first = Ownership(registry, "a", 300, a.start, a.stop)
+        second = Ownership(registry, "b", 300, b.start, b.stop)
+        await first.tick()
+        assert len(a.running) == 4  # alone: takes everything
+        await second.tick()  # joins: its share is 2, but a still holds all four
+        await first.tick()  # a sees two workers: hands two back
+        await second.tick()
+        assert len(a.running) == len(b.running) == 2 and not a.running & b.running
+        # b dies (stops ticking); a takes its cameras once b's leases and heartbeat lapse.
+        await asyncio.sleep(0.35)
+        await first.tick()
+        assert a.running == {f"cam{i}" for i in range(4)}
+
+    run(body)
+
+
+def test_changed_or_removed_subscriptions_restart_or_stop_their_camera(run) -> None:
+    async def body(registry: CameraRegistry) -> None:
+        await registry.add(Camera(id="x", url="rtsp://h/1"))
+        await registry.add(Camera(id="y", url="rtsp://h/2"))
+        worker = Recorder()
+        ownership = Ownership(registry, "w", 1000, worker.start, worker.stop)
+        await ownership.tick()
+        await registry.add(Camera(id="x", url="rtsp://h/1-new"))
+        await registry.remove("y")
+        await ownership.tick()
+        assert worker.running == {"x"} and worker.starts.count("x") == 2
+        assert ownership.owned["x"].url == "rtsp://h/1-new"
+        assert await registry.owner("y") is None
+
+    run(body)
+
+
+def test_ownership_run_gives_everything_back_when_stopped(run) -> None:
+    async def body(registry: CameraRegistry) -> None:
+        await registry.add(Camera(id="x", url="rtsp://h/1"))
+        worker = Recorder()
+        ownership = Ownership(registry, "w", 300, worker.start, worker.stop)
+        stopping = asyncio.Event()
+        task = asyncio.create_task(ownership.run(stopping))
+        await asyncio.sleep(0.2)
+        assert worker.running == {"x"}
+        stopping.set()
+        await asyncio.wait_for(task, 2.0)
+        assert worker.running == set() and await registry.owner("x") is None
+
+    run(body)

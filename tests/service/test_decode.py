@@ -1,0 +1,83 @@
+"""Decoding real files (fps sampling on timestamps, resize in the scaler, crop); URL redaction."""
+
+from pathlib import Path
+
+import av
+import pytest
+
+from service.decode import Geometry, decode_frames, is_live, open_source, redact_url
+
+TINY = Geometry(44, 32, 32)
+
+
+def sampled(path: Path, fps: float, geometry: Geometry = TINY) -> list:
+    with open_source(str(path)) as container:
+        return list(decode_frames(container, geometry, fps))
+
+
+@pytest.mark.parametrize(
+    ("source_fps", "target_fps", "expected"),
+    [(24, 12, 24), (30, 12, 24), (12, 12, 24), (10, 12, 20)],
+)
+def test_frames_are_sampled_to_the_model_rate(
+    make_video, tmp_path: Path, source_fps: int, target_fps: float, expected: int
+) -> None:
+    path = make_video(tmp_path / f"{source_fps}.mp4", frames=2 * source_fps, fps=source_fps)
+    frames = sampled(path, target_fps)
+    assert len(frames) == expected
+    # Kept frames are evenly spread over the source's two seconds.
+    steps = [b.pts - a.pts for a, b in zip(frames, frames[1:], strict=False)]
+    assert max(steps) <= 1 / min(source_fps, target_fps) * 1.5
+    assert frames[0].step == pytest.approx(1 / min(source_fps, target_fps))
+
+
+def test_frames_come_resized_and_centre_cropped(make_video, tmp_path: Path) -> None:
+    path = make_video(tmp_path / "v.mp4", frames=12, size=(96, 48))
+    frames = sampled(path, 12, Geometry(width=60, height=30, crop=30))
+    assert frames[0].image.shape == (30, 30, 3) and frames[0].image.flags["C_CONTIGUOUS"]
+    # The drifting bright square is in the first frame's left part: the crop drops 15 columns.
+    with open_source(str(path)) as container:
+        full = next(container.decode(video=0)).to_ndarray(width=60, height=30, format="rgb24")
+    assert (frames[0].image == full[:, 15:45]).all()
+
+
+def test_a_file_without_video_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "silence.wav"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("pcm_s16le", rate=8000)
+        frame = av.AudioFrame(format="s16", layout="mono", samples=800)
+        frame.planes[0].update(bytes(1600))
+        frame.sample_rate = 8000
+        out.mux(stream.encode(frame))
+    with pytest.raises(ValueError, match="no video"):
+        sampled(path, 12)
+
+
+def test_not_a_media_file_raises_ffmpeg_error(tmp_path: Path) -> None:
+    path = tmp_path / "junk.mp4"
+    path.write_bytes(b"not a video at all" * 100)
+    with pytest.raises(av.FFmpegError):
+        sampled(path, 12)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("rtsp://admin:hunter2@10.0.0.5:554/stream1", "rtsp://***@10.0.0.5:554/stream1"),
+        ("rtsp://user@cam.local/live", "rtsp://***@cam.local/live"),
+        (
+            "https://cams.example/hls.m3u8?token=abc123&quality=hd",
+            "https://cams.example/hls.m3u8?token=***&quality=hd",
+        ),
+        ("rtsp://cam.local:8554/cam", "rtsp://cam.local:8554/cam"),
+        ("/videos/a.mp4", "/videos/a.mp4"),
+    ],
+)
+def test_redact_url_hides_credentials(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+    assert "hunter2" not in redact_url(url) and "abc123" not in redact_url(url)
+
+
+def test_live_schemes() -> None:
+    assert is_live("rtsp://a/b") and is_live("RTSPS://a/b") and is_live("https://a/b.m3u8")
+    assert not is_live("/tmp/a.mp4") and not is_live("file:///tmp/a.mp4")

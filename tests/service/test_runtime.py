@@ -1,0 +1,112 @@
+"""Uploaded files through the whole data plane: decode -> clips -> queue -> inference -> results."""
+
+import asyncio
+from pathlib import Path
+
+import av
+import pytest
+
+from service.runtime import NoActiveModel, Runtime
+from service.settings import Settings
+from tests.service.clips import metric
+
+
+@pytest.fixture(params=["memory", "redis"])
+def make_settings(request: pytest.FixtureRequest, tiny_artifact: Path, tmp_path: Path):
+    def make(**changes) -> Settings:
+        redis_url = (
+            request.getfixturevalue("redis_server").url if request.param == "redis" else None
+        )
+        base = dict(
+            redis_url=redis_url,
+            model_dir=tiny_artifact,
+            model_root=tmp_path / "models",
+            cache_dir=tmp_path / "cache",
+            backend="fp32",
+            batch_wait_ms=20,
+        )
+        return Settings(**(base | changes))
+
+    return make
+
+
+def test_a_ten_second_file_yields_every_clip_in_order_with_a_result(
+    make_settings, make_video, tmp_path: Path
+) -> None:
+    video = make_video(tmp_path / "ten.mp4", frames=240, fps=24, size=(96, 72))  # 10 s
+    runtime = Runtime.from_settings(make_settings(clip_stride=4))
+    decoded = metric("lumos_stream_frames_decoded_total", stream="upload")
+
+    async def main():
+        await runtime.start()
+        try:
+            return await runtime.classify(video, timeout=60)
+        finally:
+            await runtime.stop()
+
+    answer = asyncio.run(main())
+    # 240 frames at 24 fps sampled to 12 fps: 120 frames; 8-frame clips every 4 frames.
+    assert metric("lumos_stream_frames_decoded_total", stream="upload") - decoded == 120
+    assert len(answer.clips) == 1 + (120 - 8) // 4 == 29
+    assert [c.seq for c in answer.clips] == list(range(29))
+    assert all(c.stream == answer.stream and c.error is None for c in answer.clips)
+    starts = [c.start for c in answer.clips]
+    assert starts == sorted(starts)
+    assert all(c.integrity.dropped == 0 and not c.integrity.reconnect for c in answer.clips)
+    assert all(5 < c.illumination.luma_mean < 25 for c in answer.clips)  # the video is dark
+    assert answer.summary.clips == 29 and answer.summary.model_versions == ["tiny-1"]
+    assert sum(answer.summary.scores.values()) == pytest.approx(1.0, abs=1e-3)
+    assert answer.gated == 0
+
+
+def test_the_darkness_gate_skips_clips_and_counts_them(
+    make_settings, make_video, tmp_path: Path
+) -> None:
+    video = make_video(tmp_path / "dark.mp4", frames=48, fps=24)
+    runtime = Runtime.from_settings(make_settings(gate_min_luma=200))
+    gated = metric("lumos_clips_gated_total", stream="upload", reason="too_dark")
+
+    async def main():
+        await runtime.start()
+        try:
+            return await runtime.classify(video, timeout=30)
+        finally:
+            await runtime.stop()
+
+    answer = asyncio.run(main())
+    assert answer.clips == [] and answer.gated == 3 and answer.summary.top == []
+    assert metric("lumos_clips_gated_total", stream="upload", reason="too_dark") - gated == 3
+
+
+def test_bad_uploads_fail_clearly(make_settings, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"\x00" * 5000)
+    runtime = Runtime.from_settings(make_settings())
+    nothing = Runtime.from_settings(make_settings(model_dir=tmp_path / "none"))
+
+    async def main() -> None:
+        with pytest.raises(av.FFmpegError):
+            await runtime.ingest_file(junk)
+        with pytest.raises(NoActiveModel, match="no active model"):
+            await nothing.ingest_file(junk)
+        await runtime.stop()
+        await nothing.stop()
+
+    asyncio.run(main())
+
+
+def test_readiness_and_queue_load(make_settings) -> None:
+    runtime = Runtime.from_settings(make_settings(queue_files_max=7))
+
+    async def main() -> None:
+        await runtime.start()
+        try:
+            while (checks := await runtime.readiness())["inference"]["ok"] is False:
+                await asyncio.sleep(0.05)
+            assert checks["queue"]["ok"] and checks["model"] == {"ok": True, "version": "tiny-1"}
+            assert checks["inference"]["backend"] == "fp32"
+            assert runtime.queue_load() == (0, 7)
+        finally:
+            await runtime.stop()
+
+    asyncio.run(main())

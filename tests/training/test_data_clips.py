@@ -1,0 +1,199 @@
+"""Clip sampling, augmentation and ClipDataset, end to end from real lists to DataLoader batches."""
+
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from model.clip import ClipSpec
+from training.clips import (
+    ClipDataset,
+    CropBox,
+    centre_crop_box,
+    collate_clips,
+    crop_clip,
+    frame_indices,
+    random_crop_box,
+    spread_starts,
+)
+from training.datasets import VideoItem, load_dataset
+from training.video import VideoError
+
+SHARED = Path("/work/shared/data")
+SPEC = ClipSpec(frames=8, crop=32, resize=(42, 32), fps=12.0, normalize="per_clip")
+
+
+def test_frame_indices_wrap_around_short_videos() -> None:
+    assert frame_indices(5, 8).tolist() == [0, 1, 2, 3, 4, 0, 1, 2]
+    assert frame_indices(10, 4, stride=3, start=4).tolist() == [4, 7, 0, 3]
+    assert frame_indices(100, 6, stride=2, start=10).tolist() == [10, 12, 14, 16, 18, 20]
+
+
+def test_frame_indices_jitter_stays_ordered_and_near() -> None:
+    torch.manual_seed(0)
+    base = frame_indices(1000, 32, stride=4, start=100)
+    jittered = [frame_indices(1000, 32, stride=4, start=100, jitter=2) for _ in range(20)]
+    assert any(not torch.equal(indices, base) for indices in jittered)
+    for indices in jittered:
+        assert (indices.diff() >= 0).all()
+        assert (indices - base).abs().max() <= 2
+
+
+def test_spread_starts() -> None:
+    assert spread_starts(40, 16, 1) == [12]  # centred
+    assert spread_starts(40, 16, 3) == [4, 12, 20]
+    assert spread_starts(10, 16, 2) == [0, 0]  # too short: wrap from the start
+
+
+def test_crops() -> None:
+    torch.manual_seed(0)
+    for _ in range(50):
+        box = random_crop_box(32, 42)
+        assert 0 <= box.top and box.top + box.height <= 32
+        assert 0 <= box.left and box.left + box.width <= 42
+        assert box.height in (32, 28, 24, 21) and box.width in (32, 28, 24, 21)
+    assert centre_crop_box(32, 42, 32) == CropBox(0, 5, 32, 32)
+    frames = torch.arange(2 * 32 * 42 * 3, dtype=torch.int64).remainder(251).to(torch.uint8)
+    frames = frames.view(2, 32, 42, 3)
+    centre = crop_clip(frames, CropBox(0, 5, 32, 32), 32)
+    assert torch.equal(centre, frames[:, :, 5:37])
+    mirrored = crop_clip(frames, CropBox(0, 5, 32, 32, flip=True), 32)
+    assert torch.equal(mirrored, frames[:, :, 5:37].flip(2))
+    scaled = crop_clip(frames, CropBox(4, 4, 21, 24), 16)
+    assert scaled.shape == (2, 16, 16, 3) and scaled.dtype == torch.uint8
+
+
+def _arid_stand_in(root: Path, make_video) -> list[Path]:
+    """The real ARID v1.0 lists, with short videos at two listed paths of every class."""
+    shutil.copytree(SHARED / "arid_v1" / "list_cvt", root / "list_cvt")
+    lines = (root / "list_cvt" / "ARID_split1_train.txt").read_text().splitlines()
+    chosen: dict[str, list[str]] = {}
+    for line in lines:
+        relpath = line.split("\t")[2]
+        chosen.setdefault(relpath.split("/")[0], [])
+        if len(chosen[relpath.split("/")[0]]) < 2:
+            chosen[relpath.split("/")[0]].append(relpath)
+    return [
+        make_video(root / "clips_v1" / relpath, frames=12, codec="mpeg4")
+        for relpaths in chosen.values()
+        for relpath in relpaths
+    ]
+
+
+def test_arid_stand_in_loads_into_normalised_batches(tmp_path: Path, make_video) -> None:
+    written = _arid_stand_in(tmp_path, make_video)
+    videos = load_dataset(tmp_path, 1, "train")
+    present = [item for item in videos.items if item.path.exists()]
+    assert sorted(item.path for item in present) == sorted(written)
+    dataset = ClipDataset(present, SPEC, train=True, stride=2, jitter=1)
+    loader = DataLoader(dataset, batch_size=5, num_workers=2, collate_fn=collate_clips)
+    labels = []
+    for inputs, label in loader:
+        assert inputs.dtype == torch.float32 and inputs.shape[1:] == (3, 8, 32, 32)
+        flat = inputs.flatten(1)
+        assert torch.allclose(flat.mean(1), torch.zeros(len(flat)), atol=1e-4)
+        assert torch.allclose(flat.std(1), torch.ones(len(flat)), atol=1e-3)
+        labels += label.tolist()
+    assert sorted(labels) == sorted(item.label for item in present)
+    assert sorted(set(labels)) == list(range(11))
+
+
+def test_dark48_stand_in_loads_test_clips(tmp_path: Path, make_video) -> None:
+    shutil.copytree(SHARED / "dark48" / "annotations", tmp_path / "annotations")
+    lines = (tmp_path / "annotations" / "test_split1.txt").read_text().splitlines()
+    for line in lines[:6]:
+        make_video(tmp_path / line.split()[0], frames=10, size=(80, 60))
+    videos = load_dataset(tmp_path, 1, "test")
+    present = [item for item in videos.items if item.path.exists()]
+    assert [item.label for item in present] == [int(line.split()[1]) for line in lines[:6]]
+    dataset = ClipDataset(present, SPEC, train=False, clips=3)
+    loader = DataLoader(dataset, batch_size=4, num_workers=2, collate_fn=collate_clips)
+    batches = list(loader)
+    assert [len(labels) for _, labels in batches] == [4, 2]
+    assert batches[0][0].shape == (4, 3, 3, 8, 32, 32)
+    # Test clips are deterministic.
+    assert torch.equal(dataset[0][0], dataset[0][0])
+
+
+def test_missing_and_corrupt_videos_skip_or_fail(tmp_path: Path, make_video, caplog) -> None:
+    good = make_video(tmp_path / "good.mp4", frames=10)
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(good.read_bytes()[:300])
+    missing = tmp_path / "missing.mp4"
+    items = [VideoItem(good, 0), VideoItem(missing, 1), VideoItem(corrupt, 2), VideoItem(good, 3)]
+
+    skipping = ClipDataset(items, SPEC, train=True)
+    with caplog.at_level(logging.WARNING, logger="training.clips"):
+        assert skipping[1] is None and skipping[2] is None
+    assert f"skipping unreadable video {missing}: no such file" in caplog.text
+    assert str(corrupt) in caplog.text
+    loader = DataLoader(skipping, batch_size=2, num_workers=2, collate_fn=collate_clips)
+    assert [labels.tolist() for _, labels in loader] == [[0], [3]]
+    only_bad = DataLoader(skipping, batch_size=2, collate_fn=collate_clips, sampler=[1, 2])
+    assert list(only_bad) == [None]
+
+    failing = ClipDataset(items, SPEC, train=True, on_error="fail")
+    with pytest.raises(VideoError, match="no such file") as error:
+        failing[1]
+    assert error.value.path == missing
+    with pytest.raises(RuntimeError, match="corrupt.mp4"):
+        list(DataLoader(failing, batch_size=2, num_workers=2, sampler=[0, 2]))
+
+
+class RawSpec(ClipSpec):
+    """Keeps the uint8 frames, so the test can read them exactly."""
+
+    def to_input(self, frames: torch.Tensor) -> torch.Tensor:
+        return frames
+
+
+class CodedClips(ClipDataset):
+    """A video whose red channel is the frame number and green the column: both readable."""
+
+    def frames(self, index: int) -> torch.Tensor:
+        video = torch.zeros(60, 32, 42, 3, dtype=torch.uint8)
+        video[..., 0] = torch.arange(60)[:, None, None]
+        video[..., 1] = torch.arange(42) * 6
+        return video
+
+
+@pytest.mark.parametrize(
+    ("views", "same_frames", "same_crop"),
+    [("two_view", False, False), ("spatial", True, False), ("temporal", False, True)],
+)
+def test_two_views(views: str, same_frames: bool, same_crop: bool) -> None:
+    spec = RawSpec(frames=8, crop=16, resize=(42, 32))
+    dataset = CodedClips([VideoItem(Path("coded.mp4"), 4)], spec, train=True, views=views)
+    torch.manual_seed(1)
+    equal_frames, equal_crops = [], []
+    for _ in range(6):
+        pair, label = dataset[0]
+        assert pair.shape == (2, 8, 16, 16, 3) and label == 4
+        red, green = pair[..., 0], pair[..., 1]
+        assert (red == red[:, :, :1, :1]).all()  # crops never mix frames
+        equal_frames.append(torch.equal(red[0], red[1]))
+        equal_crops.append(torch.equal(green[0], green[1]))
+    # Random draws may coincide now and then, but not every time.
+    assert all(equal_frames) == same_frames and all(equal_crops) == same_crop
+
+
+def test_cache_keeps_decoded_videos(tmp_path: Path, make_video) -> None:
+    path = make_video(tmp_path / "cached.mp4", frames=10)
+    cached = ClipDataset([VideoItem(path, 0)], SPEC, train=False, cache=True)
+    first = cached[0][0]
+    path.unlink()
+    assert torch.equal(cached[0][0], first)
+    assert ClipDataset([VideoItem(path, 0)], SPEC, train=False)[0] is None
+
+
+def test_invalid_options_are_refused() -> None:
+    items = [VideoItem(Path("x.mp4"), 0)]
+    with pytest.raises(ValueError, match="views"):
+        ClipDataset(items, SPEC, train=False, views="two_view")
+    with pytest.raises(ValueError, match="on_error"):
+        ClipDataset(items, SPEC, train=True, on_error="ignore")
+    with pytest.raises(ValueError, match="stride"):
+        ClipDataset(items, SPEC, train=True, stride=0)

@@ -1,0 +1,138 @@
+"""The shared training loop and the stage configs, on a toy module so each test takes a moment."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from pydantic import ValidationError
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from model.networks import ArchConfig
+from training.config import (
+    DataConfig,
+    OptimConfig,
+    RunConfig,
+    StageConfig,
+    TeacherConfig,
+    load_config,
+)
+from training.engine import Trainer, init_runtime, load_checkpoint
+
+CONFIGS = Path(__file__).parents[2] / "configs"
+
+
+class Stop(Exception):
+    """Stands for a killed process in the middle of an epoch."""
+
+
+def toy_config(out: Path, batch_size: int = 2, **optim) -> StageConfig:
+    return StageConfig(
+        arch=ArchConfig(),
+        run=RunConfig(output_dir=out, log_every=1, checkpoint_every=1),
+        data=DataConfig(batch_size=batch_size),
+        optim=OptimConfig(**{"epochs": 2, "lr": 0.05, "schedule": "constant", **optim}),
+    )
+
+
+def toy_data() -> TensorDataset:
+    generator = torch.Generator().manual_seed(0)
+    return TensorDataset(torch.randn(12, 3, generator=generator), torch.arange(12))
+
+
+def fit(config: StageConfig, seen: list[list[int]], stop_after: int | None = None, validate=None):
+    """Train a fresh Linear(3, 1) (same init every time) and record each batch's sample ids."""
+
+    def loss_fn(model: nn.Module, batch: tuple) -> tuple[torch.Tensor, dict]:
+        x, ids = batch
+        if stop_after is not None and len(seen) == stop_after:
+            raise Stop
+        seen.append(ids.tolist())
+        loss = model(x).sub(1).pow(2).mean()
+        return loss, {"double": 2 * loss}
+
+    torch.manual_seed(0)
+    trainer = Trainer("toy", nn.Linear(3, 1), config, init_runtime("cpu"), {"note": "toy"})
+    return trainer, trainer.fit(toy_data(), loss_fn, validate)
+
+
+def metric_lines(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_resume_mid_epoch_replays_exactly_the_remaining_batches(tmp_path: Path) -> None:
+    uninterrupted: list[list[int]] = []
+    fit(toy_config(tmp_path / "whole"), uninterrupted)
+
+    seen: list[list[int]] = []
+    with pytest.raises(Stop):  # 6 batches per epoch: dies at the 3rd batch of the 2nd epoch
+        fit(toy_config(tmp_path / "cut"), seen, stop_after=8)
+    checkpoint = load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")
+    assert (checkpoint["epoch"], checkpoint["batch"], checkpoint["step"]) == (1, 2, 8)
+
+    trainer, result = fit(toy_config(tmp_path / "cut"), seen)
+    assert seen == uninterrupted  # same order, nothing trained twice, nothing skipped
+    assert trainer.step == 12 and trainer.epoch == 2
+    assert [line["step"] for line in metric_lines(tmp_path / "cut") if line["split"] == "train"] == [
+        *range(1, 13)
+    ]
+    whole = load_checkpoint(tmp_path / "whole" / "checkpoints" / "last.pt")["model"]
+    resumed = load_checkpoint(result.last)["model"]
+    assert all(torch.allclose(whole[key], resumed[key]) for key in whole)
+
+
+def test_gradient_accumulation_matches_the_large_batch(tmp_path: Path) -> None:
+    seen_small: list[list[int]] = []
+    trainer, small = fit(toy_config(tmp_path / "acc", effective_batch=4), seen_small)
+    assert trainer.accumulate == 2 and trainer.step == 6  # 12 clips / 4 per step x 2 epochs
+    assert all(len(ids) == 2 for ids in seen_small)
+    trainer, large = fit(toy_config(tmp_path / "big", batch_size=4), [])
+    assert trainer.accumulate == 1 and trainer.step == 6
+    a, b = load_checkpoint(small.last)["model"], load_checkpoint(large.last)["model"]
+    assert all(torch.allclose(a[key], b[key], atol=1e-6) for key in a)
+
+
+def test_effective_batch_must_be_reachable(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="effective_batch 5"):
+        fit(toy_config(tmp_path, effective_batch=5), [])
+
+
+def test_best_checkpoint_follows_validation_and_plateau_lowers_the_rate(tmp_path: Path) -> None:
+    scores = iter([0.5, 0.9, 0.7, 0.6])
+    config = toy_config(tmp_path, epochs=4, schedule="plateau", patience=1, factor=0.5)
+    trainer, result = fit(config, [], validate=lambda module: {"top1": next(scores)})
+    best, last = load_checkpoint(result.best), load_checkpoint(result.last)
+    assert best["epoch"] == 2 and result.metrics == {"top1": 0.9} and result.final == {"top1": 0.6}
+    assert best["meta"] == {"note": "toy"} and best["stage"] == "toy"
+    # two epochs without beating 0.9 (patience 1) halve the rate once
+    assert last["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.025)
+    lines = metric_lines(tmp_path)
+    assert [line["top1"] for line in lines if line["split"] == "val"] == [0.5, 0.9, 0.7, 0.6]
+    train = [line for line in lines if line["split"] == "train"]
+    assert all(line["double"] == pytest.approx(2 * line["loss"]) for line in train)
+    assert any((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_onecycle_schedule_warms_up_then_anneals(tmp_path: Path) -> None:
+    fit(toy_config(tmp_path, epochs=2, schedule="onecycle", warmup=0.25), [])
+    rates = [line["lr"] for line in metric_lines(tmp_path) if line["split"] == "train"]
+    peak = rates.index(max(rates))
+    assert 0 < peak < len(rates) - 1 and max(rates) == pytest.approx(0.05, rel=0.1)
+    assert rates[-1] < rates[0] < max(rates)
+
+
+def test_stage_configs_load_with_overrides() -> None:
+    config = load_config(
+        TeacherConfig,
+        CONFIGS / "cpu-small" / "teacher.yaml",
+        ["optim.epochs=3", "arch.fusion=sum", "data.clip.crop=32", "data.root=/data/arid"],
+    )
+    assert config.optim.epochs == 3 and config.arch.fusion == "sum"
+    assert config.data.clip.crop == 32 and config.data.root == Path("/data/arid")
+    with pytest.raises(ValidationError, match="fusion"):
+        load_config(TeacherConfig, CONFIGS / "cpu-small" / "teacher.yaml", ["arch.fusion=max"])
+    with pytest.raises(ValidationError, match="epoch"):
+        load_config(TeacherConfig, CONFIGS / "cpu-small" / "teacher.yaml", ["optim.epoch=3"])
+    with pytest.raises(ValueError, match="key=value"):
+        load_config(TeacherConfig, CONFIGS / "cpu-small" / "teacher.yaml", ["optim.epochs"])

@@ -1,0 +1,176 @@
+"""The three recipes, the pipeline and `lumos train eval` on a tiny generated benchmark.
+
+The networks are width 2 on 8 x 32 x 32 clips and every stage runs one epoch, so these tests prove
+the wiring (checkpoints, resume, export, evaluation), not accuracy; the demo model card does that.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from model.artifact import load_artifact
+from model.enhance import msrcr
+from model.networks import ArchConfig, Student, build_network
+from service.cli import main
+from training.config import DataConfig, EnhanceConfig
+from training.datasets import ARID_CLASSES, load_dataset
+from training.distill import init_backbone, load_teacher
+from training.engine import RawClipSpec, load_checkpoint
+from training.evaluate import TestViews, crop_boxes, score
+from training.pipeline import stage_overrides
+from training.synth import SynthConfig, write_benchmark
+from training.teacher import EnhancedClips
+
+CONFIGS = Path(__file__).parents[2] / "configs" / "cpu-small"
+TINY = [
+    "all.optim.epochs=1",
+    "all.data.batch_size=4",
+    "all.data.stride=1",
+    "all.data.clip.frames=8",
+    "all.data.clip.crop=32",
+    "all.data.clip.resize=[44, 32]",
+    "all.arch.width=2",
+    "all.arch.frames=8",
+    "all.arch.head_heads=2",
+]
+
+
+def stage_args(stage: str) -> list[str]:
+    return [f"--set={item}" for item in stage_overrides(TINY, stage)]
+
+
+@pytest.fixture(scope="module")
+def benchmark(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("synth")
+    write_benchmark(
+        SynthConfig(
+            out=root,
+            clips_per_class=2,
+            test_clips_per_class=1,
+            frames=(12, 16),
+            size=(64, 48),
+            workers=1,
+        )
+    )
+    return root
+
+
+@pytest.fixture(scope="module")
+def pipeline(benchmark: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Runs `lumos train pipeline` once; returns its work directory (artifact in work/artifact)."""
+    work = tmp_path_factory.mktemp("pipeline")
+    args = ["--config-dir", str(CONFIGS), "--data", str(benchmark)]
+    args += ["--out", str(work / "artifact"), "--work", str(work)]
+    assert main(["train", "pipeline", *args, *[f"--set={item}" for item in TINY]]) == 0
+    return work
+
+
+def test_pipeline_trains_every_stage_and_exports_the_student(pipeline: Path) -> None:
+    teacher = load_checkpoint(pipeline / "teacher" / "checkpoints" / "best.pt")
+    ssl = load_checkpoint(pipeline / "ssl" / "checkpoints" / "best.pt")
+    distill = load_checkpoint(pipeline / "distill" / "checkpoints" / "best.pt")
+    assert (teacher["stage"], ssl["stage"], distill["stage"]) == ("teacher", "ssl", "distill")
+    assert teacher["meta"]["arch"]["fusion"] == "dff" and teacher["epoch"] == 1
+    assert teacher["step"] == 22 // 4  # 22 training clips, batches of 4, the rest dropped
+    assert any(key.startswith("fusion.") for key in teacher["model"])
+    assert any(key.startswith("projection.") for key in ssl["model"])
+    assert distill["config"]["teacher"].endswith("teacher/checkpoints/best.pt")
+
+    network, manifest = load_artifact(pipeline / "artifact")
+    assert isinstance(network, Student) and manifest.labels == list(ARID_CLASSES)
+    assert (manifest.clip.frames, manifest.clip.crop, manifest.clip.normalize) == (8, 32, "per_clip")
+    assert manifest.provenance["command"].startswith("lumos train pipeline")
+    assert manifest.provenance["data"]["train_clips"] == 22
+    assert manifest.provenance["config"]["arch"]["width"] == 2
+    test = manifest.metrics["test"]
+    assert 0 <= test["top1"] <= test["top5"] <= 1 and test["clips"] == 11
+    assert set(manifest.metrics["seconds"]) == {"teacher", "ssl", "distill", "eval", "total"}
+    report = json.loads((pipeline / "eval.json").read_text())
+    assert report["splits"]["1"]["single"]["top1"] == test["top1"]
+    for stage in ("teacher", "ssl", "distill"):
+        lines = (pipeline / stage / "metrics.jsonl").read_text().splitlines()
+        assert {json.loads(line)["stage"] for line in lines} == {stage}
+
+
+def test_a_rerun_with_more_epochs_resumes_where_the_last_stopped(pipeline: Path) -> None:
+    config = ["--config", str(CONFIGS / "teacher.yaml"), *stage_args("teacher")]
+    out = pipeline / "teacher"
+    args = [*config, f"--set=run.output_dir={out}", "--set=optim.epochs=2"]
+    args += [f"--set=data.root={load_checkpoint(out / 'checkpoints' / 'last.pt')['config']['data']['root']}"]
+    assert main(["train", "teacher", *args]) == 0
+    last = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert (last["epoch"], last["step"]) == (2, 2 * (22 // 4))
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [line["epoch"] for line in lines if line["split"] == "val"] == [0, 1]
+
+
+def test_eval_reports_single_and_multi_view_scores(pipeline: Path, benchmark: Path, capsys) -> None:
+    capsys.readouterr()
+    args = ["--artifact", str(pipeline / "artifact"), "--data", str(benchmark), "--json"]
+    assert main(["train", "eval", *args, "--clips", "2", "--crops", "3", "--split", "all"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["clips"], report["crops"], report["stride"]) == (2, 3, 1)
+    assert report["labels"] == list(ARID_CLASSES) and list(report["splits"]) == ["1"]
+    for view in ("single", "multi"):
+        scores = report["splits"]["1"][view]
+        assert scores["clips"] == 11 and 0 <= scores["top1"] <= scores["top5"] <= 1
+        assert list(scores["per_class"]) == list(ARID_CLASSES)
+        confusion = torch.tensor(scores["confusion"])
+        assert confusion.shape == (11, 11) and confusion.sum() == 11
+        assert torch.equal(confusion.sum(dim=1), torch.ones(11, dtype=torch.long))
+        assert scores["top1"] == pytest.approx(float(confusion.trace()) / 11)
+        assert report["mean"][view]["top1"] == scores["top1"]
+
+    assert main(["train", "eval", *args[:-1]]) == 0
+    assert "split 1: top-1" in capsys.readouterr().out
+
+
+def test_test_views_are_one_centre_view_then_clips_times_crops(benchmark: Path) -> None:
+    videos = load_dataset(benchmark, 1, "test")
+    spec = RawClipSpec(frames=8, crop=32, resize=(44, 32))
+    from training.clips import ClipDataset
+
+    views, label = TestViews(ClipDataset(videos.items, spec, False), clips=2, crops=10)[3]
+    assert views.shape == (1 + 2 * 10, 8, 32, 32, 3) and views.dtype == torch.uint8
+    assert label == 3
+    assert torch.equal(views[0], views[1 + 4]) or views[0].shape == views[5].shape
+    boxes = crop_boxes(32, 44, 32, 10)
+    assert {(b.top, b.left) for b in boxes} == {(0, 0), (0, 12), (0, 6)}
+    assert [b.flip for b in boxes] == [False] * 5 + [True] * 5
+    assert [(b.top, b.left) for b in crop_boxes(44, 32, 32, 3)] == [(0, 0), (6, 0), (12, 0)]
+
+
+def test_score_counts_top1_top5_per_class_and_confusion() -> None:
+    probabilities = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.5, 0.4, 0.1]])
+    report = score(probabilities, torch.tensor([0, 1, 1]), ["a", "b", "c"])
+    assert report["top1"] == pytest.approx(1 / 3) and report["top5"] == 1.0
+    assert report["per_class"] == {"a": 1.0, "b": 0.0, "c": None}
+    assert report["confusion"] == [[1, 0, 0], [1, 0, 1], [0, 0, 0]]
+
+
+def test_student_starts_from_the_ssl_backbone(pipeline: Path) -> None:
+    path = pipeline / "ssl" / "checkpoints" / "best.pt"
+    arch = ArchConfig.model_validate(load_checkpoint(path)["meta"]["arch"])
+    student = build_network(arch)
+    init_backbone(student, path)
+    saved = load_checkpoint(path)["model"]
+    for key, value in student.backbone.state_dict().items():
+        assert torch.equal(value, saved[f"backbone.{key}"]), key
+
+    with pytest.raises(ValueError, match="is a ssl checkpoint, not a teacher one"):
+        load_teacher(path, DataConfig().clip, list(ARID_CLASSES))
+
+
+def test_cached_enhancement_rides_along_as_three_more_channels(benchmark: Path) -> None:
+    videos = load_dataset(benchmark, 1, "train")
+    spec = RawClipSpec(frames=8, crop=32, resize=(44, 32))
+    dataset = EnhancedClips(videos.items, spec, True, enhance=EnhanceConfig())
+    frames = dataset.frames(0)
+    dark = frames[..., :3]
+    expected = msrcr(dark.permute(3, 0, 1, 2)[None])[0].permute(1, 2, 3, 0)
+    assert frames.shape[-1] == 6 and dark.float().mean() < 30
+    assert torch.allclose(frames[..., 3:].float() / 255, expected, atol=1 / 255)
+    clip, _ = dataset[0]
+    assert clip.shape == (8, 32, 32, 6) and clip.dtype == torch.uint8

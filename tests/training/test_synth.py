@@ -1,0 +1,90 @@
+"""The generated low-light benchmark: deterministic by seed, dark, in the ARID v1.0 layout."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from training.datasets import ARID_CLASSES, load_dataset
+from training.synth import SynthConfig, render_clip, render_scene, write_benchmark
+from training.video import read_video
+
+TINY = {"clips_per_class": 1, "test_clips_per_class": 1, "frames": (8, 10), "size": (64, 48)}
+
+
+def _decoded(root: Path) -> dict[str, np.ndarray]:
+    return {
+        item.path.name: read_video(item.path)
+        for subset in ("train", "test")
+        for item in load_dataset(root, 1, subset).items
+    }
+
+
+@pytest.fixture(scope="module")
+def benchmark(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("synth")
+    assert write_benchmark(SynthConfig(out=root, seed=5, workers=1, **TINY)) == {
+        "train": 11,
+        "test": 11,
+    }
+    return root
+
+
+def test_layout_is_read_by_the_arid_reader(benchmark: Path) -> None:
+    train, test = (load_dataset(benchmark, None, subset) for subset in ("train", "test"))
+    assert train.layout == "arid_v1" and train.classes == ARID_CLASSES
+    assert [item.label for item in train.items] == list(range(11))
+    assert train.items[6].path == benchmark / "clips_v1" / "Sit" / "Sit_1_1.mp4"
+    assert test.items[7].path == benchmark / "clips_v1" / "Stand" / "Stand_2_1.mp4"
+
+
+def test_same_seed_same_frames_whatever_the_workers(benchmark: Path, tmp_path: Path) -> None:
+    again = tmp_path / "again"
+    write_benchmark(SynthConfig(out=again, seed=5, workers=2, **TINY))
+    first, second = _decoded(benchmark), _decoded(again)
+    assert first.keys() == second.keys() and len(first) == 22
+    for name, frames in first.items():
+        assert np.array_equal(frames, second[name]), name
+
+    other = tmp_path / "other"
+    write_benchmark(SynthConfig(out=other, seed=6, workers=1, **TINY))
+    different = _decoded(other)
+    assert all(not np.array_equal(different[name], frames) for name, frames in first.items())
+
+
+def test_clips_are_dark_and_vary_in_length(benchmark: Path) -> None:
+    videos = _decoded(benchmark)
+    lengths = set()
+    for name, frames in videos.items():
+        luma = (frames.astype(np.float32) @ np.array([0.299, 0.587, 0.114])).mean()
+        assert 5 <= luma <= 18, (name, luma)
+        assert frames.shape[1:] == (48, 64, 3)
+        lengths.add(len(frames))
+    assert lengths <= set(range(8, 11)) and len(lengths) > 1
+
+
+def test_test_split_comes_from_another_seed(benchmark: Path) -> None:
+    videos = _decoded(benchmark)
+    for action in ARID_CLASSES:
+        train, test = videos[f"{action}_1_1.mp4"], videos[f"{action}_2_1.mp4"]
+        assert train.shape != test.shape or not np.array_equal(train, test)
+
+
+def test_stand_is_sit_played_backwards() -> None:
+    sit = render_scene("Sit", np.random.default_rng(3), 24, (64, 48))
+    stand = render_scene("Stand", np.random.default_rng(3), 24, (64, 48))
+    assert np.array_equal(stand, sit[::-1])
+    assert not np.array_equal(sit[0], sit[-1])  # something happened
+
+
+def test_every_action_moves_and_is_rendered_dark() -> None:
+    for label, action in enumerate(ARID_CLASSES):
+        clip = render_clip(action, np.random.default_rng([1, label]), 16, (80, 60))
+        assert clip.dtype == np.uint8 and clip.shape == (16, 60, 80, 3)
+        scene = render_scene(action, np.random.default_rng([1, label]), 16, (80, 60))
+        assert np.abs(np.diff(scene, axis=0)).max() > 0.05, action
+
+
+def test_bad_sizes_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="even"):
+        write_benchmark(SynthConfig(out=tmp_path, clips_per_class=1, size=(63, 48)))

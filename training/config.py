@@ -1,0 +1,142 @@
+"""The YAML configs of the training stages, as pydantic schemas.
+
+One schema per stage, all sharing the same run/data/optim sections, so a typo in a YAML file or a
+`--set` override fails before any data is read, and the validated config is what a checkpoint and
+an artifact's provenance record.
+"""
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from model.clip import ClipSpec
+from model.networks import ArchConfig
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RunConfig(Section):
+    """Where a stage writes and how it behaves as a process."""
+
+    output_dir: Path = Path("runs/stage")
+    """Checkpoints, metrics.jsonl and TensorBoard events."""
+    seed: int = 0
+    device: str = "auto"
+    """"auto" takes the GPU when there is one."""
+    resume: bool = True
+    """Continue from output_dir's last checkpoint when there is one."""
+    log_every: int = Field(10, ge=1)
+    """Optimizer steps between metric lines."""
+    checkpoint_every: int = Field(0, ge=0)
+    """Optimizer steps between mid-epoch checkpoints; 0 keeps only the one at each epoch's end."""
+    channels_last: bool = True
+    """channels_last_3d memory format: about 30% faster 3D convolutions on CPU and GPU."""
+
+
+class DataConfig(Section):
+    """Which clips a stage reads and how they are cut."""
+
+    root: Path = Path("data/synth")
+    split: int = 1
+    clip: ClipSpec = ClipSpec()
+    stride: int = Field(1, ge=1)
+    """Video frames per clip frame: the videos' fps / clip.fps (the generated benchmark is 24 fps,
+    the demo's clip spec 12)."""
+    batch_size: int = Field(8, ge=1)
+    """Clips per process per forward pass."""
+    workers: int = Field(0, ge=0)
+    cache: bool = True
+    """Decode each video once and keep its resized frames in RAM for every epoch."""
+    validation: bool = True
+    """Score the split's test list after every epoch and keep the best checkpoint by top-1."""
+
+
+class OptimConfig(Section):
+    """AdamW and its schedule."""
+
+    epochs: int = Field(1, ge=1)
+    lr: float = Field(1e-5, gt=0)
+    weight_decay: float = Field(1e-3, ge=0)
+    effective_batch: int | None = Field(None, ge=1)
+    """Clips per optimizer step over all processes, reached by gradient accumulation;
+    None means one forward pass per step."""
+    schedule: Literal["plateau", "onecycle", "constant"] = "plateau"
+    patience: int = Field(5, ge=0)
+    """plateau: epochs without improvement before the learning rate drops by `factor`."""
+    factor: float = Field(0.1, gt=0, lt=1)
+    warmup: float = Field(0.3, gt=0, lt=1)
+    """onecycle: fraction of the steps spent rising to `lr`."""
+    amp: bool = True
+    """Mixed precision on CUDA (bf16 where supported, else fp16 with loss scaling); off on CPU."""
+
+
+class StageConfig(Section):
+    run: RunConfig = RunConfig()
+    data: DataConfig = DataConfig()
+    arch: ArchConfig
+    optim: OptimConfig = OptimConfig()
+
+
+class EnhanceConfig(Section):
+    """How the teacher's second stream is made from the dark clip."""
+
+    method: Literal["msrcr", "gamma"] = "msrcr"
+    gamma: float = Field(2.2, gt=0)
+    cache: bool = True
+    """Enhance each cached clip once instead of every batch (needs data.cache)."""
+
+
+class TeacherConfig(StageConfig):
+    enhance: EnhanceConfig = EnhanceConfig()
+    lambda_sup: float = Field(0.1, ge=0)
+    """Weight of SupCon on the per-stream embeddings; 0 trains with cross-entropy alone."""
+    sup_temperature: float = Field(0.1, gt=0)
+
+
+class SSLConfig(StageConfig):
+    views: Literal["two_view", "spatial", "temporal"] = "two_view"
+    """What differs between a clip's two views: both offset and augmentation, or one of them."""
+    temperature: float = Field(0.1, gt=0)
+    projection_dim: int = Field(128, ge=1)
+
+
+class DistillConfig(StageConfig):
+    teacher: Path | None = None
+    """Teacher checkpoint; None trains the student with cross-entropy alone (the scratch row)."""
+    init: Path | None = None
+    """SSL checkpoint whose backbone and head start the student; None starts from random."""
+    lambda_kd: float = Field(1.0, ge=0)
+    kd_temperature: float = Field(4.0, gt=0)
+    export_dir: Path | None = None
+    """Where the student artifact is written; None writes no artifact."""
+    version: str = "dev"
+
+
+Config = TypeVar("Config", bound=StageConfig)
+
+
+def apply_overrides(raw: dict, overrides: Sequence[str]) -> dict:
+    """Set `dotted.key=value` items in a nested dict; values are read as YAML scalars/lists."""
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"override {item!r} is not key=value")
+        node = raw
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override {item!r}: {part!r} is not a section")
+        node[leaf] = yaml.safe_load(value)
+    return raw
+
+
+def load_config(kind: type[Config], path: Path, overrides: Sequence[str] = ()) -> Config:
+    """A stage config from its YAML file, with command-line overrides applied on top."""
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    return kind.model_validate(apply_overrides(raw, overrides))

@@ -1,0 +1,135 @@
+"""Recipe: distillation of the student and its export (`lumos train distill`).
+
+The student, started from the self-supervised backbone, learns from the labels and from the frozen
+teacher's softened scores: cross-entropy + lambda_kd * T^2 * KL(teacher || student) at T = 4. It
+sees the dark clip only; the teacher gets its enhanced copy too, so what the enhancement reveals
+reaches a network that never needs it. The best student becomes a model artifact.
+"""
+
+import logging
+import shlex
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.artifact import Manifest, save_artifact
+from model.clip import ClipSpec
+from model.losses import kd_loss
+from model.networks import ArchConfig, Student, Teacher, build_network
+from model.state import load_strict
+from training.clips import collate_clips
+from training.config import DataConfig, DistillConfig, TeacherConfig
+from training.engine import (
+    FitResult,
+    Trainer,
+    clip_dataset,
+    init_runtime,
+    load_checkpoint,
+    seed_everything,
+)
+from training.evaluate import validator
+from training.teacher import TeacherInputs, enhancer
+
+log = logging.getLogger(__name__)
+
+
+def stage_checkpoint(path: Path, stage: str) -> dict:
+    checkpoint = load_checkpoint(path)
+    if checkpoint["stage"] != stage:
+        raise ValueError(f"{path} is a {checkpoint['stage']} checkpoint, not a {stage} one")
+    return checkpoint
+
+
+def load_teacher(path: Path, spec: ClipSpec, labels: list[str]) -> tuple[Teacher, TeacherInputs]:
+    """The frozen teacher of a teacher-stage checkpoint and the inputs it was trained on."""
+    checkpoint = stage_checkpoint(path, "teacher")
+    config = TeacherConfig.model_validate(checkpoint["config"])
+    if config.data.clip != spec or checkpoint["meta"]["labels"] != labels:
+        raise ValueError(f"teacher {path} was trained on other clips or classes than the student")
+    teacher = build_network(ArchConfig.model_validate(checkpoint["meta"]["arch"]))
+    load_strict(teacher, checkpoint["model"], str(path))
+    return teacher.eval().requires_grad_(False), TeacherInputs(enhancer(config.enhance), spec)
+
+
+def init_backbone(student: Student, path: Path) -> None:
+    """Start the student from a self-supervised checkpoint's backbone."""
+    state = stage_checkpoint(path, "ssl")["model"]
+    backbone = {
+        k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")
+    }
+    load_strict(student.backbone, backbone, str(path))
+
+
+def describe_data(data: DataConfig, train_clips: int) -> dict:
+    return {"root": str(data.root), "split": data.split, "train_clips": train_clips}
+
+
+def train_distill(config: DistillConfig) -> FitResult:
+    if config.arch.kind != "student":
+        raise ValueError("distillation trains a student: set arch.kind to student")
+    runtime = init_runtime(config.run.device)
+    seed_everything(config.run.seed + runtime.rank)
+    spec = config.data.clip
+    train, classes = clip_dataset(config.data, "train", train=True)
+    arch = config.arch.model_copy(update={"num_classes": len(classes)})
+    student = build_network(arch)
+    if config.init:
+        init_backbone(student, config.init)
+    teacher = None
+    if config.teacher:
+        teacher, teacher_inputs = load_teacher(config.teacher, spec, list(classes))
+        teacher = teacher.to(runtime.device, memory_format=torch.channels_last_3d)
+    log.info("distill: %s from %s, init %s", arch, config.teacher, config.init)
+
+    def logits(model: nn.Module, frames: torch.Tensor) -> torch.Tensor:
+        return model(spec.to_input(frames)).logits
+
+    def loss_fn(model: nn.Module, batch: tuple) -> tuple[torch.Tensor, dict]:
+        frames, labels = batch
+        output = logits(model, frames)
+        ce = F.cross_entropy(output, labels)
+        if teacher is None:
+            return ce, {}
+        with torch.no_grad():
+            target = teacher(*teacher_inputs(frames)).logits
+        kd = kd_loss(output, target, config.kd_temperature)
+        return ce + config.lambda_kd * kd, {"ce": ce, "kd": kd}
+
+    validate = None
+    if config.data.validation:
+        test, _ = clip_dataset(config.data, "test", train=False)
+        validate = validator(logits, test, classes, config.data.batch_size, runtime.device)
+    meta = {"arch": arch.model_dump(mode="json"), "labels": list(classes)}
+    result = Trainer("distill", student, config, runtime, meta).fit(
+        train, loss_fn, validate, collate_clips
+    )
+    if config.export_dir and runtime.is_main:
+        export(config, result, describe_data(config.data, len(train)))
+    return result
+
+
+def export(config: DistillConfig, result: FitResult, data: dict) -> Path:
+    """Write the best student as a model artifact whose manifest says how it was made."""
+    checkpoint = load_checkpoint(result.best)
+    arch = ArchConfig.model_validate(checkpoint["meta"]["arch"])
+    student = build_network(arch)
+    load_strict(student, checkpoint["model"], str(result.best))
+    manifest = Manifest(
+        version=config.version,
+        arch=arch,
+        labels=checkpoint["meta"]["labels"],
+        clip=config.data.clip,
+        provenance={
+            "command": shlex.join(["lumos", *sys.argv[1:]]),
+            "config": checkpoint["config"],
+            "data": data,
+            "teacher": str(config.teacher) if config.teacher else None,
+            "init": str(config.init) if config.init else None,
+        },
+        metrics={"validation": result.metrics, "epoch": checkpoint["epoch"]},
+    )
+    log.info("exporting the student to %s", config.export_dir)
+    return save_artifact(config.export_dir, student, manifest)

@@ -1,0 +1,439 @@
+"""The loop every training stage shares, and the process it runs in.
+
+The three stages differ only in their loss, so the loop lives here once: seeding, device and
+torchrun process group, AdamW with its schedule, gradient accumulation, mixed precision on CUDA,
+checkpoints that resume at the optimizer step they were written at, and metrics as JSON lines,
+TensorBoard events and a progress bar. A stage hands `Trainer.fit` a data set and a loss function.
+"""
+
+import itertools
+import json
+import logging
+import os
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from tqdm import tqdm
+
+from model.clip import ClipSpec
+from training.clips import ClipDataset
+from training.config import DataConfig, StageConfig
+from training.datasets import load_dataset
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "lumos-checkpoint/1"
+
+LossFn = Callable[[nn.Module, Any], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+"""(trainable module, batch on the device) -> (loss, its named parts for the logs)."""
+ValidateFn = Callable[[nn.Module], dict[str, float]]
+"""Scores the trainable module (unwrapped, eval mode, no grad) after each epoch."""
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """This process's device and its place among torchrun's processes."""
+
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def init_runtime(device: str = "auto") -> Runtime:
+    """Pick the device and, under torchrun, join the process group (NCCL on GPU, gloo on CPU)."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    target = torch.device(device)
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if target.type == "cuda" and target.index is None:
+        target = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(target)
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if target.type == "cuda" else "gloo")
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    return Runtime(target, rank, world_size)
+
+
+def close_runtime() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    """Move every tensor of a (nested tuple/list/dict) batch to `device`."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {key: to_device(value, device) for key, value in batch.items()}
+    if isinstance(batch, list | tuple):
+        return type(batch)(to_device(value, device) for value in batch)
+    return batch
+
+
+class RawClipSpec(ClipSpec):
+    """A clip spec whose `to_input` keeps the uint8 frames.
+
+    ClipDataset ends every item with `spec.to_input`; with this spec it yields uint8 clips, which
+    the recipes normalise on the training device with the real spec (a quarter of the bytes to
+    move) after the teacher has enhanced them.
+    """
+
+    def to_input(self, frames: torch.Tensor) -> torch.Tensor:
+        return frames
+
+
+_decoded: dict[tuple, torch.Tensor] = {}
+
+
+def remember(key: tuple, make: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """`make()`'s result, computed once per key for the life of the process."""
+    if key not in _decoded:
+        _decoded[key] = make()
+    return _decoded[key]
+
+
+class CachedClips(ClipDataset):
+    """A ClipDataset whose decoded videos are kept for the whole process and shared by every data
+    set over the same files, so the stages of a pipeline or an ablation decode each video once
+    (1,430 benchmark videos at 86x64 take about 1 GB)."""
+
+    def frames(self, index: int) -> torch.Tensor:
+        key = (self.items[index].path, self.spec.resize)
+        return remember(key, lambda: super(CachedClips, self).frames(index))
+
+
+def clip_dataset(
+    data: DataConfig,
+    subset: str,
+    train: bool,
+    kind: type[CachedClips] = CachedClips,
+    **options: Any,
+) -> tuple[ClipDataset, tuple[str, ...]]:
+    """uint8 clips of one subset of the configured split, and the data set's class names."""
+    videos = load_dataset(data.root, data.split, subset)
+    spec = RawClipSpec(**data.clip.model_dump())
+    kind = kind if data.cache else ClipDataset
+    return kind(videos.items, spec, train, stride=data.stride, **options), videos.classes
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint written by `Trainer`, read without unpickling arbitrary objects."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint")
+    return checkpoint
+
+
+class ResumableSampler(DistributedSampler):
+    """DistributedSampler (shuffled by seed and epoch) that can skip the clips a resumed run has
+    already trained on in its current epoch, so resuming replays exactly the remaining batches."""
+
+    skip = 0
+
+    def __iter__(self) -> Iterator[int]:
+        return itertools.islice(super().__iter__(), self.skip, None)
+
+    def __len__(self) -> int:
+        return self.num_samples - self.skip
+
+
+class MetricLog:
+    """metrics.jsonl (one JSON object per line) plus TensorBoard events, on the main process."""
+
+    def __init__(self, directory: Path, stage: str) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.stage = stage
+        directory.mkdir(parents=True, exist_ok=True)
+        self.file = (directory / "metrics.jsonl").open("a")
+        self.board = SummaryWriter(str(directory / "tensorboard"))
+
+    def write(self, split: str, step: int, epoch: int, values: dict[str, float]) -> None:
+        record = {"stage": self.stage, "split": split, "epoch": epoch, "step": step, **values}
+        self.file.write(json.dumps({"time": time.time(), **record}) + "\n")
+        self.file.flush()
+        for name, value in values.items():
+            self.board.add_scalar(f"{split}/{name}", value, step)
+
+    def close(self) -> None:
+        self.file.close()
+        self.board.close()
+
+
+@dataclass
+class FitResult:
+    best: Path
+    """Checkpoint with the best monitored value (validation top-1, else lowest training loss)."""
+    last: Path
+    metrics: dict[str, float]
+    """The best epoch's validation metrics (or its training loss)."""
+    final: dict[str, float]
+    """The last epoch's: what the recipe reached with no selection on the validation set."""
+
+
+class Trainer:
+    """Trains one module with AdamW; `fit` runs the epochs and writes the checkpoints.
+
+    `meta` (e.g. the architecture and labels) is stored in every checkpoint so the next stage and
+    the exporter can rebuild the network without the config that produced it.
+    """
+
+    def __init__(
+        self,
+        stage: str,
+        module: nn.Module,
+        config: StageConfig,
+        runtime: Runtime,
+        meta: dict[str, Any],
+    ) -> None:
+        self.stage, self.runtime, self.meta = stage, runtime, meta
+        self.run, self.optim, self.data = config.run, config.optim, config.data
+        self.config = config.model_dump(mode="json")
+        per_step = self.data.batch_size * runtime.world_size
+        effective = self.optim.effective_batch or per_step
+        if effective % per_step:
+            raise ValueError(
+                f"effective_batch {effective} is not a multiple of batch_size x processes "
+                f"({self.data.batch_size} x {runtime.world_size})"
+            )
+        self.accumulate = effective // per_step
+        run, optim = self.run, self.optim
+        memory_format = torch.channels_last_3d if run.channels_last else torch.preserve_format
+        self.module = module.to(runtime.device, memory_format=memory_format)
+        self.model: nn.Module = (
+            DistributedDataParallel(self.module) if runtime.distributed else self.module
+        )
+        self.optimizer = torch.optim.AdamW(
+            [p for p in self.module.parameters() if p.requires_grad],
+            lr=optim.lr,
+            weight_decay=optim.weight_decay,
+        )
+        self.amp_dtype: torch.dtype | None = None
+        if optim.amp and runtime.device.type == "cuda":
+            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        # Loss scaling guards fp16's narrow range; bf16 and fp32 need none.
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.checkpoints = run.output_dir / "checkpoints"
+        self.epoch = self.batch = self.step = 0
+        self.best: float | None = None
+        self.best_metrics: dict[str, float] = {}
+        self.metrics: dict[str, float] = {}
+
+    def precision(self) -> Any:
+        """Autocast context for forward passes: mixed precision on CUDA when enabled."""
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast("cuda", dtype=self.amp_dtype)
+
+    def _scheduler(self, steps_per_epoch: int) -> Any:
+        if self.optim.schedule == "onecycle":
+            return torch.optim.lr_scheduler.OneCycleLR(
+                self.optimizer,
+                max_lr=self.optim.lr,
+                total_steps=self.optim.epochs * steps_per_epoch,
+                pct_start=self.optim.warmup,
+            )
+        if self.optim.schedule == "plateau":
+            return torch.optim.lr_scheduler.ReduceLROnPlateau(
+                self.optimizer, mode="max", factor=self.optim.factor, patience=self.optim.patience
+            )
+        return None
+
+    def fit(
+        self,
+        dataset: Dataset,
+        loss_fn: LossFn,
+        validate: ValidateFn | None = None,
+        collate_fn: Callable | None = None,
+    ) -> FitResult:
+        """Train for `optim.epochs` epochs, resuming from the last checkpoint when allowed.
+
+        The monitored value is validation top-1 when `validate` is given, else minus the epoch's
+        mean training loss; it drives ReduceLROnPlateau and the choice of `best.pt`.
+        """
+        sampler = ResumableSampler(
+            dataset,
+            num_replicas=self.runtime.world_size,
+            rank=self.runtime.rank,
+            shuffle=True,
+            seed=self.run.seed,
+            drop_last=True,
+        )
+        loader = DataLoader(
+            dataset,
+            batch_size=self.data.batch_size,
+            sampler=sampler,
+            num_workers=self.data.workers,
+            collate_fn=collate_fn,
+            drop_last=True,
+            pin_memory=self.runtime.device.type == "cuda",
+        )
+        steps_per_epoch = sampler.num_samples // self.data.batch_size // self.accumulate
+        if steps_per_epoch == 0:
+            raise ValueError(
+                f"{len(dataset)} training clips are too few for one optimizer step of "
+                f"{self.data.batch_size * self.accumulate} clips per process"
+            )
+        scheduler = self._scheduler(steps_per_epoch)
+        last = self.checkpoints / "last.pt"
+        if self.run.resume and last.exists():
+            self._restore(load_checkpoint(last), scheduler)
+        metric_log = MetricLog(self.run.output_dir, self.stage) if self.runtime.is_main else None
+        try:
+            for epoch in range(self.epoch, self.optim.epochs):
+                self.epoch = epoch
+                epoch_loss = self._train_epoch(
+                    loader, sampler, loss_fn, scheduler, steps_per_epoch, metric_log
+                )
+                self.metrics = self._validate(validate) if validate else {"loss": epoch_loss}
+                monitored = self.metrics["top1"] if validate else -epoch_loss
+                if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                    scheduler.step(monitored)
+                self.epoch, self.batch = epoch + 1, 0
+                improved = self.best is None or monitored > self.best
+                if improved:
+                    self.best, self.best_metrics = monitored, self.metrics
+                if metric_log:
+                    split = "val" if validate else "epoch"
+                    metric_log.write(split, self.step, epoch, self.metrics)
+                    log.info(
+                        "%s epoch %d/%d: %s", self.stage, epoch + 1, self.optim.epochs, self.metrics
+                    )
+                self._save(last, scheduler)
+                if improved:
+                    self._save(self.checkpoints / "best.pt", scheduler)
+        finally:
+            if metric_log:
+                metric_log.close()
+        return FitResult(self.checkpoints / "best.pt", last, self.best_metrics, self.metrics)
+
+    def _train_epoch(
+        self,
+        loader: DataLoader,
+        sampler: ResumableSampler,
+        loss_fn: LossFn,
+        scheduler: Any,
+        steps_per_epoch: int,
+        metric_log: MetricLog | None,
+    ) -> float:
+        """One epoch from micro-batch `self.batch` on; returns its mean loss."""
+        sampler.set_epoch(self.epoch)
+        sampler.skip = self.batch * self.data.batch_size
+        self.model.train()
+        batches = steps_per_epoch * self.accumulate
+        window: dict[str, torch.Tensor] = {}
+        window_size, epoch_loss, epoch_size = 0, torch.zeros(()), 0
+        progress = tqdm(
+            itertools.islice(loader, batches - self.batch),
+            total=batches - self.batch,
+            desc=f"{self.stage} {self.epoch + 1}/{self.optim.epochs}",
+            disable=None if self.runtime.is_main else True,
+            leave=False,
+        )
+        for batch in progress:
+            self.batch += 1
+            sync = self.batch % self.accumulate == 0
+            if batch is not None:  # None: every clip of the batch was unreadable (and logged)
+                no_sync = (
+                    self.model.no_sync if self.runtime.distributed and not sync else nullcontext
+                )
+                with no_sync():
+                    with self.precision():
+                        loss, parts = loss_fn(self.model, to_device(batch, self.runtime.device))
+                    self.scaler.scale(loss / self.accumulate).backward()
+                for name, value in {"loss": loss, **parts}.items():
+                    window[name] = window.get(name, 0) + value.detach().float().cpu()
+                window_size += 1
+                epoch_loss += loss.detach().float().cpu()
+                epoch_size += 1
+            if not sync:
+                continue
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.step += 1
+            if isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR):
+                scheduler.step()
+            if window_size and (self.step % self.run.log_every == 0 or self.batch == batches):
+                means = {name: float(total) / window_size for name, total in window.items()}
+                window, window_size = {}, 0
+                progress.set_postfix(loss=f"{means['loss']:.3f}")
+                if metric_log:
+                    lr = self.optimizer.param_groups[0]["lr"]
+                    metric_log.write("train", self.step, self.epoch, {**means, "lr": lr})
+            if self.run.checkpoint_every and self.step % self.run.checkpoint_every == 0:
+                self._save(self.checkpoints / "last.pt", scheduler)
+        return float(epoch_loss) / max(epoch_size, 1)
+
+    def _validate(self, validate: ValidateFn) -> dict[str, float]:
+        """Validation on the main process, shared with the others so they take the same path."""
+        metrics = [{}]
+        if self.runtime.is_main:
+            self.module.eval()
+            with torch.no_grad(), self.precision():
+                metrics = [validate(self.module)]
+        if self.runtime.distributed:
+            dist.broadcast_object_list(metrics, src=0)
+        return metrics[0]
+
+    def _save(self, path: Path, scheduler: Any) -> None:
+        if not self.runtime.is_main:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "stage": self.stage,
+            "config": self.config,
+            "meta": self.meta,
+            "model": self.module.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler else None,
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch,
+            "batch": self.batch,
+            "step": self.step,
+            "best": self.best,
+            "best_metrics": self.best_metrics,
+            "metrics": self.metrics,
+            "rng": torch.get_rng_state(),
+        }
+        partial = path.with_suffix(".tmp")
+        torch.save(state, partial)
+        os.replace(partial, path)
+
+    def _restore(self, checkpoint: dict[str, Any], scheduler: Any) -> None:
+        self.module.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        if scheduler and checkpoint["scheduler"]:
+            scheduler.load_state_dict(checkpoint["scheduler"])
+        self.scaler.load_state_dict(checkpoint["scaler"])
+        self.epoch, self.batch, self.step = (checkpoint[k] for k in ("epoch", "batch", "step"))
+        self.best, self.best_metrics = checkpoint["best"], checkpoint["best_metrics"]
+        self.metrics = checkpoint["metrics"]
+        torch.set_rng_state(checkpoint["rng"])
+        log.info("%s resumes at epoch %d, step %d", self.stage, self.epoch + 1, self.step)

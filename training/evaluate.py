@@ -1,0 +1,254 @@
+"""Scoring networks on a data set's test list: top-1, top-5, per-class accuracy, confusion matrix.
+
+The recipes validate with one centred clip per video; `lumos train eval` scores an exported
+artifact both that way and with several clips x crops per video, softmax averaged (the paper's
+test protocol), and averages over a data set's splits when asked.
+"""
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from model.artifact import Manifest, load_artifact
+from training.clips import (
+    ClipDataset,
+    CropBox,
+    centre_crop_box,
+    collate_clips,
+    crop_clip,
+    frame_indices,
+    spread_starts,
+)
+from training.datasets import detect_layout, load_dataset
+from training.engine import RawClipSpec, ValidateFn, init_runtime
+from training.video import VideoError
+
+log = logging.getLogger(__name__)
+
+Forward = Callable[[torch.Tensor], torch.Tensor]
+"""uint8 `N x T x H x W x 3` clips on the device -> `N x classes` logits."""
+
+CROPS = (1, 3, 10)
+
+
+def crop_boxes(height: int, width: int, size: int, crops: int) -> list[CropBox]:
+    """The test crops of a frame: the centre; or 3 along the longer side (start, centre, end); or
+    the 4 corners and the centre, each also mirrored (10)."""
+    centre = centre_crop_box(height, width, size)
+    if crops == 1:
+        return [centre]
+    side_h, side_w = centre.height, centre.width
+    if crops == 3:
+        if width >= height:
+            return [
+                CropBox(centre.top, left, side_h, side_w)
+                for left in (0, centre.left, width - side_w)
+            ]
+        return [
+            CropBox(top, centre.left, side_h, side_w) for top in (0, centre.top, height - side_h)
+        ]
+    if crops == 10:
+        corners = [
+            (0, 0),
+            (0, width - side_w),
+            (height - side_h, 0),
+            (height - side_h, width - side_w),
+        ]
+        boxes = [CropBox(top, left, side_h, side_w) for top, left in corners] + [centre]
+        return boxes + [CropBox(b.top, b.left, b.height, b.width, flip=True) for b in boxes]
+    raise ValueError(f"crops must be one of {CROPS}, got {crops}")
+
+
+class TestViews(Dataset):
+    """Each test video as `1 + clips x crops` uint8 views: first the single centred clip and centre
+    crop, then `clips` evenly spread clips, each in every crop. Decoding (and its errors) is the
+    wrapped ClipDataset's."""
+
+    def __init__(self, videos: ClipDataset, clips: int, crops: int) -> None:
+        self.videos, self.clips, self.crops = videos, clips, crops
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | None:
+        try:
+            video = self.videos.frames(index)
+        except VideoError as error:
+            log.warning("skipping unreadable video %s: %s", error.path, error.reason)
+            return None
+        spec, size = self.videos.spec, self.videos.spec.crop
+        length, height, width = video.shape[:3]
+        single = [
+            (spread_starts(length, self.videos.span, 1)[0], centre_crop_box(height, width, size))
+        ]
+        boxes = crop_boxes(height, width, size, self.crops)
+        spread = [
+            (s, b) for s in spread_starts(length, self.videos.span, self.clips) for b in boxes
+        ]
+        views = [
+            crop_clip(
+                video[frame_indices(length, spec.frames, self.videos.stride, start)], box, size
+            )
+            for start, box in single + spread
+        ]
+        return torch.stack(views), self.videos.items[index].label
+
+
+@torch.no_grad()
+def predict(
+    forward: Forward, dataset: Dataset, batch_size: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Softmax scores `N x V x classes` of every view of every readable item, and the labels."""
+    scores, labels = [], []
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate_clips)
+    for batch in loader:
+        if batch is None:
+            continue
+        frames, label = batch
+        frames = frames.to(device)
+        views = frames.shape[1] if frames.ndim == 6 else 1
+        logits = forward(frames.reshape(-1, *frames.shape[-4:])).float()
+        scores.append(logits.softmax(dim=1).view(len(label), views, -1).cpu())
+        labels.append(label)
+    if not scores:
+        raise ValueError("no readable test videos")
+    return torch.cat(scores), torch.cat(labels)
+
+
+def score(probabilities: torch.Tensor, labels: torch.Tensor, classes: Sequence[str]) -> dict:
+    """Accuracy report of `N x classes` scores: top-1, top-5, per class, confusion (rows: truth)."""
+    count = len(classes)
+    top = probabilities.topk(min(5, count), dim=1).indices
+    predicted = top[:, 0]
+    confusion = torch.zeros(count, count, dtype=torch.long)
+    confusion.index_put_((labels, predicted), torch.ones_like(labels), accumulate=True)
+    totals = confusion.sum(dim=1)
+    per_class = {
+        name: (float(confusion[i, i] / totals[i]) if totals[i] else None)
+        for i, name in enumerate(classes)
+    }
+    return {
+        "top1": float((predicted == labels).float().mean()),
+        "top5": float((top == labels[:, None]).any(dim=1).float().mean()),
+        "clips": len(labels),
+        "per_class": per_class,
+        "confusion": confusion.tolist(),
+    }
+
+
+def validator(
+    forward: Callable[[nn.Module, torch.Tensor], torch.Tensor],
+    dataset: ClipDataset,
+    classes: Sequence[str],
+    batch_size: int,
+    device: torch.device,
+) -> ValidateFn:
+    """The recipes' per-epoch check: top-1 and top-5 of one centred clip per test video."""
+
+    def validate(module: nn.Module) -> dict[str, float]:
+        probabilities, labels = predict(
+            lambda frames: forward(module, frames), dataset, batch_size, device
+        )
+        report = score(probabilities[:, 0], labels, classes)
+        return {"top1": report["top1"], "top5": report["top5"]}
+
+    return validate
+
+
+def evaluate_split(
+    network: nn.Module,
+    manifest: Manifest,
+    root: Path,
+    split: int,
+    views: tuple[int, int],
+    stride: int,
+    batch_size: int,
+    device: torch.device,
+) -> dict[str, Any]:
+    """Score a student on one split's test list: single view and clips x crops."""
+    videos = load_dataset(root, split, "test")
+    if list(videos.classes) != manifest.labels:
+        raise ValueError(
+            f"{root} has classes {list(videos.classes)}, the artifact knows {manifest.labels}"
+        )
+    spec = manifest.clip
+    dataset = ClipDataset(videos.items, RawClipSpec(**spec.model_dump()), False, stride=stride)
+    probabilities, labels = predict(
+        lambda frames: network(spec.to_input(frames)).logits,
+        TestViews(dataset, *views),
+        batch_size,
+        device,
+    )
+    return {
+        "single": score(probabilities[:, 0], labels, manifest.labels),
+        "multi": score(probabilities[:, 1:].mean(dim=1), labels, manifest.labels),
+    }
+
+
+def evaluate(
+    artifact: Path,
+    root: Path,
+    split: int | Literal["all"] = 1,
+    clips: int = 1,
+    crops: int = 1,
+    stride: int | None = None,
+    batch_size: int = 8,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Score an exported student on one split, or on each split and their mean ("all").
+
+    `stride` defaults to the one the artifact was trained with (its provenance), so the clips
+    span the same time as in training.
+    """
+    network, manifest = load_artifact(artifact)
+    runtime = init_runtime(device)
+    network = network.to(runtime.device)
+    if stride is None:
+        stride = manifest.provenance.get("config", {}).get("data", {}).get("stride", 1)
+    splits = detect_layout(root).splits(Path(root)) if split == "all" else [split]
+    reports = {
+        str(number): evaluate_split(
+            network, manifest, root, number, (clips, crops), stride, batch_size, runtime.device
+        )
+        for number in splits
+    }
+    mean = {
+        view: {
+            metric: sum(report[view][metric] for report in reports.values()) / len(reports)
+            for metric in ("top1", "top5")
+        }
+        for view in ("single", "multi")
+    }
+    return {
+        "artifact": str(artifact),
+        "data": str(root),
+        "clips": clips,
+        "crops": crops,
+        "stride": stride,
+        "labels": manifest.labels,
+        "splits": reports,
+        "mean": mean,
+    }
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The report as a few readable lines: accuracies per split, then per class for each split."""
+    multi = f"{report['clips']} clips x {report['crops']} crops"
+    lines = [f"{report['artifact']} on {report['data']} (single view | {multi})"]
+    for split, scores in report["splits"].items():
+        single, several = scores["single"], scores["multi"]
+        lines.append(
+            f"split {split}: top-1 {single['top1']:.3f} | {several['top1']:.3f}, "
+            f"top-5 {single['top5']:.3f} | {several['top5']:.3f} ({single['clips']} clips)"
+        )
+        for name, accuracy in several["per_class"].items():
+            lines.append(f"  {name:<10} {'-' if accuracy is None else f'{accuracy:.3f}'}")
+    if len(report["splits"]) > 1:
+        mean = report["mean"]
+        lines.append(f"mean top-1 {mean['single']['top1']:.3f} | {mean['multi']['top1']:.3f}")
+    return "\n".join(lines)

@@ -1,0 +1,87 @@
+"""The whole recipe in one command (`lumos train pipeline`): teacher -> ssl -> distill -> eval.
+
+Each stage reads its YAML from one config directory, writes checkpoints under `work/<stage>` and
+resumes from them when rerun, so an interrupted pipeline continues where it stopped. The student
+artifact goes to `out`, and its manifest gets the test scores and the time each stage took.
+"""
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from model.artifact import load_artifact, save_artifact
+from training.config import Config, DistillConfig, SSLConfig, TeacherConfig, load_config
+from training.distill import train_distill
+from training.engine import init_runtime
+from training.evaluate import evaluate
+from training.ssl import train_ssl
+from training.teacher import train_teacher
+
+log = logging.getLogger(__name__)
+
+STAGES = ("teacher", "ssl", "distill")
+
+
+def stage_overrides(overrides: Sequence[str], stage: str) -> list[str]:
+    """The `STAGE.key=value` items meant for `stage` (or for `all`), without the prefix."""
+    picked = []
+    for item in overrides:
+        prefix, _, rest = item.partition(".")
+        if prefix not in (*STAGES, "all") or not rest:
+            raise ValueError(f"override {item!r} must start with one of {STAGES} or 'all'")
+        if prefix in (stage, "all"):
+            picked.append(rest)
+    return picked
+
+
+def stage_config(
+    kind: type[Config],
+    config_dir: Path,
+    stage: str,
+    data: Path,
+    work: Path,
+    overrides: Sequence[str],
+    wiring: Sequence[str] = (),
+) -> Config:
+    """One stage's config: its YAML, the pipeline's data and output paths, then the overrides."""
+    paths = [f"data.root={data}", f"run.output_dir={work / stage}", *wiring]
+    return load_config(kind, config_dir / f"{stage}.yaml", [*paths, *stage_overrides(overrides, stage)])
+
+
+def run_pipeline(
+    config_dir: Path, data: Path, out: Path, work: Path, overrides: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Train all three stages, export the student to `out` and score it on the test split."""
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+
+    def timed(stage: str, result: Any) -> Any:
+        nonlocal started
+        seconds[stage] = round(time.perf_counter() - started, 1)
+        started = time.perf_counter()
+        log.info("pipeline: %s done in %.0f s", stage, seconds[stage])
+        return result
+
+    config = stage_config(TeacherConfig, config_dir, "teacher", data, work, overrides)
+    teacher = timed("teacher", train_teacher(config))
+    config = stage_config(SSLConfig, config_dir, "ssl", data, work, overrides)
+    ssl = timed("ssl", train_ssl(config))
+    wiring = [f"teacher={teacher.best}", f"init={ssl.best}", f"export_dir={out}"]
+    config = stage_config(DistillConfig, config_dir, "distill", data, work, overrides, wiring)
+    timed("distill", train_distill(config))
+    if not init_runtime(config.run.device).is_main:
+        return {}
+    report = timed("eval", evaluate(out, data, config.data.split, device=config.run.device))
+    (work / "eval.json").write_text(json.dumps(report, indent=2))
+    split = report["splits"][str(config.data.split)]["single"]
+    summary = {
+        "test": {key: split[key] for key in ("top1", "top5", "clips", "per_class")},
+        "seconds": {**seconds, "total": round(sum(seconds.values()), 1)},
+    }
+    network, manifest = load_artifact(out)
+    metrics = {**manifest.metrics, **summary}
+    save_artifact(out, network, manifest.model_copy(update={"metrics": metrics}))
+    return {"summary": summary, "report": report}

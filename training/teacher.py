@@ -1,0 +1,113 @@
+"""Recipe: the two-stream teacher (`lumos train teacher`).
+
+The teacher sees each dark clip twice, as recorded and Retinex-enhanced, through one shared
+backbone, fuses the two feature maps (DFF or an ablation baseline) and classifies with the BERT
+head. Loss: cross-entropy + lambda_sup * SupCon over both streams' pooled embeddings, so dark and
+enhanced views of one class pull together before they are fused.
+"""
+
+import logging
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.clip import ClipSpec
+from model.enhance import gamma_correct, msrcr, to_unit
+from model.losses import supcon_loss
+from model.networks import build_network
+from training.clips import collate_clips
+from training.config import EnhanceConfig, TeacherConfig
+from training.engine import (
+    CachedClips,
+    FitResult,
+    Trainer,
+    clip_dataset,
+    init_runtime,
+    remember,
+    seed_everything,
+)
+from training.evaluate import validator
+
+log = logging.getLogger(__name__)
+
+Enhance = Callable[[torch.Tensor], torch.Tensor]
+"""uint8 `B x 3 x T x H x W` clips -> enhanced float clips in [0, 1]."""
+
+
+def enhancer(config: EnhanceConfig) -> Enhance:
+    if config.method == "gamma":
+        return lambda clip: gamma_correct(clip, config.gamma)
+    return msrcr
+
+
+class EnhancedClips(CachedClips):
+    """Cached clips whose frames carry their enhanced copy as channels 3-5.
+
+    Each video is enhanced once, when first read, and kept beside the decoded frames; the crop and
+    mirroring then cut both copies alike, so the two streams always show the same region.
+    """
+
+    def __init__(self, *args, enhance: EnhanceConfig, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.enhance = enhance
+
+    def frames(self, index: int) -> torch.Tensor:
+        video = super().frames(index)
+
+        def enhanced() -> torch.Tensor:
+            unit = enhancer(self.enhance)(video.permute(3, 0, 1, 2)[None])[0]
+            return unit.mul(255).round_().byte().permute(1, 2, 3, 0)
+
+        key = (self.items[index].path, self.spec.resize, self.enhance)
+        return torch.cat([video, remember(key, enhanced)], dim=-1)
+
+
+class TeacherInputs:
+    """uint8 `B x T x H x W x 3|6` clips -> the teacher's normalised (dark, enhanced) streams.
+
+    Six-channel clips (from EnhancedClips) bring their enhanced copy; three-channel clips are
+    enhanced here, on the training device.
+    """
+
+    def __init__(self, enhance: Enhance, spec: ClipSpec) -> None:
+        self.enhance, self.spec = enhance, spec
+
+    def __call__(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if frames.shape[-1] == 6:
+            frames, enhanced = frames[..., :3], to_unit(frames[..., 3:].permute(0, 4, 1, 2, 3))
+        else:
+            enhanced = self.enhance(frames.permute(0, 4, 1, 2, 3))
+        return self.spec.to_input(frames), self.spec.normalize_unit(enhanced)
+
+
+def train_teacher(config: TeacherConfig) -> FitResult:
+    runtime = init_runtime(config.run.device)
+    seed_everything(config.run.seed + runtime.rank)
+    enhance = enhancer(config.enhance)
+    inputs = TeacherInputs(enhance, config.data.clip)
+    cached = config.enhance.cache and config.data.cache
+    options = {"kind": EnhancedClips, "enhance": config.enhance} if cached else {}
+    train, classes = clip_dataset(config.data, "train", train=True, **options)
+    arch = config.arch.model_copy(update={"num_classes": len(classes)})
+    teacher = build_network(arch)
+    log.info("teacher: %s, %d training clips, fusion %s", arch, len(train), arch.fusion)
+
+    def logits(model: nn.Module, frames: torch.Tensor) -> torch.Tensor:
+        return model(*inputs(frames)).logits
+
+    def loss_fn(model: nn.Module, batch: tuple) -> tuple[torch.Tensor, dict]:
+        frames, labels = batch
+        output = model(*inputs(frames))
+        ce = F.cross_entropy(output.logits, labels)
+        supcon = supcon_loss(output.embeddings, labels, config.sup_temperature)
+        return ce + config.lambda_sup * supcon, {"ce": ce, "supcon": supcon}
+
+    validate = None
+    if config.data.validation:
+        test, _ = clip_dataset(config.data, "test", train=False, **options)
+        validate = validator(logits, test, classes, config.data.batch_size, runtime.device)
+    meta = {"arch": arch.model_dump(mode="json"), "labels": list(classes)}
+    trainer = Trainer("teacher", teacher, config, runtime, meta)
+    return trainer.fit(train, loss_fn, validate, collate_clips)
