@@ -4,9 +4,9 @@ This machine reaches Debian's mirror and PyPI (through a TLS-intercepting proxy)
 registry, so the base image is made with debootstrap (its root filesystem cached as a tarball under
 docker/.cache/), and the compose file's redis and prometheus images get stand-ins from Debian's
 packages. pip's own configuration here points at local wheel folders (torch among them): they are
-served on 127.0.0.1 for the build and passed as extra indexes, and the CA certificates pip trusts
-beyond the base image's bundle are passed as EXTRA_CA_CERTS. Images already present are reused,
-and the lumos image is rebuilt through Docker's layer cache, so a second run takes seconds.
+served on 127.0.0.1 for the build and passed as the first indexes, and the CA certificates pip
+trusts beyond the base image's bundle are passed as EXTRA_CA_CERTS. The base image is reused when
+present; the others go through Docker's layer cache, so a second run takes seconds.
 """
 
 import contextlib
@@ -84,12 +84,10 @@ def python_base() -> None:
 
 
 def stand_ins() -> None:
+    """Built every time, through the layer cache: a change to their Dockerfile takes effect."""
     dockerfile = (ROOT / "docker" / "stand-ins" / "Dockerfile").read_bytes()
     for target, tag in STAND_INS.items():
-        if not image_exists(tag):
-            docker(
-                "build", "--network", "host", "--target", target, "-t", tag, "-", stdin=dockerfile
-            )
+        docker("build", "--network", "host", "--target", target, "-t", tag, "-", stdin=dockerfile)
 
 
 def pip_config() -> dict[str, str]:

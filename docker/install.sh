@@ -1,11 +1,14 @@
 #!/bin/sh
 # Install Lumos into an image, one layer per call, least often changed first:
-#   install.sh torch   the lumos user, the virtualenv, torch + torchvision (gigabytes: its own layer)
-#   install.sh deps    every other dependency of pyproject.toml
-#   install.sh app     the project itself, from /opt/build/src (only this reruns on a code change)
-# pyproject.toml stays the one place that pins versions. EXTRA_CA_CERTS (PEM text, a build argument)
-# is trusted on top of the system bundle during the call only, so a build behind a TLS-intercepting
-# proxy or against a private mirror works without that CA staying in the image.
+#   install.sh requirements   split pyproject.toml's dependencies into torch.txt and others.txt
+#   install.sh torch          the lumos user, the virtualenv, torch.txt (gigabytes: its own layer)
+#   install.sh deps           others.txt
+#   install.sh app            the project itself, from /opt/build/src (reruns on a code change)
+# pyproject.toml stays the one place that pins versions; the Dockerfile copies each list into the
+# image just before its layer, so an edit elsewhere in pyproject.toml reinstalls nothing.
+# EXTRA_CA_CERTS (PEM text, a build argument) is trusted on top of the system bundle during the
+# call only, so a build behind a TLS-intercepting proxy or against a private mirror works without
+# that CA staying in the image.
 set -eu
 build=/opt/build
 venv=/opt/venv
@@ -34,16 +37,18 @@ pip_install() {
 }
 
 case "$1" in
+requirements)
+	requirements torch >"$build/torch.txt"
+	requirements others >"$build/others.txt"
+	;;
 torch)
 	groupadd --system --gid 10001 lumos
 	useradd --system --uid 10001 --gid lumos --home-dir /app --no-create-home lumos
 	install -d -o lumos -g lumos /app /app/runs /app/data
 	python3 -m venv "$venv"
-	requirements torch >"$build/torch.txt"
 	pip_install -r "$build/torch.txt"
 	;;
 deps)
-	requirements others >"$build/others.txt"
 	pip_install -r "$build/others.txt"
 	;;
 app)
@@ -51,7 +56,7 @@ app)
 	rm -rf "$build/src"
 	;;
 *)
-	echo "usage: install.sh torch|deps|app" >&2
+	echo "usage: install.sh requirements|torch|deps|app" >&2
 	exit 2
 	;;
 esac

@@ -28,11 +28,11 @@ from model.export import INPUT, OUTPUT, export_onnx
 from model.networks import Student
 
 log = logging.getLogger(__name__)
+# The ONNX exporter's optimiser logs each of its hundreds of rewrites at INFO.
+for _chatty in ("onnxscript", "onnx_ir"):
+    logging.getLogger(_chatty).setLevel(logging.WARNING)
 
 Wait = Callable[[], np.ndarray]
-
-CPU_BACKENDS = ("fp32", "bf16", "onnx", "openvino")
-CUDA_BACKENDS = ("cuda-fp32", "cuda-amp")
 
 
 class Backend(ABC):

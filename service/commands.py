@@ -3,9 +3,13 @@ watch."""
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -42,6 +46,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     infer.set_defaults(run=lambda args: _role("infer"))
     register_control(commands)
+    register_clients(commands)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -64,25 +69,31 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 async def serve_http(runtime: "Runtime", app: "FastAPI", settings: "Settings") -> None:
-    """Serve `app` over HTTP with `runtime`'s background roles running beside it."""
+    """Serve `app` over HTTP, `runtime`'s roles running for exactly the app's lifespan.
+
+    The runtime starts and stops inside the lifespan, not around `serve()`: uvicorn ends the
+    process with the signal that stopped it right after shutdown, so code after `serve()` would
+    never run.
+    """
     import uvicorn
 
-    await runtime.start()
-    try:
-        await uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port)).serve()
-    finally:
-        await runtime.stop()
+    serving = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app: "FastAPI") -> AsyncIterator[Any]:
+        await runtime.start()
+        try:
+            async with serving(app) as state:
+                yield state
+        finally:
+            await runtime.stop()
+
+    app.router.lifespan_context = lifespan
+    await uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port)).serve()
 
 
 def _role(role: str) -> int:
-    from service.settings import Settings
-
-    settings = Settings()
-    if settings.redis_url is None:
-        sys.exit(
-            f"lumos {role}: set LUMOS_REDIS_URL; it shares work with other processes through "
-            "Redis (for everything in one process, run `lumos serve`)"
-        )
+    settings = _distributed_settings(role)
     if settings.metrics_port:
         from prometheus_client import start_http_server
 
@@ -133,6 +144,15 @@ def register_control(commands: argparse._SubParsersAction) -> None:
     trainer.add_argument("--concurrency", type=int, help="default LUMOS_TRAINER_CONCURRENCY")
     trainer.set_defaults(run=_trainer)
 
+    config = commands.add_parser(
+        "config",
+        help="show the settings (LUMOS_* variables) in effect, or document them all",
+        description="Every setting is an environment variable LUMOS_<NAME>; docs/configuration.md "
+        "is `lumos config --markdown`.",
+    )
+    config.add_argument("--markdown", action="store_true", help="the reference table, as Markdown")
+    config.set_defaults(run=_config)
+
 
 def _distributed_settings(command: str, **updates: object) -> "Settings":
     """Settings for a process of a multi-process deployment, with command-line overrides."""
@@ -153,7 +173,7 @@ def _api(args: argparse.Namespace) -> int:
 
     settings = _distributed_settings("api", host=args.host, port=args.port)
     runtime = Runtime.from_settings(settings, roles={"api"})
-    asyncio.run(serve_http(runtime, create_app(runtime), settings))
+    asyncio.run(serve_http(runtime, create_app(runtime, run_trainer=False), settings))
     return 0
 
 
@@ -180,4 +200,87 @@ def _trainer(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     trainer.run(stop)
+    return 0
+
+
+def register_clients(commands: argparse._SubParsersAction) -> None:
+    """The command-line clients: classify files and follow a camera, through a server or with
+    the bundled model in this process."""
+    classify = commands.add_parser(
+        "classify",
+        help="classify the actions in video files",
+        description="Print a table per file: each clip's time, top labels and scores, and mean "
+        "luma, then the whole video's. Without --server the model in LUMOS_MODEL_DIR "
+        "(artifacts/demo) runs in this process.",
+    )
+    classify.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    _client_options(classify)
+    classify.add_argument("--json", action="store_true", help="print JSON (for scripts)")
+    classify.set_defaults(run=_classify)
+
+    watch = commands.add_parser(
+        "watch",
+        help="follow a camera and print its predictions as they come (Ctrl-C ends)",
+        description="Subscribe URL (rtsp, http) and print each clip's labels as they arrive, "
+        "with reconnects. Without --server it runs in this process, where URL may also be a "
+        "video file, played as a camera.",
+    )
+    watch.add_argument("url", metavar="URL")
+    _client_options(watch)
+    watch.add_argument("--json", action="store_true", help="print JSON lines (for scripts)")
+    watch.set_defaults(run=_watch)
+
+
+def _client_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--server", help="a Lumos server, e.g. http://127.0.0.1:8000 (default: in-process)"
+    )
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("LUMOS_API_KEY"),
+        help="the server's API key (default: LUMOS_API_KEY)",
+    )
+    parser.add_argument("--top", type=int, default=3, help="labels shown per clip (default 3)")
+
+
+def _classify(args: argparse.Namespace) -> int:
+    from service.client import classify_files
+
+    return asyncio.run(classify_files(args.files, args.server, args.api_key, args.top, args.json))
+
+
+def _watch(args: argparse.Namespace) -> int:
+    from service.client import watch
+
+    return asyncio.run(watch(args.url, args.server, args.api_key, args.top, args.json))
+
+
+def _config(args: argparse.Namespace) -> int:
+    import json
+
+    from pydantic import SecretStr
+
+    from service.settings import Settings
+
+    if not args.markdown:
+        print(json.dumps(Settings().model_dump(mode="json"), indent=2))  # secrets show as ***
+        return 0
+    rows = [
+        "# Configuration",
+        "",
+        "Every setting of the service is an environment variable `LUMOS_<NAME>`, read by one",
+        "pydantic-settings class (`service/settings.py`); `lumos config` prints those in effect.",
+        "This page is generated: `lumos config --markdown > docs/configuration.md`.",
+        "",
+        "| Variable | Default | Description |",
+        "|---|---|---|",
+    ]
+    for name, field in Settings.model_fields.items():
+        default = "(per process)" if field.default_factory else field.get_default()
+        if isinstance(default, SecretStr):
+            default = default.get_secret_value()
+        shown = "unset" if default in (None, "") else f"`{default}`"
+        text = (field.description or "").replace("|", "\\|")
+        rows.append(f"| `LUMOS_{name.upper()}` | {shown} | {text} |")
+    print("\n".join(rows))
     return 0

@@ -83,12 +83,14 @@ def decode_frames(
     *,
     threads: int = 2,
     epoch: int = 0,
+    realtime: bool = False,
 ) -> Iterator[Frame]:
     """Frames of the first video stream, sampled to `fps` on their timestamps.
 
     A frame is kept when its time reaches the next due time; the due time then advances by one
     step from the later of (due, frame time), so a gap in the source resynchronises the sampler
-    instead of letting it keep every frame until it catches up.
+    instead of letting it keep every frame until it catches up. `realtime` paces a file to its
+    timestamps, so that it can stand in for a camera.
     """
     if not container.streams.video:
         raise ValueError("the source has no video stream")
@@ -103,14 +105,18 @@ def decode_frames(
     top = (geometry.height - geometry.crop) // 2
     left = (geometry.width - geometry.crop) // 2
     due: float | None = None
+    origin = 0.0  # wall-clock time of media time 0, when pacing
     pts = -source_step
     for frame in container.decode(stream):
         # A frame without a timestamp (e.g. the first of an RTSP session) follows the previous.
         pts = frame.time if frame.time is not None else pts + source_step
         if due is not None and pts < due - tolerance:
             continue
-        now = time.time()
         due = max(due if due is not None else pts, pts) + step
+        if realtime:
+            origin = origin or (time.time() - pts)
+            time.sleep(max(0.0, origin + pts - time.time()))
+        now = time.time()
         image = frame.to_ndarray(width=geometry.width, height=geometry.height, format="rgb24")
         crop = image[top : top + geometry.crop, left : left + geometry.crop]
         yield Frame(np.ascontiguousarray(crop), pts, now, expected, epoch)

@@ -122,6 +122,8 @@ class InferenceWorker:
         self.previous: Engine | None = None
         self._bad: Path | None = None
         self._backlog: list[Delivery] = []
+        self._held: set[tuple[str, str]] = set()
+        """(lane, token) of every clip this worker holds, waiting or in a batch."""
         self._executor = ThreadPoolExecutor(2, thread_name_prefix="infer")
 
     async def run(self, stopping: asyncio.Event) -> None:
@@ -136,6 +138,11 @@ class InferenceWorker:
         ]
         in_flight = asyncio.Semaphore(2 if self.engine.backend.pipelined else 1)
         running: set[asyncio.Task[None]] = set()
+
+        def finished(task: asyncio.Task[None]) -> None:
+            running.discard(task)
+            in_flight.release()
+
         try:
             while not stopping.is_set():
                 try:
@@ -149,11 +156,6 @@ class InferenceWorker:
                 await in_flight.acquire()
                 task = asyncio.create_task(self._run_batch(batch))
                 running.add(task)
-
-                def finished(task: asyncio.Task[None]) -> None:
-                    running.discard(task)
-                    in_flight.release()
-
                 task.add_done_callback(finished)
         finally:
             for helper in helpers:
@@ -203,18 +205,26 @@ class InferenceWorker:
         log.info("now serving model %s (was %s)", engine.version, self.previous.version)
 
     async def _reclaim(self) -> None:
+        """Take over clips idle past `claim_idle_ms` on any consumer: a dead worker's, or (after
+        a restart under the same name) our own from before. Clips we hold are not taken twice."""
         claimed = await self.queue.reclaim(
             self.consumer, self.settings.claim_idle_ms, 4 * self.settings.batch_max
         )
-        if claimed:
-            log.warning("reclaimed %d clips from a stalled or dead worker", len(claimed))
-            self._backlog += claimed
+        fresh = self._hold([d for d in claimed if (d.lane, d.token) not in self._held])
+        if fresh:
+            log.warning("reclaimed %d clips from a stalled or dead worker", len(fresh))
+            self._backlog += fresh
+
+    def _hold(self, deliveries: list[Delivery]) -> list[Delivery]:
+        self._held.update((d.lane, d.token) for d in deliveries)
+        return deliveries
 
     async def _next_batch(self) -> list[Delivery]:
         """Up to `batch_max` clips of one shape, waiting at most `batch_wait_ms` to fill."""
         limit = self.settings.batch_max
         if not self._backlog:
-            self._backlog = await self.queue.get(self.consumer, limit, _POLL_S)
+            # `+=`: the reclaim task may add to the backlog while this waits.
+            self._backlog += self._hold(await self.queue.get(self.consumer, limit, _POLL_S))
             if not self._backlog:
                 return []
         loop = asyncio.get_running_loop()
@@ -224,7 +234,7 @@ class InferenceWorker:
             left = deadline - loop.time()
             if left <= 0:
                 break
-            more = await self.queue.get(self.consumer, room, left)
+            more = self._hold(await self.queue.get(self.consumer, room, left))
             if not more:
                 break
             self._backlog += more
@@ -252,6 +262,8 @@ class InferenceWorker:
             await self.queue.ack(batch)
         except (RedisError, OSError) as exc:
             log.warning("batch of %d clips left for redelivery: %s", len(batch), exc)
+        finally:
+            self._held.difference_update((d.lane, d.token) for d in batch)
 
     async def _infer(self, batch: list[Delivery]) -> list[ClipResult]:
         begin = time.time()

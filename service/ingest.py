@@ -20,14 +20,13 @@ from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 
-import av
 import numpy as np
 from redis.exceptions import RedisError
 
 from model.clip import ClipSpec
 from service.cameras import Camera, CameraRegistry, Ownership
 from service.clip import Clip, Integrity
-from service.decode import Frame, Geometry, decode_frames, open_source, redact_url
+from service.decode import Frame, Geometry, decode_frames, is_live, open_source, redact_url
 from service.illumination import gate, measure
 from service.metrics import (
     CLIPS_GATED,
@@ -248,19 +247,21 @@ class LiveIngest:
                         self.spec.fps,
                         threads=settings.decode_threads,
                         epoch=epoch,
+                        realtime=not is_live(url),  # a file standing in for a camera
                     )
-                    for frame in frames:
+                    for count, frame in enumerate(frames):
                         if self._stopping.is_set():
                             return
-                        STREAM_UP.labels(stream=label).set(1)
+                        if not count:  # delivering: a next outage starts the schedule over
+                            STREAM_UP.labels(stream=label).set(1)
+                            delays = settings.backoff_delays()
                         STREAM_FRAMES_DECODED.labels(stream=label).inc()
-                        delays = settings.backoff_delays()  # delivering: next outage starts over
                         loop.call_soon_threadsafe(self._offer, buffer, frame)
                 log.warning("camera %s: stream ended", label)
-            except (av.FFmpegError, OSError, ValueError) as exc:
+            except Exception as exc:  # whatever the source did, this thread must live on
+                if loop.is_closed():  # the service stopped under us
+                    return
                 log.warning("camera %s: %s", label, str(exc).replace(url, redact_url(url)))
-            except RuntimeError:  # the event loop closed under us: the service is stopping
-                return
             STREAM_UP.labels(stream=label).set(0)
             epoch += 1
             self._stopping.wait(next(delays))

@@ -557,34 +557,36 @@ class JobPlanner:
         return [*lumos, *flags, *(arg for item in sets for arg in ("--set", item))]
 
     def progress(self, job: Job, directory: Path) -> dict[str, Any]:
-        """Progress, current step and latest metrics, from the metrics.jsonl files the training
-        engine appends to (one per recipe run); epochs done over epochs planned."""
+        """Progress, current step and latest metrics, read from the metrics.jsonl file the
+        training engine opens when a recipe starts (in `<stage>/`) and appends to after each
+        logging interval and epoch: progress is epochs done over epochs planned."""
         if job.stage == "eval":
             return {"step": "evaluating"}
         planned = self._planned_epochs(job)
         done: dict[str, int] = {}
         metrics: dict[str, Any] = {}
-        latest: dict[str, Any] | None = None
-        for path in sorted(directory.rglob("metrics.jsonl")):
+        logs = sorted(directory.rglob("metrics.jsonl"), key=lambda p: p.stat().st_mtime)
+        for path in logs:
+            stage = path.parent.name
             for line in path.read_text().splitlines():
                 try:
                     record = json.loads(line)
                 except ValueError:
                     continue  # a line being written
-                stage, split = record.get("stage", "?"), record.get("split", "?")
+                split = record.get("split", "?")
                 if split != "train":
                     done[stage] = max(done.get(stage, 0), int(record.get("epoch", 0)) + 1)
                 skip = {"time", "stage", "split", "epoch", "step"}
                 metrics.update(
                     {f"{stage}.{split}.{k}": v for k, v in record.items() if k not in skip}
                 )
-                latest = record
         total = sum(planned.values()) or 1
         fraction = min(sum(min(done.get(s, 0), n) for s, n in planned.items()) / total, 0.99)
         step = None
-        if latest is not None:
-            stage = latest.get("stage", "?")
-            step = f"{stage} epoch {int(latest.get('epoch', 0)) + 1}/{planned.get(stage, '?')}"
+        if logs:  # the recipe that wrote last is the one running
+            stage = logs[-1].parent.name
+            epochs = planned.get(stage, 0)
+            step = f"{stage} epoch {min(done.get(stage, 0) + 1, epochs)}/{epochs}"
         return {"progress": fraction, "step": step, "metrics": metrics}
 
     def _planned_epochs(self, job: Job) -> dict[str, int]:

@@ -9,6 +9,7 @@ client writes samples to files in that directory and `render()` aggregates all p
 then say how their per-process values combine.
 """
 
+import atexit
 import os
 
 from prometheus_client import (
@@ -109,6 +110,15 @@ def set_model_version(version: str) -> None:
         MODEL_INFO.labels(version=old).set(0)
     _served[:] = [version]
     MODEL_INFO.labels(version=version).set(1)
+
+
+def _forget_live_gauges() -> None:
+    """A process that exits drops out of the `live*` gauges of the other processes' scrapes."""
+    multiprocess.mark_process_dead(os.getpid())
+
+
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    atexit.register(_forget_live_gauges)
 
 
 def render() -> tuple[bytes, str]:

@@ -5,13 +5,14 @@ Without `LUMOS_REDIS_URL` every part is in-process (queue, results, cameras, act
 talk through Redis, and `lumos api`, `lumos ingest` and `lumos infer` each run one role, as many
 processes as wanted; `lumos serve` then still runs all three roles, in one process, over Redis.
 
-The API holds a `Runtime` (`create_app(runtime)`); its lifespan awaits `start()` and `stop()`.
+The API holds a `Runtime` (`create_app(runtime)`); `service.commands.serve_http` awaits its
+`start()` and `stop()` within the app's lifespan.
 """
 
 import asyncio
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -129,6 +130,7 @@ class Runtime:
         self._decoders.shutdown(wait=False, cancel_futures=True)
         if self.redis is not None:
             await self.redis.aclose()
+        log.info("service roles stopped: %s", ", ".join(sorted(self.roles)))
 
     async def wait(self) -> None:
         """Until a role ends (it only does on `stop()` or by failing)."""
@@ -136,7 +138,7 @@ class Runtime:
         for task in done:
             task.result()
 
-    def _spawn(self, work) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
         task.add_done_callback(self._report)
         self._tasks.append(task)

@@ -1,8 +1,10 @@
 """`lumos` subcommands of the training package."""
 
 import argparse
+import functools
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -108,26 +110,26 @@ def register_train(commands: argparse._SubParsersAction) -> None:
         stage = stages.add_parser(name, help=summary)
         stage.add_argument("--config", type=Path, required=True, help="the stage's YAML config")
         _overrides(stage)
-        stage.set_defaults(run=_train_stage)
+        stage.set_defaults(run=_reported(_train_stage))
 
     evaluate = stages.add_parser("eval", help="score an artifact on a data set's test list")
     evaluate.add_argument("--artifact", type=Path, required=True)
     evaluate.add_argument("--data", type=Path, required=True, help="data set root")
-    evaluate.add_argument("--split", default="1", help="split number, or 'all' for their mean")
+    evaluate.add_argument("--split", type=_split, default=1, help="a number, or 'all' for the mean")
     evaluate.add_argument("--clips", type=int, default=1, help="clips per video, evenly spread")
     evaluate.add_argument("--crops", type=int, choices=(1, 3, 10), default=1)
     evaluate.add_argument("--stride", type=int, default=None, help="default: the training one")
     evaluate.add_argument("--batch-size", type=int, default=8)
     evaluate.add_argument("--device", default="auto")
     evaluate.add_argument("--json", action="store_true", help="print the full report as JSON")
-    evaluate.set_defaults(run=_evaluate)
+    evaluate.set_defaults(run=_reported(_evaluate))
 
     pipeline = stages.add_parser("pipeline", help="teacher -> ssl -> distill -> eval")
     _config_dir(pipeline)
     pipeline.add_argument("--out", type=Path, required=True, help="artifact directory")
     pipeline.add_argument("--work", type=Path, default=Path("runs/pipeline"), help="checkpoints")
     _overrides(pipeline, "STAGE.KEY=VALUE", "STAGE is teacher, ssl, distill or all")
-    pipeline.set_defaults(run=_pipeline)
+    pipeline.set_defaults(run=_reported(_pipeline))
 
     ablate = stages.add_parser("ablate", help="the ablation table, over seeds")
     _config_dir(ablate)
@@ -135,7 +137,35 @@ def register_train(commands: argparse._SubParsersAction) -> None:
     ablate.add_argument("--work", type=Path, default=Path("runs/ablate"), help="checkpoints")
     ablate.add_argument("--doc", type=Path, default=Path("docs/ablations.md"))
     _overrides(ablate, "STAGE.KEY=VALUE", "STAGE is teacher, ssl, distill or all")
-    ablate.set_defaults(run=_ablate)
+    ablate.set_defaults(run=_reported(_ablate))
+
+
+def _split(text: str) -> int | str:
+    if text == "all" or text.isdigit():
+        return text if text == "all" else int(text)
+    raise argparse.ArgumentTypeError(f"expected a split number or 'all', got {text!r}")
+
+
+def _reported(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Bad configs, data roots, checkpoints and artifacts end a train command with their reason
+    (exit status 2) instead of a traceback; the process group is left either way."""
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        import yaml
+
+        from training.datasets import DatasetError
+        from training.engine import close_runtime
+
+        try:
+            return command(args)
+        except (ValueError, OSError, DatasetError, yaml.YAMLError) as error:
+            print(f"lumos train {args.stage}: {error}", file=sys.stderr)
+            return 2
+        finally:
+            close_runtime()
+
+    return run
 
 
 def _config_dir(parser: argparse.ArgumentParser) -> None:
@@ -157,7 +187,6 @@ def _overrides(parser: argparse.ArgumentParser, form: str = "KEY=VALUE", note: s
 def _train_stage(args: argparse.Namespace) -> int:
     from training import config as configs
     from training.distill import train_distill
-    from training.engine import close_runtime
     from training.ssl import train_ssl
     from training.teacher import train_teacher
 
@@ -166,10 +195,7 @@ def _train_stage(args: argparse.Namespace) -> int:
         "ssl": (configs.SSLConfig, train_ssl),
         "distill": (configs.DistillConfig, train_distill),
     }[args.stage]
-    try:
-        result = recipe(configs.load_config(kind, args.config, args.overrides))
-    finally:
-        close_runtime()
+    result = recipe(configs.load_config(kind, args.config, args.overrides))
     print(json.dumps({"best": str(result.best), "metrics": result.metrics}))
     return 0
 
@@ -177,11 +203,10 @@ def _train_stage(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from training.evaluate import evaluate, format_report
 
-    split = args.split if args.split == "all" else int(args.split)
     report = evaluate(
         args.artifact,
         args.data,
-        split,
+        args.split,
         args.clips,
         args.crops,
         args.stride,
@@ -196,7 +221,8 @@ def _pipeline(args: argparse.Namespace) -> int:
     from training.pipeline import run_pipeline
 
     report = run_pipeline(args.config_dir, args.data, args.out, args.work, args.overrides)
-    print(json.dumps(report["summary"], indent=2))
+    if report:  # the main process's
+        print(json.dumps(report["summary"], indent=2))
     return 0
 
 

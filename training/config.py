@@ -47,6 +47,8 @@ class DataConfig(Section):
     stride: int = Field(1, ge=1)
     """Video frames per clip frame: the videos' fps / clip.fps (the generated benchmark is 24 fps,
     the demo's clip spec 12)."""
+    scales: tuple[float, ...] = (1.0, 0.875, 0.75, 0.66)
+    """Training crops: side lengths as fractions of the shorter frame side (TSN's multi-scale)."""
     batch_size: int = Field(8, ge=1)
     """Clips per process per forward pass."""
     workers: int = Field(0, ge=0)
@@ -79,6 +81,8 @@ class StageConfig(Section):
     run: RunConfig = RunConfig()
     data: DataConfig = DataConfig()
     arch: ArchConfig
+    pretrained: Path | None = None
+    """Backbone weights to start from: a local IG-65M / Kinetics R(2+1)D .pth (arch.ig65m)."""
     optim: OptimConfig = OptimConfig()
 
 

@@ -21,17 +21,18 @@ from model.losses import kd_loss
 from model.networks import ArchConfig, Student, Teacher, build_network
 from model.state import load_strict
 from training.clips import collate_clips
-from training.config import DataConfig, DistillConfig, TeacherConfig
+from training.config import DataConfig, DistillConfig, EnhanceConfig, TeacherConfig
 from training.engine import (
     FitResult,
     Trainer,
+    build_stage_network,
     clip_dataset,
     init_runtime,
     load_checkpoint,
     seed_everything,
 )
 from training.evaluate import validator
-from training.teacher import TeacherInputs, enhancer
+from training.teacher import TeacherInputs, enhanced_clips, enhancer
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +44,15 @@ def stage_checkpoint(path: Path, stage: str) -> dict:
     return checkpoint
 
 
-def load_teacher(path: Path, spec: ClipSpec, labels: list[str]) -> tuple[Teacher, TeacherInputs]:
-    """The frozen teacher of a teacher-stage checkpoint and the inputs it was trained on."""
+def load_teacher(path: Path, spec: ClipSpec) -> tuple[Teacher, EnhanceConfig, list[str]]:
+    """The frozen teacher of a teacher-stage checkpoint, its enhancement and its labels."""
     checkpoint = stage_checkpoint(path, "teacher")
     config = TeacherConfig.model_validate(checkpoint["config"])
-    if config.data.clip != spec or checkpoint["meta"]["labels"] != labels:
-        raise ValueError(f"teacher {path} was trained on other clips or classes than the student")
+    if config.data.clip != spec:
+        raise ValueError(f"teacher {path} was trained on {config.data.clip}, the student on {spec}")
     teacher = build_network(ArchConfig.model_validate(checkpoint["meta"]["arch"]))
     load_strict(teacher, checkpoint["model"], str(path))
-    return teacher.eval().requires_grad_(False), TeacherInputs(enhancer(config.enhance), spec)
+    return teacher.eval().requires_grad_(False), config.enhance, checkpoint["meta"]["labels"]
 
 
 def init_backbone(student: Student, path: Path) -> None:
@@ -73,19 +74,23 @@ def train_distill(config: DistillConfig) -> FitResult:
     runtime = init_runtime(config.run.device)
     seed_everything(config.run.seed + runtime.rank)
     spec = config.data.clip
-    train, classes = clip_dataset(config.data, "train", train=True)
+    teacher, options = None, {}
+    if config.teacher:
+        teacher, enhance, teacher_labels = load_teacher(config.teacher, spec)
+        teacher = teacher.to(runtime.device, memory_format=torch.channels_last_3d)
+        teacher_inputs = TeacherInputs(enhancer(enhance), spec)
+        options = enhanced_clips(enhance, config.data)
+    train, classes = clip_dataset(config.data, "train", train=True, **options)
+    if teacher and teacher_labels != list(classes):
+        raise ValueError(f"teacher {config.teacher} knows {teacher_labels}, the data {classes}")
     arch = config.arch.model_copy(update={"num_classes": len(classes)})
-    student = build_network(arch)
+    student = build_stage_network(arch, config.pretrained)
     if config.init:
         init_backbone(student, config.init)
-    teacher = None
-    if config.teacher:
-        teacher, teacher_inputs = load_teacher(config.teacher, spec, list(classes))
-        teacher = teacher.to(runtime.device, memory_format=torch.channels_last_3d)
     log.info("distill: %s from %s, init %s", arch, config.teacher, config.init)
 
     def logits(model: nn.Module, frames: torch.Tensor) -> torch.Tensor:
-        return model(spec.to_input(frames)).logits
+        return model(spec.to_input(frames[..., :3])).logits  # the dark channels only
 
     def loss_fn(model: nn.Module, batch: tuple) -> tuple[torch.Tensor, dict]:
         frames, labels = batch

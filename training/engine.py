@@ -27,6 +27,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from model.clip import ClipSpec
+from model.ig65m import import_backbone
+from model.networks import ArchConfig, Student, Teacher, build_network
 from training.clips import ClipDataset
 from training.config import DataConfig, StageConfig
 from training.datasets import load_dataset
@@ -138,7 +140,16 @@ def clip_dataset(
     videos = load_dataset(data.root, data.split, subset)
     spec = RawClipSpec(**data.clip.model_dump())
     kind = kind if data.cache else ClipDataset
-    return kind(videos.items, spec, train, stride=data.stride, **options), videos.classes
+    dataset = kind(videos.items, spec, train, stride=data.stride, scales=data.scales, **options)
+    return dataset, videos.classes
+
+
+def build_stage_network(arch: ArchConfig, pretrained: Path | None) -> Student | Teacher:
+    """A stage's network, its backbone loaded from pretrained weights when given."""
+    network = build_network(arch)
+    if pretrained:
+        import_backbone(network.backbone, pretrained)
+    return network
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -430,7 +441,11 @@ class Trainer:
         self.module.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         if scheduler and checkpoint["scheduler"]:
-            scheduler.load_state_dict(checkpoint["scheduler"])
+            # Progress comes from the checkpoint, the plan from this run's config: a rerun with
+            # more epochs stretches a one-cycle schedule over the new length.
+            plan = ("total_steps", "_schedule_phases")
+            fresh = {k: v for k, v in scheduler.state_dict().items() if k in plan}
+            scheduler.load_state_dict({**checkpoint["scheduler"], **fresh})
         self.scaler.load_state_dict(checkpoint["scaler"])
         self.epoch, self.batch, self.step = (checkpoint[k] for k in ("epoch", "batch", "step"))
         self.best, self.best_metrics = checkpoint["best"], checkpoint["best_metrics"]

@@ -64,7 +64,7 @@ def crop_boxes(height: int, width: int, size: int, crops: int) -> list[CropBox]:
     raise ValueError(f"crops must be one of {CROPS}, got {crops}")
 
 
-class TestViews(Dataset):
+class EvalViews(Dataset):
     """Each test video as `1 + clips x crops` uint8 views: first the single centred clip and centre
     crop, then `clips` evenly spread clips, each in every crop. Decoding (and its errors) is the
     wrapped ClipDataset's."""
@@ -180,7 +180,7 @@ def evaluate_split(
     dataset = ClipDataset(videos.items, RawClipSpec(**spec.model_dump()), False, stride=stride)
     probabilities, labels = predict(
         lambda frames: network(spec.to_input(frames)).logits,
-        TestViews(dataset, *views),
+        EvalViews(dataset, *views),
         batch_size,
         device,
     )

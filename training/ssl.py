@@ -13,10 +13,16 @@ from torch import nn
 
 from model.backbone import R2Plus1D
 from model.losses import nt_xent_loss
-from model.networks import build_network
 from training.clips import collate_clips
 from training.config import SSLConfig
-from training.engine import FitResult, Trainer, clip_dataset, init_runtime, seed_everything
+from training.engine import (
+    FitResult,
+    Trainer,
+    build_stage_network,
+    clip_dataset,
+    init_runtime,
+    seed_everything,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +47,8 @@ def train_ssl(config: SSLConfig) -> FitResult:
     seed_everything(config.run.seed + runtime.rank)
     train, classes = clip_dataset(config.data, "train", train=True, views=config.views)
     arch = config.arch.model_copy(update={"num_classes": len(classes)})
-    module = Contrastive(build_network(arch).backbone, config.projection_dim)
+    backbone = build_stage_network(arch, config.pretrained).backbone
+    module = Contrastive(backbone, config.projection_dim)
     log.info("ssl: %s views of %d clips, backbone %s", config.views, len(train), arch)
     spec = config.data.clip
 

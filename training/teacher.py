@@ -8,6 +8,7 @@ enhanced views of one class pull together before they are fused.
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -16,13 +17,13 @@ from torch import nn
 from model.clip import ClipSpec
 from model.enhance import gamma_correct, msrcr, to_unit
 from model.losses import supcon_loss
-from model.networks import build_network
 from training.clips import collate_clips
-from training.config import EnhanceConfig, TeacherConfig
+from training.config import DataConfig, EnhanceConfig, TeacherConfig
 from training.engine import (
     CachedClips,
     FitResult,
     Trainer,
+    build_stage_network,
     clip_dataset,
     init_runtime,
     remember,
@@ -64,6 +65,11 @@ class EnhancedClips(CachedClips):
         return torch.cat([video, remember(key, enhanced)], dim=-1)
 
 
+def enhanced_clips(enhance: EnhanceConfig, data: DataConfig) -> dict[str, Any]:
+    """`clip_dataset` options that cache the enhanced copies, when the config asks for it."""
+    return {"kind": EnhancedClips, "enhance": enhance} if enhance.cache and data.cache else {}
+
+
 class TeacherInputs:
     """uint8 `B x T x H x W x 3|6` clips -> the teacher's normalised (dark, enhanced) streams.
 
@@ -87,11 +93,10 @@ def train_teacher(config: TeacherConfig) -> FitResult:
     seed_everything(config.run.seed + runtime.rank)
     enhance = enhancer(config.enhance)
     inputs = TeacherInputs(enhance, config.data.clip)
-    cached = config.enhance.cache and config.data.cache
-    options = {"kind": EnhancedClips, "enhance": config.enhance} if cached else {}
+    options = enhanced_clips(config.enhance, config.data)
     train, classes = clip_dataset(config.data, "train", train=True, **options)
     arch = config.arch.model_copy(update={"num_classes": len(classes)})
-    teacher = build_network(arch)
+    teacher = build_stage_network(arch, config.pretrained)
     log.info("teacher: %s, %d training clips, fusion %s", arch, len(train), arch.fusion)
 
     def logits(model: nn.Module, frames: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ import numpy as np
 #: Frame-folder naming of the TSN / R(2+1)D-BERT convention that the dark-video repositories follow.
 FRAME_PATTERN = "img_%05d.jpg"
 
-Codec = Literal["libx264", "mpeg4"]
+Codec = Literal["libx264", "mpeg4", "mjpeg"]
 
 
 class VideoError(Exception):
@@ -90,28 +90,34 @@ def write_video(
     codec: Codec = "libx264",
     quality: int | None = None,
 ) -> None:
-    """Encode a `T x H x W x 3` uint8 RGB array (even H and W) as yuv420p video.
+    """Encode a `T x H x W x 3` uint8 RGB array (even H and W) as a 4:2:0 video file, or with
+    "mjpeg" as a frame folder `path/img_00001.jpg, ...`.
 
-    `quality` is x264's CRF (0-51, default 23) or MPEG-4's fixed quantiser (2-31, default 5); lower
-    is better. Encoding runs on one thread because x264's frame threads make the output depend on
-    timing, and the generated benchmark must be identical for identical seeds.
+    `quality` is x264's CRF (0-51, default 23) or the MPEG-4 / JPEG quantiser (2-31, default 5);
+    lower is better. Encoding runs on one thread because x264's frame threads make the output
+    depend on timing, and the generated benchmark must be identical for identical seeds.
     """
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"expected T x H x W x 3 uint8 frames, got {frames.shape} {frames.dtype}")
     height, width = frames.shape[1:3]
     if height % 2 or width % 2:
-        raise ValueError(f"yuv420p needs even frame sizes, got {width}x{height}")
+        raise ValueError(f"4:2:0 video needs even frame sizes, got {width}x{height}")
     if codec == "libx264":
         options = {"crf": str(23 if quality is None else quality), "preset": "veryfast"}
     else:
         qscale = str(5 if quality is None else quality)
         options = {"qmin": qscale, "qmax": qscale}
-    with av.open(str(path), "w") as container:
+    target, container_options = str(path), {}
+    if codec == "mjpeg":
+        Path(path).mkdir(parents=True, exist_ok=True)
+        target, container_options = str(Path(path) / FRAME_PATTERN), {"format": "image2"}
+    with av.open(target, "w", **container_options) as container:
         stream = container.add_stream(
             codec, rate=Fraction(fps).limit_denominator(1001), options=options
         )
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.width, stream.height = width, height
+        stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
         stream.thread_count = 1
         for frame in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))

@@ -97,7 +97,10 @@ def main() -> None:
     loop = GLib.MainLoop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, sig, loop.quit)
-    print(f"rtsp_camera: serving rtsp://{args.host}:{args.port}{(args.path or ['/cam'])[0]}", flush=True)
+    print(
+        f"rtsp_camera: serving rtsp://{args.host}:{args.port}{(args.path or ['/cam'])[0]}",
+        flush=True,
+    )
     loop.run()
     for player in players:
         player.set_state(Gst.State.NULL)

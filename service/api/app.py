@@ -25,14 +25,16 @@ from service.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
+_JSON_BODY_LIMIT = 1024 * 1024
 
-def create_app(runtime: Runtime, run_trainer: bool | None = None) -> FastAPI:
-    """The HTTP API over `runtime`; `run_trainer` defaults to "when embedded" (no Redis)."""
+
+def create_app(runtime: Runtime, run_trainer: bool = True) -> FastAPI:
+    """The HTTP API over `runtime`, with a trainer thread unless told otherwise (`lumos api`
+    leaves training to `lumos trainer` processes)."""
     settings = runtime.settings
     store = job_store(settings)
     planner = JobPlanner(settings, runtime.models)
     classify_tasks = ClassifyTasks(runtime.redis, settings.result_ttl_s)
-    embedded_trainer = settings.redis_url is None if run_trainer is None else run_trainer
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -45,7 +47,7 @@ def create_app(runtime: Runtime, run_trainer: bool | None = None) -> FastAPI:
             )
         stop = threading.Event()
         thread = None
-        if embedded_trainer:
+        if run_trainer:
             trainer = Trainer(
                 store, runtime.models, planner, settings.runs_dir, settings.trainer_concurrency
             )
@@ -65,6 +67,7 @@ def create_app(runtime: Runtime, run_trainer: bool | None = None) -> FastAPI:
         version="1",
         lifespan=lifespan,
         responses={401: errors.PROBLEM_RESPONSE, 503: errors.PROBLEM_RESPONSE},
+        max_body_size=_JSON_BODY_LIMIT,
     )
     app.state.runtime = runtime
     app.state.registry = runtime.models
@@ -75,10 +78,17 @@ def create_app(runtime: Runtime, run_trainer: bool | None = None) -> FastAPI:
     app.add_middleware(RequestMetrics)
 
     protected = [Depends(authorize)]
-    for module in (classify, frames, streams, jobs, models):
+    # Upload routes enforce their own limit as the body streams in (with a reason code); this
+    # outer bound sits just above it. Every other body is small JSON.
+    upload_limit = settings.upload_max_bytes + _JSON_BODY_LIMIT
+    for module in (classify, frames):
+        app.include_router(
+            module.router, prefix="/v1", dependencies=protected, max_body_size=upload_limit
+        )
+    for module in (streams, jobs, models):
         app.include_router(module.router, prefix="/v1", dependencies=protected)
     # The unversioned upload endpoint answers exactly as /v1/classify does.
-    app.include_router(classify.router, dependencies=protected)
+    app.include_router(classify.router, dependencies=protected, max_body_size=upload_limit)
     app.include_router(health.router)
     # The web console, mounted last so that it never shadows an API route.
     app.mount("/", StaticFiles(packages=[("service", "console")], html=True), name="console")

@@ -85,6 +85,12 @@ def install(app: FastAPI) -> None:
         problem = Problem(422, "invalid_request", detail, errors=errors)
         return problem.response(request.url.path)
 
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> JSONResponse:
+        # Starlette logs the traceback; the client gets the same error format as always.
+        problem = Problem(500, "internal_error", "the request failed; see the service log")
+        return problem.response(request.url.path)
+
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         problem = Problem(exc.status_code, _reason_for(exc.status_code), str(exc.detail))

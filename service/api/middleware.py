@@ -2,9 +2,28 @@
 
 import time
 
+from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.metrics import REQUEST_SECONDS, REQUESTS
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's path template, e.g. `/v1/streams/{stream_id}`.
+
+    A route of an included router may know only its own path (`/classify`), not the prefix it
+    was included under (`/v1`): the prefix is taken from the request path, segment for segment.
+    Unmatched paths share one label, so a scanner cannot create a series per URL.
+    """
+    route = scope.get("route")
+    if isinstance(route, Mount):
+        return f"{route.path}/{{path}}"
+    template = getattr(route, "path", None)
+    if template is None:
+        return "unmatched"
+    segments = scope["path"].rstrip("/").split("/")
+    depth = template.rstrip("/").count("/")
+    return "/".join(segments[: len(segments) - depth]) + template
 
 
 class RequestMetrics:
@@ -29,8 +48,6 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            route = scope.get("route")
-            # Unmatched paths share one label: a scanner must not create a series per URL.
-            name = getattr(route, "path", None) or "unmatched"
+            name = route_template(scope)
             REQUESTS.labels(route=name, code=str(status)).inc()
             REQUEST_SECONDS.labels(route=name).observe(time.perf_counter() - started)

@@ -145,4 +145,4 @@ def test_pipeline_job_registers_a_model_that_serves(service, make_video, tmp_pat
         assert f'lumos_model_info{{version="{job["model_version"]}"}} 1.0' in metrics
         ready = client.get("/readyz").json()
         assert ready["auth"] == "open" and ready["warnings"]
-    assert "NO API KEYS CONFIGURED" in service.output()
+    assert "NO API KEYS CONFIGURED" in service.log.read_text()

@@ -189,3 +189,13 @@ def test_service_stays_up_under_repeated_bad_uploads(service, tmp_path):
     assert set(codes) == {415}
     assert time.monotonic() - started < 30
     assert service.process.poll() is None
+
+
+def test_docs_are_served_and_json_bodies_are_bounded(service):
+    with service.client() as client:
+        assert "swagger" in client.get("/docs").text.lower()
+        huge = {"stage": "pipeline", "dataset": "synth", "overrides": {"x": "y" * 2_000_000}}
+        answer = client.post("/v1/jobs", json=huge)  # refused by FastAPI's body limit
+        assert answer.status_code == 413 and "Too Large" in answer.text
+        unknown = client.post("/v1/streams", json={"url": "rtsp://127.0.0.1/x", "fps": 5})
+        assert unknown.status_code == 422 and unknown.json()["reason"] == "invalid_request"

@@ -81,3 +81,13 @@ def test_redact_url_hides_credentials(url: str, shown: str) -> None:
 def test_live_schemes() -> None:
     assert is_live("rtsp://a/b") and is_live("RTSPS://a/b") and is_live("https://a/b.m3u8")
     assert not is_live("/tmp/a.mp4") and not is_live("file:///tmp/a.mp4")
+
+
+def test_realtime_paces_a_file_to_its_timestamps(make_video, tmp_path: Path) -> None:
+    path = make_video(tmp_path / "v.mp4", frames=12, fps=12)
+    with open_source(str(path)) as container:
+        frames = list(decode_frames(container, TINY, 12, realtime=True))
+    walls = [f.wall - frames[0].wall for f in frames]
+    pts = [f.pts - frames[0].pts for f in frames]
+    assert walls[-1] == pytest.approx(11 / 12, abs=0.15)
+    assert all(w >= p - 0.01 for w, p in zip(walls, pts, strict=True))

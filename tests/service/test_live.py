@@ -1,6 +1,7 @@
 """Live cameras over real RTSP: continuous predictions, surviving an outage, a slow consumer."""
 
 import asyncio
+import logging
 import os
 import resource
 import time
@@ -13,6 +14,8 @@ from service.cameras import Camera
 from service.queue.redis import lane_key
 from service.runtime import Runtime
 from service.settings import Settings
+from tests.conftest import TINY_CLIP, make_artifact
+from tests.servers import free_port
 from tests.service.clips import metric
 
 
@@ -146,3 +149,54 @@ def test_camera_serves_several_paths_and_restarts_on_its_port(rtsp_camera) -> No
     assert camera.port == port
     with av.open(camera.url("/a"), options={"rtsp_transport": "tcp"}, timeout=5) as c:
         assert next(c.decode(video=0)).width == 64
+
+
+def test_camera_credentials_never_reach_the_logs(
+    caplog: pytest.LogCaptureFixture, tiny_artifact: Path, tmp_path: Path
+) -> None:
+    secret = "hunter2-secret"
+    url = f"rtsp://admin:{secret}@127.0.0.1:{free_port()}/cam?token={secret}"
+    runtime = Runtime.from_settings(live_settings(tiny_artifact, tmp_path, backend="fp32"))
+
+    async def main() -> None:
+        await runtime.cameras.add(Camera(id="locked", url=url))
+        await runtime.start()
+        await asyncio.sleep(2.5)  # a few failed connections and retries
+        await runtime.stop()
+
+    with caplog.at_level(logging.DEBUG):
+        asyncio.run(main())
+    failures = [r for r in caplog.records if "camera locked" in r.getMessage()]
+    assert len(failures) >= 2  # it kept trying, and said so
+    assert all(secret not in r.getMessage() for r in caplog.records)
+    assert any("rtsp://***@127.0.0.1" in r.getMessage() for r in caplog.records)
+
+
+def test_activating_a_model_with_another_clip_shape_switches_the_live_pipeline(
+    rtsp_camera, tiny_artifact: Path, tmp_path: Path
+) -> None:
+    camera = rtsp_camera(paths=("/cam",))
+    runtime = Runtime.from_settings(live_settings(tiny_artifact, tmp_path, model_poll_s=0.3))
+    wider = TINY_CLIP.model_copy(update={"crop": 24, "resize": (32, 24)})
+    second = runtime.models.register(make_artifact(tmp_path / "v2", "tiny-2", wider, seed=1))
+
+    async def main() -> None:
+        await runtime.cameras.add(Camera(id="door", url=camera.url()))
+        await runtime.start()
+        try:
+            first = await results_since(runtime, "door", 0, 2, timeout=30)
+            assert {r.model_version for r in first} == {"tiny-1"}
+            runtime.models.activate(second.version)
+            switched = time.time()
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                later = await runtime.results.for_stream("door", switched)
+                if any(r.model_version == "tiny-2" for r in later):
+                    break
+                await asyncio.sleep(0.2)
+            assert any(r.model_version == "tiny-2" for r in later)
+            assert all(r.error is None for r in later)  # no clip of a shape nobody takes
+        finally:
+            await runtime.stop()
+
+    asyncio.run(main())

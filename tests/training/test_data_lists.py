@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from training.datasets import (
     ARID_CLASSES,
@@ -15,7 +14,7 @@ from training.datasets import (
     detect_layout,
     load_dataset,
 )
-from training.video import read_video
+from training.video import read_video, write_video
 
 SHARED = Path("/work/shared/data")
 ARID = SHARED / "arid_v1"
@@ -119,10 +118,9 @@ def test_arid_v15_layout(tmp_path: Path, make_video) -> None:
 
 
 def _frame_folder(folder: Path, frames: int) -> None:
-    folder.mkdir(parents=True)
-    for index in range(frames):
-        image = np.full((24, 32, 3), 20 * index, dtype=np.uint8)
-        Image.fromarray(image).save(folder / f"img_{index + 1:05d}.jpg")
+    video = np.repeat(np.arange(frames, dtype=np.uint8)[:, None, None, None] * 20, 3, axis=3)
+    write_video(folder, np.broadcast_to(video, (frames, 24, 32, 3)).copy(), 12.0, "mjpeg")
+    assert sorted(path.name for path in folder.iterdir())[0] == "img_00001.jpg"
 
 
 def test_frame_folder_layout(tmp_path: Path) -> None:

@@ -74,9 +74,9 @@ def test_resume_mid_epoch_replays_exactly_the_remaining_batches(tmp_path: Path) 
     trainer, result = fit(toy_config(tmp_path / "cut"), seen)
     assert seen == uninterrupted  # same order, nothing trained twice, nothing skipped
     assert trainer.step == 12 and trainer.epoch == 2
-    assert [line["step"] for line in metric_lines(tmp_path / "cut") if line["split"] == "train"] == [
-        *range(1, 13)
-    ]
+    assert [
+        line["step"] for line in metric_lines(tmp_path / "cut") if line["split"] == "train"
+    ] == [*range(1, 13)]
     whole = load_checkpoint(tmp_path / "whole" / "checkpoints" / "last.pt")["model"]
     resumed = load_checkpoint(result.last)["model"]
     assert all(torch.allclose(whole[key], resumed[key]) for key in whole)

@@ -5,6 +5,8 @@ the wiring (checkpoints, resume, export, evaluation), not accuracy; the demo mod
 """
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,16 +16,19 @@ from model.artifact import load_artifact
 from model.enhance import msrcr
 from model.networks import ArchConfig, Student, build_network
 from service.cli import main
+from training.clips import ClipDataset
 from training.config import DataConfig, EnhanceConfig
 from training.datasets import ARID_CLASSES, load_dataset
 from training.distill import init_backbone, load_teacher
 from training.engine import RawClipSpec, load_checkpoint
-from training.evaluate import TestViews, crop_boxes, score
+from training.evaluate import EvalViews, crop_boxes, score
 from training.pipeline import stage_overrides
 from training.synth import SynthConfig, write_benchmark
 from training.teacher import EnhancedClips
 
 CONFIGS = Path(__file__).parents[2] / "configs" / "cpu-small"
+LUMOS = Path(sys.executable).parent / "lumos"
+SPEC = RawClipSpec(frames=8, crop=32, resize=(44, 32))
 TINY = [
     "all.optim.epochs=1",
     "all.data.batch_size=4",
@@ -63,7 +68,9 @@ def pipeline(benchmark: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("pipeline")
     args = ["--config-dir", str(CONFIGS), "--data", str(benchmark)]
     args += ["--out", str(work / "artifact"), "--work", str(work)]
-    assert main(["train", "pipeline", *args, *[f"--set={item}" for item in TINY]]) == 0
+    # A real process, so the artifact's provenance records the command line as typed.
+    command = [str(LUMOS), "train", "pipeline", *args, *[f"--set={item}" for item in TINY]]
+    subprocess.run(command, check=True, capture_output=True, timeout=600)
     return work
 
 
@@ -80,7 +87,11 @@ def test_pipeline_trains_every_stage_and_exports_the_student(pipeline: Path) -> 
 
     network, manifest = load_artifact(pipeline / "artifact")
     assert isinstance(network, Student) and manifest.labels == list(ARID_CLASSES)
-    assert (manifest.clip.frames, manifest.clip.crop, manifest.clip.normalize) == (8, 32, "per_clip")
+    assert (manifest.clip.frames, manifest.clip.crop, manifest.clip.normalize) == (
+        8,
+        32,
+        "per_clip",
+    )
     assert manifest.provenance["command"].startswith("lumos train pipeline")
     assert manifest.provenance["data"]["train_clips"] == 22
     assert manifest.provenance["config"]["arch"]["width"] == 2
@@ -94,11 +105,12 @@ def test_pipeline_trains_every_stage_and_exports_the_student(pipeline: Path) -> 
         assert {json.loads(line)["stage"] for line in lines} == {stage}
 
 
-def test_a_rerun_with_more_epochs_resumes_where_the_last_stopped(pipeline: Path) -> None:
-    config = ["--config", str(CONFIGS / "teacher.yaml"), *stage_args("teacher")]
+def test_a_rerun_with_more_epochs_resumes_where_the_last_stopped(
+    pipeline: Path, benchmark: Path
+) -> None:
     out = pipeline / "teacher"
-    args = [*config, f"--set=run.output_dir={out}", "--set=optim.epochs=2"]
-    args += [f"--set=data.root={load_checkpoint(out / 'checkpoints' / 'last.pt')['config']['data']['root']}"]
+    args = ["--config", str(CONFIGS / "teacher.yaml"), *stage_args("teacher")]
+    args += [f"--set=data.root={benchmark}", f"--set=run.output_dir={out}", "--set=optim.epochs=2"]
     assert main(["train", "teacher", *args]) == 0
     last = load_checkpoint(out / "checkpoints" / "last.pt")
     assert (last["epoch"], last["step"]) == (2, 2 * (22 // 4))
@@ -127,15 +139,14 @@ def test_eval_reports_single_and_multi_view_scores(pipeline: Path, benchmark: Pa
     assert "split 1: top-1" in capsys.readouterr().out
 
 
-def test_test_views_are_one_centre_view_then_clips_times_crops(benchmark: Path) -> None:
-    videos = load_dataset(benchmark, 1, "test")
-    spec = RawClipSpec(frames=8, crop=32, resize=(44, 32))
-    from training.clips import ClipDataset
-
-    views, label = TestViews(ClipDataset(videos.items, spec, False), clips=2, crops=10)[3]
+def test_eval_views_are_one_centre_view_then_clips_times_crops(benchmark: Path) -> None:
+    videos = ClipDataset(load_dataset(benchmark, 1, "test").items, SPEC, False)
+    views, label = EvalViews(videos, clips=2, crops=10)[3]
     assert views.shape == (1 + 2 * 10, 8, 32, 32, 3) and views.dtype == torch.uint8
     assert label == 3
-    assert torch.equal(views[0], views[1 + 4]) or views[0].shape == views[5].shape
+    views, _ = EvalViews(videos, clips=1, crops=10)[3]
+    assert torch.equal(views[0], views[1 + 4])  # the centre clip's centre crop, the 5th of 10
+    assert torch.equal(views[1], views[1 + 5].flip(2))  # the 6th is the 1st, mirrored
     boxes = crop_boxes(32, 44, 32, 10)
     assert {(b.top, b.left) for b in boxes} == {(0, 0), (0, 12), (0, 6)}
     assert [b.flip for b in boxes] == [False] * 5 + [True] * 5
@@ -160,13 +171,12 @@ def test_student_starts_from_the_ssl_backbone(pipeline: Path) -> None:
         assert torch.equal(value, saved[f"backbone.{key}"]), key
 
     with pytest.raises(ValueError, match="is a ssl checkpoint, not a teacher one"):
-        load_teacher(path, DataConfig().clip, list(ARID_CLASSES))
+        load_teacher(path, DataConfig().clip)
 
 
 def test_cached_enhancement_rides_along_as_three_more_channels(benchmark: Path) -> None:
     videos = load_dataset(benchmark, 1, "train")
-    spec = RawClipSpec(frames=8, crop=32, resize=(44, 32))
-    dataset = EnhancedClips(videos.items, spec, True, enhance=EnhanceConfig())
+    dataset = EnhancedClips(videos.items, SPEC, True, enhance=EnhanceConfig())
     frames = dataset.frames(0)
     dark = frames[..., :3]
     expected = msrcr(dark.permute(3, 0, 1, 2)[None])[0].permute(1, 2, 3, 0)

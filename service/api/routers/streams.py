@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from service.api.deps import RuntimeDep
 from service.api.errors import PROBLEM_RESPONSE, Problem
@@ -28,9 +28,12 @@ router = APIRouter(prefix="/streams", tags=["streams"])
 # How far back the status looks; a live camera yields a clip every few seconds.
 _STATUS_WINDOW_S = 120.0
 _EVENT_POLL_S = 0.5
+_FPS_CLIPS = 4  # the rate over the latest clips, past a source's start-up burst
 
 
 class StreamRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # an option the ingest lacks is refused, not lost
+
     url: str = Field(
         min_length=1, max_length=2048, description=f"A live source: {', '.join(LIVE_SCHEMES)}."
     )
@@ -101,13 +104,14 @@ async def _status(runtime: Runtime, camera: Camera) -> StreamStatus:
     else:
         state = "live" if time.time() - latest.end < fresh_s else "reconnecting"
     fps = None
-    if len(recent) >= 2 and recent[-1].end > recent[0].end:
-        # Sampled frames between the first and the last recent clip: `stride` per clip.
+    window = recent[-_FPS_CLIPS:]
+    if len(window) >= 2 and window[-1].end > window[0].end:
+        # Sampled frames between the first and the last clip of the window: `stride` per clip.
         active = await asyncio.to_thread(runtime.models.active)
         if active is not None:
             stride = runtime.settings.clip_stride or active.manifest.clip.frames
-            frames = (recent[-1].seq - recent[0].seq) * stride
-            fps = round(frames / (recent[-1].end - recent[0].end), 2)
+            frames = (window[-1].seq - window[0].seq) * stride
+            fps = round(frames / (window[-1].end - window[0].end), 2)
     errors = [r.error for r in recent if r.error]
     public = camera.public()
     return StreamStatus(
@@ -137,7 +141,7 @@ async def subscribe(request: StreamRequest, runtime: RuntimeDep) -> StreamStatus
 
 @router.get("")
 async def list_streams(runtime: RuntimeDep) -> list[StreamStatus]:
-    return [await _status(runtime, camera) for camera in await runtime.cameras.list()]
+    return [await _status(runtime, camera) for camera in await runtime.cameras.all()]
 
 
 @router.get("/{stream_id}", responses={404: PROBLEM_RESPONSE})

@@ -9,7 +9,7 @@ import { startStatus } from "./status.js";
 const pages = { classify, cameras, models, jobs };
 let current = null;
 
-function route() {
+function route(event) {
   const name = location.hash.slice(1) in pages ? location.hash.slice(1) : "classify";
   if (current === name) return;
   if (current) {
@@ -20,10 +20,12 @@ function route() {
   const page = document.getElementById(name);
   page.hidden = false;
   for (const link of document.querySelectorAll("nav a")) {
-    link.toggleAttribute("aria-current", link.hash === `#${name}`);
     if (link.hash === `#${name}`) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
   }
   pages[name].show(page);
+  // After a move between pages, keyboard and screen-reader users continue in the new page.
+  if (event) document.getElementById("main").focus();
 }
 
 for (const [name, page] of Object.entries(pages)) page.init(document.getElementById(name));

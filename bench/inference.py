@@ -1,0 +1,311 @@
+"""`lumos bench inference`: clips/s of one student on every CPU backend, side by side.
+
+Each backend runs the same test clips at batch 1, then at doubling batch sizes while a doubling
+still buys at least 5% more clips/s (the batcher's best batch); every timed run covers each test
+clip once, so each backend's top-1 labels are compared with fp32 eager on the same clips. The
+achieved GFLOP/s are put against the matmul peak this machine reaches in the backend's
+arithmetic, measured in the same run. The service's own choice among its candidates is made
+from these measurements by its own rule (`service.backends.choose`).
+
+Peers beyond the service's candidates: torch.compile (inductor), OpenVINO at bf16 precision, and
+OpenVINO on an INT8 model quantised by NNCF on calibration clips (not the test clips).
+"""
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench import models
+from bench.report import SCRATCH, Run, add_options, table, verdict
+from model.artifact import load_artifact
+from model.clip import ClipSpec
+from model.networks import Student
+from model.profile import profile
+from service.backends import (
+    Backend,
+    OpenVino,
+    TorchCpu,
+    Trial,
+    calibration_batch,
+    choose,
+    factories,
+    onnx_file,
+)
+
+BACKENDS = ("fp32", "bf16", "onnx", "openvino", "compile", "openvino-bf16", "openvino-int8")
+PRECISION = {"bf16": "bf16", "openvino-bf16": "bf16", "openvino-int8": "int8"}
+"""Arithmetic each backend's peak is measured in; fp32 where not listed."""
+TARGET_SPEEDUP = 4.0
+TARGET_AGREEMENT = 0.99
+
+
+class Compiled(TorchCpu):
+    """The fp32 network through torch.compile (inductor): fused elementwise ops, oneDNN convs.
+    Compilation happens on the first call of each batch size, i.e. in the warm-up."""
+
+    def __init__(self, network: Student, spec: ClipSpec) -> None:
+        super().__init__(network, spec)
+        self.name = "compile"
+        self.network = torch.compile(network)
+
+
+class OpenVinoAt(OpenVino):
+    """OpenVINO from an ONNX file or an in-memory model, at a chosen inference precision."""
+
+    def __init__(self, model: object, spec: ClipSpec, threads: int, precision: str, name: str):
+        import openvino
+
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = str(threads)
+        self.model = openvino.Core().compile_model(model, "CPU", config)
+        self.spec = spec
+        self.name = name
+
+
+def quantized(onnx: Path, spec: ClipSpec, clips: np.ndarray) -> object:
+    """The ONNX model quantised to INT8 by NNCF's post-training quantisation on `clips`."""
+    import nncf
+    import openvino
+
+    def network_input(clip: np.ndarray) -> np.ndarray:
+        return spec.to_input(torch.from_numpy(clip[None])).numpy()
+
+    return nncf.quantize(
+        openvino.Core().read_model(onnx),
+        nncf.Dataset(list(clips), network_input),
+        subset_size=len(clips),
+    )
+
+
+def candidates(
+    artifact: Path, network: Student, spec: ClipSpec, calibration: np.ndarray
+) -> tuple[dict[str, Callable[[], Backend]], set[str]]:
+    """Every backend, built on demand, and the names of those the service chooses from."""
+    threads = torch.get_num_threads()
+    weights = artifact / "model.safetensors"
+    cache = SCRATCH / "cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    onnx = lambda: onnx_file(network, spec, weights, cache)  # noqa: E731
+    service = factories(network, spec, weights, cache, threads, cuda=False)
+    return {
+        **service,
+        "compile": lambda: Compiled(network, spec),
+        "openvino-bf16": lambda: OpenVinoAt(onnx(), spec, threads, "bf16", "openvino-bf16"),
+        "openvino-int8": lambda: OpenVinoAt(
+            quantized(onnx(), spec, calibration), spec, threads, "bf16", "openvino-int8"
+        ),
+    }, set(service)
+
+
+def matmul_peak(precision: str, size: int = 2048, seconds: float = 2.0) -> float:
+    """GFLOP/s (GOP/s for int8) of the best square matmul rate reached within `seconds`."""
+    if precision == "int8":
+        a = torch.randint(-64, 64, (size, size), dtype=torch.int8)
+        multiply = torch._int_mm  # the one int8 GEMM PyTorch exposes on the CPU (oneDNN)
+    else:
+        a = torch.randn(size, size, dtype=torch.bfloat16 if precision == "bf16" else torch.float)
+        multiply = torch.mm
+    multiply(a, a)
+    best = float("inf")
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        begin = time.perf_counter()
+        multiply(a, a)
+        best = min(best, time.perf_counter() - begin)
+    return 2 * size**3 / best / 1e9
+
+
+@dataclass
+class Point:
+    """One backend at one batch size."""
+
+    batch: int
+    ms_per_clip: float
+    clips_per_s: float
+    runs: int
+    agreement: float | None = None
+    """Fraction of the test clips whose top-1 label matches fp32 eager's at batch 1."""
+
+
+def run_at(backend: Backend, clips: np.ndarray, batch: int) -> tuple[Point, np.ndarray]:
+    """Warm up at `batch`, then time runs that cover every clip once; also the probabilities."""
+    backend(clips[:batch])
+    seconds, probs = [], []
+    for start in range(0, len(clips), batch):
+        begin = time.perf_counter()
+        probs.append(backend(clips[start : start + batch]))
+        seconds.append(time.perf_counter() - begin)
+    per_clip = statistics.median(seconds) / batch
+    point = Point(batch, round(per_clip * 1000, 2), round(1 / per_clip, 2), len(seconds))
+    return point, np.concatenate(probs)
+
+
+def sweep(backend: Backend, clips: np.ndarray, max_batch: int) -> list[tuple[Point, np.ndarray]]:
+    """Batch 1, then doublings while each buys at least 5% more clips/s."""
+    points: list[tuple[Point, np.ndarray]] = []
+    batch = 1
+    while batch <= max_batch:
+        point, probs = run_at(backend, clips, batch)
+        points.append((point, probs))
+        print(
+            f"  {backend.name:14s} batch {batch:2d}: {point.ms_per_clip:9.1f} ms/clip", flush=True
+        )
+        if len(points) > 1 and point.clips_per_s < 1.05 * points[-2][0].clips_per_s:
+            break
+        batch *= 2
+    return points
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="lumos bench inference", description=__doc__)
+    parser.add_argument("--size", choices=("paper", "demo"), default="paper")
+    parser.add_argument("--frames", type=int, help="frames per clip (default: paper 16, demo's)")
+    parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
+    parser.add_argument("--clips", type=int, help="test clips (default: paper 4, demo 64)")
+    parser.add_argument("--max-batch", type=int, default=8, help="largest batch tried")
+    parser.add_argument("--calibration", type=int, default=8, help="INT8 calibration clips")
+    add_options(parser)
+    args = parser.parse_args(argv)
+
+    size = "tiny" if args.quick else args.size
+    artifact, random_weights = models.student(size, args.frames)
+    network, manifest = load_artifact(artifact)
+    spec = manifest.clip
+    config = f"{size}-{spec.frames}"
+    run = Run("inference", config, argv, args)
+    n_clips = args.clips or (4 if args.size == "paper" and not args.quick else 64)
+    max_batch = min(args.max_batch, n_clips)
+    clips = calibration_batch(spec, n_clips, seed=1)
+    calibration = calibration_batch(spec, 2 if args.quick else args.calibration, seed=2)
+    gflops = profile(manifest.arch, spec.crop, spec.frames).gflops
+    peaks = {p: round(matmul_peak(p), 1) for p in ("fp32", "bf16", "int8")}
+    print(f"{gflops:.1f} GFLOPs per clip; matmul peaks (GFLOP/s): {peaks}")
+
+    backends = ["fp32", *(b for b in args.backends if b != "fp32")]
+    build, service = candidates(artifact, network, spec, calibration)
+    rows: dict[str, dict] = {}
+    built: dict[str, Backend] = {}
+    reference: np.ndarray | None = None
+    for name in backends:
+        begin = time.perf_counter()
+        try:
+            backend = build[name]()
+            built_s = time.perf_counter() - begin
+            swept = sweep(backend, clips, max_batch)
+        except Exception as exc:  # a backend that cannot run here is reported, not fatal
+            print(f"  {name}: unavailable: {type(exc).__name__}: {exc}", flush=True)
+            rows[name] = {"error": f"{type(exc).__name__}: {exc}"}
+            continue
+        built[name] = backend
+        if reference is None:  # fp32 eager at batch 1
+            reference = swept[0][1]
+        for point, probs in swept:
+            point.agreement = float((probs.argmax(1) == reference.argmax(1)).mean())
+        points = [point for point, _ in swept]
+        best = max(points, key=lambda p: p.clips_per_s)
+        achieved = gflops * best.clips_per_s
+        rows[name] = {
+            "build_s": round(built_s, 1),
+            "points": [asdict(p) for p in points],
+            "batch1_ms": points[0].ms_per_clip,
+            "best_batch": best.batch,
+            "best_clips_per_s": best.clips_per_s,
+            "gflop_per_s": round(achieved, 1),
+            "peak_fraction": round(achieved / peaks[PRECISION.get(name, "fp32")], 3),
+            "agreement": min(p.agreement or 0.0 for p in points),
+            "max_prob_diff": round(float(np.abs(swept[0][1] - reference).max()), 4),
+        }
+
+    fp32 = rows["fp32"]
+    for row in rows.values():
+        if "error" not in row:
+            row["speedup"] = round(row["best_clips_per_s"] / fp32["best_clips_per_s"], 2)
+            row["batch1_speedup"] = round(fp32["batch1_ms"] / row["batch1_ms"], 2)
+    # The service's own rule, on these numbers: the fastest of its candidates agreeing with fp32.
+    trials = [
+        Trial(n, 1 / r["best_clips_per_s"], r["agreement"])
+        if "error" not in r
+        else Trial(n, error=r["error"])
+        for n, r in rows.items()
+        if n in service
+    ]
+    chosen = choose({n: b for n, b in built.items() if n in service}, trials).name
+    fastest = max(
+        (n for n, r in rows.items() if "error" not in r and r["agreement"] >= TARGET_AGREEMENT),
+        key=lambda n: rows[n]["best_clips_per_s"],
+    )
+    print()
+    print(
+        table(
+            [
+                "backend",
+                "build s",
+                "b1 ms/clip",
+                "best b",
+                "clips/s",
+                "GFLOP/s",
+                "of peak",
+                "x fp32",
+                "agree",
+                "max |dp|",
+            ],
+            [
+                [
+                    n,
+                    r.get("build_s"),
+                    r.get("batch1_ms"),
+                    r.get("best_batch"),
+                    r.get("best_clips_per_s"),
+                    r.get("gflop_per_s"),
+                    r.get("peak_fraction"),
+                    r.get("speedup"),
+                    r.get("agreement"),
+                    r.get("max_prob_diff"),
+                ]
+                for n, r in rows.items()
+            ],
+        )
+    )
+    print(f"\nservice's choice: {chosen}; fastest agreeing: {fastest}")
+    fast = rows[chosen]
+    result = {
+        "model": manifest.version,
+        "random_weights": random_weights,
+        "params_m": round(sum(p.numel() for p in network.parameters()) / 1e6, 2),
+        "clip": [spec.frames, spec.crop, spec.crop],
+        "gflops_per_clip": round(gflops, 2),
+        "matmul_peak_gflops": peaks,
+        "threads": torch.get_num_threads(),
+        "test_clips": n_clips,
+        "fp32_distinct_labels": int(len(np.unique(reference.argmax(1)))),
+        "service_choice": chosen,
+        "fastest_agreeing": fastest,
+        "backends": rows,
+    }
+    run.save(
+        result,
+        {
+            "fp32 clips/s": f"{fp32['best_clips_per_s']:.3g}",
+            "service choice": f"{chosen} {fast['best_clips_per_s']:.3g} clips/s "
+            f"(b{fast['best_batch']}, {fast['speedup']}x)",
+            "fastest": f"{fastest} {rows[fastest]['best_clips_per_s']:.3g} clips/s "
+            f"({rows[fastest]['speedup']}x, agree {rows[fastest]['agreement']:.2f})",
+            "of fp32 peak": f"fp32 {fp32['peak_fraction']:.2f}, {fastest} "
+            f"{rows[fastest]['peak_fraction']:.2f} of {PRECISION.get(fastest, 'fp32')}",
+            "4x target": verdict(fast["speedup"], TARGET_SPEEDUP),
+        },
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

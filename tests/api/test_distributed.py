@@ -1,0 +1,209 @@
+"""The service as separate processes over a real Redis: `lumos api`, `lumos ingest`, `lumos infer`
+and `lumos trainer`, sharing one PROMETHEUS_MULTIPROC_DIR so the API's /metrics covers them all.
+
+Inference starts late on purpose: meanwhile uploads fill the bounded queue (the API sheds load
+with 503) and the camera's live clips overflow their lane (drops counted); then every queued clip
+is answered. The Grafana dashboard is checked against the metrics this deployment exposes.
+"""
+
+import json
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.api.conftest import Service, service_env, start_service, upload
+from tests.api.test_jobs import make_dataset
+from tests.conftest import ARID_LABELS, dark_frames
+from tests.servers import ROOT, RedisServer, RtspCamera, lumos_process, wait_for
+from training.video import write_video
+
+REQUIRED_METRICS = [
+    "lumos_stream_frames_decoded_total",
+    "lumos_stream_frames_dropped_total",
+    "lumos_stream_clips_total",
+    "lumos_stream_reconnects_total",
+    "lumos_stream_up",
+    "lumos_stream_luma_mean",
+    "lumos_stream_noise_sigma",
+    "lumos_clips_gated_total",
+    "lumos_queue_depth",
+    "lumos_queue_wait_seconds",
+    "lumos_inference_batch_size",
+    "lumos_inference_seconds",
+    "lumos_clip_latency_seconds",
+    "lumos_predictions_total",
+    "lumos_requests_total",
+    "lumos_request_seconds",
+    "lumos_jobs",
+    "lumos_model_info",
+]
+DASHBOARD = ROOT / "docker" / "grafana" / "dashboards" / "lumos.json"
+
+
+class Deployment:
+    def __init__(self, root: Path, artifact: Path, redis: RedisServer) -> None:
+        (root / "prometheus").mkdir()
+        self.root = root
+        self.env = service_env(
+            root,
+            artifact,
+            redis_url=redis.url,
+            queue_files_max="2",
+            queue_live_max="2",
+            gate_min_luma="3",
+            reconnect_backoff="0.3x1000",
+            stall_timeout_s="3",
+            lease_ms="1000",
+            claim_idle_ms="2000",
+        )
+        self.env["PROMETHEUS_MULTIPROC_DIR"] = str(root / "prometheus")
+        self.workers: dict[str, subprocess.Popen] = {}
+        self.api: Service | None = None
+
+    def start(self, role: str) -> None:
+        self.workers[role] = lumos_process(role, self.env, self.root / f"{role}.log")
+
+    def stop(self) -> None:
+        for process in self.workers.values():
+            process.terminate()
+        for process in self.workers.values():
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        if self.api is not None:
+            self.api.stop()
+
+
+@pytest.fixture(scope="module")
+def deployment(tiny_artifact, tmp_path_factory) -> Iterator[Deployment]:
+    root = tmp_path_factory.mktemp("distributed")
+    with RedisServer() as redis:
+        deployment = Deployment(root, tiny_artifact, redis)
+        make_dataset(root / "data" / "synth")
+        try:
+            deployment.api = start_service("api", deployment.env, root / "api.log")
+            deployment.start("ingest")
+            yield deployment
+        finally:
+            deployment.stop()
+
+
+def scrape(client: httpx.Client) -> dict[str, list]:
+    """Sample name -> samples of the API's /metrics (all processes, through the shared dir)."""
+    samples: dict[str, list] = {}
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append(sample)
+    return samples
+
+
+def exposed(samples: dict[str, list], metric: str) -> bool:
+    """A metric has real samples: itself (counter, gauge) or its buckets (histogram)."""
+    return bool(samples.get(metric) or samples.get(f"{metric}_bucket"))
+
+
+def test_workers_share_the_load_and_metrics_cover_every_process(deployment, tmp_path):
+    write_video(tmp_path / "long.mp4", dark_frames(96), 12.0)  # 8 s: 12 clips of 8 frames
+    write_video(tmp_path / "short.mp4", dark_frames(24), 12.0)
+    write_video(tmp_path / "black.mp4", np.zeros((24, 48, 64, 3), np.uint8), 12.0)
+    camera = RtspCamera().start()  # its generated dark scene
+    try:
+        with deployment.api.client() as client:
+            ready = client.get("/readyz").json()
+            assert ready["checks"]["queue"]["ok"] and "inference" not in ready["checks"]
+            assert client.post("/v1/streams", json={"url": camera.url(), "id": "cam"}).is_success
+
+            # No inference yet: an upload fills the bounded upload lane, the API sheds load.
+            pending = upload(client, tmp_path / "long.mp4", **{"async": "true"})
+            assert pending.status_code == 202
+            wait_for(
+                lambda: client.get("/readyz").json()["checks"]["queue"]["depth"]["files"] >= 2,
+                30,
+                "the upload lane to fill",
+            )
+            refused = upload(client, tmp_path / "short.mp4")
+            assert refused.status_code == 503 and refused.json()["reason"] == "overloaded"
+            assert int(refused.headers["retry-after"]) > 0
+            # ...and the camera's live lane overflows, each drop counted by the ingest process.
+            wait_for(
+                lambda: exposed(scrape(client), "lumos_stream_frames_dropped_total"),
+                30,
+                "a live clip to be dropped",
+            )
+
+            deployment.start("infer")
+            poll = pending.json()["poll"]
+            answer = wait_for(
+                lambda: (r := client.get(poll)).status_code == 200 and r.json(), 90, "the upload"
+            )
+            assert answer["status"] == "done" and answer["clip_count"] == 12
+            assert answer["video"]["top"][0]["label"] in ARID_LABELS
+            short = upload(client, tmp_path / "short.mp4").json()
+            assert short["model_version"] == "tiny-1" and short["clip_count"] == 3
+            black = upload(client, tmp_path / "black.mp4").json()
+            assert black["clip_count"] == 0 and black["gated"] == 3
+
+            wait_for(
+                lambda: client.get("/v1/streams/cam/predictions").json()["results"],
+                30,
+                "camera predictions",
+            )
+            camera.restart()  # the source goes away and comes back: a reconnect
+            wait_for(
+                lambda: exposed(scrape(client), "lumos_stream_reconnects_total"), 60, "reconnect"
+            )
+            samples = scrape(client)
+    finally:
+        camera.kill()
+
+    missing = [m for m in REQUIRED_METRICS if not exposed(samples, m)]
+    assert not missing, f"no samples for {missing}"
+    assert {s.labels["reason"] for s in samples["lumos_stream_frames_dropped_total"]} >= {
+        "overflow"
+    }
+    assert any(s.value >= 1 for s in samples["lumos_stream_reconnects_total"])
+    assert {s.labels["stream"] for s in samples["lumos_stream_clips_total"]} >= {"cam"}
+    assert any(
+        s.labels["version"] == "tiny-1" and s.value == 1 for s in samples["lumos_model_info"]
+    )
+    routes = {s.labels["route"] for s in samples["lumos_requests_total"]}
+    assert {"/v1/classify", "/v1/streams", "/readyz"} <= routes
+    assert all("rtsp" not in json.dumps(s.labels) for values in samples.values() for s in values)
+
+    dashboard = json.loads(DASHBOARD.read_text())
+    expressions = [
+        target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])
+    ]
+    referenced = {name for expr in expressions for name in re.findall(r"\blumos_\w+", expr)}
+    assert referenced and referenced <= set(samples), sorted(referenced - set(samples))
+    base_names = {re.sub(r"_(bucket|sum|count)$", "", name) for name in referenced}
+    assert base_names >= set(REQUIRED_METRICS)  # every metric is on the dashboard
+
+
+def test_trainer_process_runs_queued_jobs(deployment):
+    deployment.start("trainer")
+    with deployment.api.client() as client:
+        job = client.post(
+            "/v1/jobs", json={"stage": "eval", "dataset": "synth", "model": "tiny-1"}
+        ).json()
+        done = wait_for(
+            lambda: (
+                (j := client.get(f"/v1/jobs/{job['id']}").json())["state"]
+                in ("succeeded", "failed")
+                and j
+            ),
+            120,
+            "the eval job",
+        )
+        assert done["state"] == "succeeded", done["log_tail"]
+        top1 = [v for k, v in done["metrics"].items() if k.endswith("single.top1")]
+        assert top1 and all(0 <= v <= 1 for v in top1)
+        assert done["model_version"] is None  # an evaluation registers nothing
+        wait_for(lambda: 'lumos_jobs{state="succeeded"} 1.0' in client.get("/metrics").text, 5, "")
