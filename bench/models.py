@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from bench.report import ROOT, SCRATCH
-from model.artifact import Manifest, save_artifact
+from model.artifact import Manifest, load_manifest, save_artifact
 from model.clip import ClipSpec
 from model.networks import ArchConfig, build_network
 
@@ -20,6 +20,13 @@ DEMO = ROOT / "artifacts" / "demo"
 DEMO_CONFIG = ROOT / "configs" / "cpu-small" / "distill.yaml"
 
 Size = Literal["paper", "demo", "tiny"]
+
+
+def clip_spec(size: Size) -> ClipSpec:
+    """The clip `student(size)` takes, without building it."""
+    if size == "demo" and (DEMO / "manifest.json").is_file():
+        return load_manifest(DEMO).clip
+    return _shape(size, None)[1]
 
 
 def _shape(size: Size, frames: int | None) -> tuple[ArchConfig, ClipSpec]:

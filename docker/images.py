@@ -32,6 +32,7 @@ LUMOS_IMAGE = "lumos:cpu"
 CAMERA_IMAGE = "lumos-camera:latest"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 PYPI = "https://pypi.org/simple"
+INDEX_PORT = 38461
 
 
 def docker(*args: str, capture: bool = False, stdin: bytes | None = None) -> str:
@@ -103,10 +104,17 @@ def pip_config() -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def served(directory: Path) -> Iterator[int]:
-    """Serve a folder on 127.0.0.1 for the length of the block; yields the port."""
+def served(directory: Path, port: int) -> Iterator[int]:
+    """Serve a folder on 127.0.0.1 for the length of the block; yields the port.
+
+    The port is part of the build arguments and so of Docker's cache keys: a fixed one keeps the
+    torch layer cached from one run to the next; a free one if it is taken (the build still works).
+    """
     handler = functools.partial(QuietHandler, directory=str(directory))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    try:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    except OSError:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield server.server_address[1]
@@ -131,7 +139,8 @@ def local_indexes(config: dict[str, str], stack: contextlib.ExitStack) -> dict[s
     ]
     if not folders:
         return {}
-    urls = [f"http://127.0.0.1:{stack.enter_context(served(f.parent))}/{f.name}/" for f in folders]
+    ports = [stack.enter_context(served(f.parent, INDEX_PORT + i)) for i, f in enumerate(folders)]
+    urls = [f"http://127.0.0.1:{port}/{f.name}/" for port, f in zip(ports, folders, strict=True)]
     return {"PIP_INDEX_URL": urls[0], "PIP_EXTRA_INDEX_URL": " ".join([*urls[1:], PYPI])}
 
 
@@ -173,6 +182,8 @@ def wait(*builds: subprocess.Popen) -> None:
 
 def main() -> None:
     started = time.monotonic()
+    if not (ROOT / "artifacts" / "demo" / "manifest.json").exists():
+        raise SystemExit("artifacts/demo is missing: the lumos image bakes in the demo model")
     python_base()
     # The camera needs nothing from pip: it builds while the lumos image installs torch.
     camera = build(CAMERA_IMAGE, "docker/camera/Dockerfile", {}, target="camera")

@@ -4,10 +4,12 @@ bundled model in this process.
 In-process, the client wires the same Runtime `lumos serve` runs (ingest, queue, inference worker)
 in memory and vets a file with the same probe the upload endpoint uses, so both ways classify a
 file identically and refuse a broken one for the same reason. Both hand back the service's own
-result types (`ClipResult`, `Summary`); printing them is the command's job.
+result types (`ClipResult`, `Summary`), which `classify_files` and `watch` print as tables, lines
+or JSON.
 """
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -19,7 +21,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 from tqdm import tqdm
@@ -67,13 +69,6 @@ class StatusChange:
 
 
 Update = ClipResult | StatusChange
-
-
-class Client(Protocol):
-    async def classify(self, path: Path, progress: Progress) -> Classified: ...
-
-    def watch(self, url: str, stop: asyncio.Event) -> AsyncIterator[Update]:
-        """The source's results (and status changes) as they come, until `stop` is set."""
 
 
 class RemoteClient:
@@ -146,6 +141,8 @@ class RemoteClient:
         )
 
     async def watch(self, url: str, stop: asyncio.Event) -> AsyncIterator[Update]:
+        """Subscribe `url`, then its predictions (SSE) and status changes until `stop`; the
+        subscription is removed on the way out."""
         response = await self._call("POST", "/v1/streams", json={"url": url, "name": "lumos watch"})
         stream = response.json()["id"]
         updates: asyncio.Queue[Update] = asyncio.Queue()
@@ -169,7 +166,8 @@ class RemoteClient:
             for task in (stopped, *readers):
                 task.cancel()
             await asyncio.gather(stopped, *readers, return_exceptions=True)
-            await self.http.delete(f"/v1/streams/{stream}")
+            with contextlib.suppress(httpx.HTTPError):  # a server that is gone took it along
+                await self.http.delete(f"/v1/streams/{stream}")
 
     async def _events(self, stream: str, updates: asyncio.Queue[Update]) -> None:
         """Server-Sent Events of the stream, resumed after the last result when they drop."""
@@ -226,18 +224,19 @@ class LocalClient:
         await self.runtime.stop()
 
     async def classify(self, path: Path, progress: Progress) -> Classified:
+        import av
+
         from service.api.errors import Problem
-        from service.api.uploads import UploadLimits, probe_video
+        from service.api.routers.classify import _limits
+        from service.api.uploads import probe_video
         from service.runtime import NoActiveModel
 
-        s = self.settings
-        limits = UploadLimits(s.upload_max_bytes, s.upload_max_s, s.upload_min_frames)
         try:
-            info = await asyncio.to_thread(probe_video, path, limits)
+            info = await asyncio.to_thread(probe_video, path, _limits(self.runtime))
         except Problem as problem:
             raise ClientError(problem.detail) from problem
         spec = await asyncio.to_thread(self.runtime.clip_spec)
-        stride = s.clip_stride or spec.frames
+        stride = self.settings.clip_stride or spec.frames
         expected = max(1, math.floor((info.duration * spec.fps - spec.frames) / stride) + 1)
         stream = uuid.uuid4().hex
         work = asyncio.create_task(
@@ -252,6 +251,8 @@ class LocalClient:
             raise ClientError(str(exc)) from exc
         except TimeoutError as exc:
             raise ClientError("inference gave no results in time") from exc
+        except (av.FFmpegError, ValueError) as exc:  # passed the probe, failed further in
+            raise ClientError(f"decoding the video failed: {exc}") from exc
         versions = result.summary.model_versions
         return Classified(
             model_version=versions[-1] if versions else None,

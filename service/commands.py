@@ -47,6 +47,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     infer.set_defaults(run=lambda args: _role("infer"))
     register_control(commands)
     register_clients(commands)
+    register_bench(commands)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -240,7 +241,15 @@ def _client_options(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("LUMOS_API_KEY"),
         help="the server's API key (default: LUMOS_API_KEY)",
     )
-    parser.add_argument("--top", type=int, default=3, help="labels shown per clip (default 3)")
+    parser.add_argument(
+        "--top", type=_positive, default=3, help="labels shown per clip (default 3)"
+    )
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
 
 
 def _classify(args: argparse.Namespace) -> int:
@@ -284,3 +293,35 @@ def _config(args: argparse.Namespace) -> int:
         rows.append(f"| `LUMOS_{name.upper()}` | {shown} | {text} |")
     print("\n".join(rows))
     return 0
+
+
+BENCHMARKS = ("inference", "decode", "queue", "classify", "streams")
+
+
+def register_bench(commands: argparse._SubParsersAction) -> None:
+    """`lumos bench NAME [OPTIONS]`: the benchmarks of bench/, each with its own options."""
+    bench = commands.add_parser(
+        "bench",
+        help="measure speed against peers and the machine (from a source checkout)",
+        description="Run one benchmark of bench/: it prints a table, writes "
+        "bench/results/NAME-CONFIG.json and its row of docs/benchmarks.md. "
+        "`lumos bench NAME --help` lists its options; --quick checks it works in seconds.",
+    )
+    bench.add_argument("name", choices=BENCHMARKS, metavar="NAME", help=", ".join(BENCHMARKS))
+    bench.add_argument("options", nargs=argparse.REMAINDER, help="the benchmark's own options")
+    bench.set_defaults(run=_bench)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import subprocess
+
+    # The benchmarks need the checkout's bench/, tests/ helpers and docs/, which no install has;
+    # as `python -m` in the checkout they find them, and run in a fresh process of their own.
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "bench" / f"{args.name}.py").is_file():
+        sys.exit(
+            f"lumos bench: no bench/{args.name}.py beside {root}/service: benchmarks run "
+            "from a source checkout"
+        )
+    command = [sys.executable, "-m", f"bench.{args.name}", *args.options]
+    return subprocess.run(command, cwd=root).returncode

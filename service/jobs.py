@@ -29,9 +29,11 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
+from redis import Redis
 
 from service.metrics import JOBS
 from service.models import ModelRegistry, RegistryError
+from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +171,7 @@ class MemoryJobStore:
 class RedisJobStore:
     """Job records shared by `lumos api` replicas and `lumos trainer` processes."""
 
-    def __init__(self, redis, prefix: str = "lumos") -> None:  # redis.Redis (sync client)
+    def __init__(self, redis: Redis, prefix: str = "lumos") -> None:
         self._redis = redis
         self._prefix = prefix
         self._index = f"{prefix}:jobs"
@@ -177,6 +179,18 @@ class RedisJobStore:
 
     def _key(self, job_id: str) -> str:
         return f"{self._prefix}:job:{job_id}"
+
+    def _read(self, ids: list[str]) -> list[Job]:
+        """The records of `ids` that exist, with their cancel flags, in one round trip."""
+        if not ids:
+            return []
+        keys = [key for job_id in ids for key in (self._key(job_id), self._key(job_id) + ":cancel")]
+        values = self._redis.mget(keys)
+        return [
+            Job.model_validate_json(raw).model_copy(update={"cancel_requested": bool(cancel)})
+            for raw, cancel in zip(values[::2], values[1::2], strict=True)
+            if raw is not None
+        ]
 
     def add(self, job: Job) -> None:
         pipe = self._redis.pipeline()
@@ -186,27 +200,18 @@ class RedisJobStore:
         pipe.execute()
 
     def get(self, job_id: str) -> Job | None:
-        raw, cancel = self._redis.mget(self._key(job_id), self._key(job_id) + ":cancel")
-        if raw is None:
-            return None
-        return Job.model_validate_json(raw).model_copy(update={"cancel_requested": bool(cancel)})
+        jobs = self._read([job_id])
+        return jobs[0] if jobs else None
 
     def list(self) -> list[Job]:
-        ids = [
-            i.decode() if isinstance(i, bytes) else i
-            for i in self._redis.zrevrange(self._index, 0, -1)
-        ]
-        jobs = [self.get(job_id) for job_id in ids]
-        return [job for job in jobs if job is not None]
+        return self._read([i.decode() for i in self._redis.zrevrange(self._index, 0, -1)])
 
     def save(self, job: Job) -> None:
         self._redis.set(self._key(job.id), job.model_dump_json())
 
     def take(self) -> Job | None:
         job_id = self._redis.lpop(self._queue)
-        if job_id is None:
-            return None
-        return self.get(job_id.decode() if isinstance(job_id, bytes) else job_id)
+        return None if job_id is None else self.get(job_id.decode())
 
     def dequeue(self, job_id: str) -> bool:
         return bool(self._redis.lrem(self._queue, 0, job_id))
@@ -251,14 +256,11 @@ def resolve_dataset(data_root: Path, name: str) -> Path:
     if not path.is_relative_to(root) or path == root:
         raise JobError(422, "dataset_outside_root", f"data set {name!r} is outside the data root")
     if not path.is_dir():
-        raise JobError(404, "unknown_dataset", f"no data set {name!r} under the data root")
+        known = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        raise JobError(
+            404, "unknown_dataset", f"no data set {name!r}; the data root holds {known or 'none'}"
+        )
     return path
-
-
-def list_datasets(data_root: Path) -> list[str]:
-    if not data_root.is_dir():
-        return []
-    return sorted(p.name for p in data_root.iterdir() if p.is_dir() and _DATASET.match(p.name))
 
 
 class _Run:
@@ -465,7 +467,7 @@ class JobPlanner:
     the code the job will run, so the API accepts exactly what the trainer would.
     """
 
-    def __init__(self, settings, registry: ModelRegistry) -> None:  # service.settings.Settings
+    def __init__(self, settings: Settings, registry: ModelRegistry) -> None:
         self.data_root = settings.data_root
         self.config_dir = settings.train_configs
         self.registry = registry
@@ -474,6 +476,8 @@ class JobPlanner:
     def validate(self, request: JobRequest) -> None:
         """Raise JobError unless the job can start: data set, model and every override."""
         resolve_dataset(self.data_root, request.dataset)
+        if request.model is not None and request.stage != "eval":
+            raise JobError(422, "invalid_request", "`model` names the version an eval job scores")
         if request.stage == "eval":
             self._eval_model(request)
             try:
@@ -608,10 +612,8 @@ class JobPlanner:
         return found, report if isinstance(report, dict) else {}
 
 
-def job_store(settings) -> JobStore:  # service.settings.Settings
+def job_store(settings: Settings) -> JobStore:
     """Redis-backed records when the service runs as several processes, else in-process."""
     if settings.redis_url is None:
         return MemoryJobStore()
-    import redis
-
-    return RedisJobStore(redis.Redis.from_url(settings.redis_url))
+    return RedisJobStore(Redis.from_url(settings.redis_url))

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from model.artifact import Manifest
+from redis import Redis
+
+from model.artifact import MANIFEST, WEIGHTS, ArtifactError, Manifest, load_manifest
 
 ACTIVE_KEY = "lumos:model:active"
-_MANIFEST = "manifest.json"
-_WEIGHTS = "model.safetensors"
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -59,7 +59,7 @@ class MemoryPointer:
 class RedisPointer:
     """The pointer shared by every process of a Redis deployment."""
 
-    def __init__(self, redis, key: str = ACTIVE_KEY) -> None:  # redis.Redis (sync client)
+    def __init__(self, redis: Redis, key: str = ACTIVE_KEY) -> None:
         self._redis = redis
         self._key = key
 
@@ -80,13 +80,12 @@ class ModelVersion:
 
 def read_version(path: Path) -> ModelVersion:
     """Read an artifact directory's manifest, checking the weights file is there too."""
-    manifest_file = path / _MANIFEST
-    if not manifest_file.is_file() or not (path / _WEIGHTS).is_file():
-        raise RegistryError("not_an_artifact", f"{path} holds no {_MANIFEST} and {_WEIGHTS}")
+    if not (path / WEIGHTS).is_file():
+        raise RegistryError("not_an_artifact", f"{path} holds no {WEIGHTS}")
     try:
-        manifest = Manifest.model_validate_json(manifest_file.read_text())
-    except ValueError as exc:
-        raise RegistryError("invalid_manifest", f"{manifest_file}: {exc}") from exc
+        manifest = load_manifest(path)
+    except ArtifactError as exc:
+        raise RegistryError("invalid_manifest", str(exc)) from exc
     return ModelVersion(manifest.version, path.resolve(), manifest)
 
 
@@ -105,7 +104,7 @@ class ModelRegistry:
         if self.default is not None:
             candidates.append(self.default)
         for path in candidates:
-            if path.name.startswith(".") or not (path / _MANIFEST).is_file():
+            if path.name.startswith(".") or not (path / MANIFEST).is_file():
                 continue
             try:
                 entry = read_version(path)
@@ -151,7 +150,7 @@ class ModelRegistry:
                 if item.is_file():  # weights, manifest, model card; not checkpoints in subdirs
                     shutil.copy2(item, staging / item.name)
             manifest = entry.manifest.model_copy(update={"version": name})
-            (staging / _MANIFEST).write_text(manifest.model_dump_json(indent=2))
+            (staging / MANIFEST).write_text(manifest.model_dump_json(indent=2))
             staging.rename(self.root / name)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)

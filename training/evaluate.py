@@ -7,6 +7,7 @@ test protocol), and averages over a data set's splits when asked.
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,21 +38,16 @@ CROPS = (1, 3, 10)
 
 
 def crop_boxes(height: int, width: int, size: int, crops: int) -> list[CropBox]:
-    """The test crops of a frame: the centre; or 3 along the longer side (start, centre, end); or
-    the 4 corners and the centre, each also mirrored (10)."""
+    """The test crops of a frame: the centre (1); start, centre and end of the longer side (3);
+    the four corners and the centre, each also mirrored (10)."""
     centre = centre_crop_box(height, width, size)
+    side_h, side_w, top, left = centre.height, centre.width, centre.top, centre.left
     if crops == 1:
         return [centre]
-    side_h, side_w = centre.height, centre.width
     if crops == 3:
-        if width >= height:
-            return [
-                CropBox(centre.top, left, side_h, side_w)
-                for left in (0, centre.left, width - side_w)
-            ]
-        return [
-            CropBox(top, centre.left, side_h, side_w) for top in (0, centre.top, height - side_h)
-        ]
+        along = [(0, left), (top, left), (height - side_h, left)]
+        across = [(top, 0), (top, left), (top, width - side_w)]
+        return [CropBox(t, x, side_h, side_w) for t, x in (along if height > width else across)]
     if crops == 10:
         corners = [
             (0, 0),
@@ -59,8 +55,8 @@ def crop_boxes(height: int, width: int, size: int, crops: int) -> list[CropBox]:
             (height - side_h, 0),
             (height - side_h, width - side_w),
         ]
-        boxes = [CropBox(top, left, side_h, side_w) for top, left in corners] + [centre]
-        return boxes + [CropBox(b.top, b.left, b.height, b.width, flip=True) for b in boxes]
+        boxes = [CropBox(t, x, side_h, side_w) for t, x in [*corners, (top, left)]]
+        return boxes + [replace(box, flip=True) for box in boxes]
     raise ValueError(f"crops must be one of {CROPS}, got {crops}")
 
 
@@ -81,20 +77,14 @@ class EvalViews(Dataset):
         except VideoError as error:
             log.warning("skipping unreadable video %s: %s", error.path, error.reason)
             return None
-        spec, size = self.videos.spec, self.videos.spec.crop
+        spec, span, stride = self.videos.spec, self.videos.span, self.videos.stride
         length, height, width = video.shape[:3]
-        single = [
-            (spread_starts(length, self.videos.span, 1)[0], centre_crop_box(height, width, size))
-        ]
-        boxes = crop_boxes(height, width, size, self.crops)
-        spread = [
-            (s, b) for s in spread_starts(length, self.videos.span, self.clips) for b in boxes
-        ]
+        centre = (spread_starts(length, span, 1)[0], centre_crop_box(height, width, spec.crop))
+        boxes = crop_boxes(height, width, spec.crop, self.crops)
+        spread = [(s, b) for s in spread_starts(length, span, self.clips) for b in boxes]
         views = [
-            crop_clip(
-                video[frame_indices(length, spec.frames, self.videos.stride, start)], box, size
-            )
-            for start, box in single + spread
+            crop_clip(video[frame_indices(length, spec.frames, stride, start)], box, spec.crop)
+            for start, box in [centre, *spread]
         ]
         return torch.stack(views), self.videos.items[index].label
 

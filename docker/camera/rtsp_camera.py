@@ -27,6 +27,8 @@ ENCODER = (
     "x264enc tune=zerolatency speed-preset=ultrafast key-int-max={gop} bframes=0 "
     "! video/x-h264,profile=constrained-baseline ! rtph264pay name=pay0 pt=96 config-interval=1"
 )
+# Files that failed to play; the server stops at the first.
+failed: list[str] = []
 
 
 def raw_caps(args: argparse.Namespace) -> str:
@@ -43,19 +45,23 @@ def dark_scene(args: argparse.Namespace, index: int) -> str:
     )
 
 
-def start_player(path: str, channel: str, args: argparse.Namespace) -> Gst.Pipeline:
-    """Play `path` in real time, looping, into the inter-pipeline `channel`."""
+def start_player(path: str, channel: str, args: argparse.Namespace, loop: GLib.MainLoop):
+    """Play `path` in real time, looping, into the inter-pipeline `channel`; an unplayable file
+    ends the server (exit status 1)."""
     player = Gst.parse_launch(
-        f"filesrc location={GLib.shell_quote(path)} ! decodebin ! videoconvert ! videoscale "
-        f"! videorate ! {raw_caps(args)} ! intervideosink channel={channel} sync=true"
+        f"filesrc name=file ! decodebin ! videoconvert ! videoscale ! videorate "
+        f"! {raw_caps(args)} ! intervideosink channel={channel} sync=true"
     )
+    player.get_by_name("file").set_property("location", path)  # any path, no quoting rules
 
     def on_message(_bus: Gst.Bus, message: Gst.Message) -> None:
         if message.type == Gst.MessageType.EOS:
             player.seek_simple(Gst.Format.TIME, Gst.SeekFlags.FLUSH | Gst.SeekFlags.KEY_UNIT, 0)
         elif message.type == Gst.MessageType.ERROR:
             error, _ = message.parse_error()
-            sys.exit(f"rtsp_camera: cannot play {path}: {error.message}")
+            print(f"rtsp_camera: cannot play {path}: {error.message}", file=sys.stderr)
+            failed.append(path)
+            loop.quit()
 
     bus = player.get_bus()
     bus.add_signal_watch()
@@ -80,11 +86,12 @@ def main() -> None:
     server.set_address(args.host)
     server.set_service(str(args.port))
     mounts = server.get_mount_points()
+    loop = GLib.MainLoop()
     players = []
     for index, path in enumerate(args.path or ["/cam"]):
         if args.file:
             channel = f"camera{index}"
-            players.append(start_player(args.file, channel, args))
+            players.append(start_player(args.file, channel, args, loop))
             source = f"intervideosrc channel={channel} ! {raw_caps(args)}"
         else:
             source = dark_scene(args, index)
@@ -94,7 +101,6 @@ def main() -> None:
         mounts.add_factory(path, factory)
     if server.attach(None) == 0:
         sys.exit(f"rtsp_camera: cannot listen on {args.host}:{args.port}")
-    loop = GLib.MainLoop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, sig, loop.quit)
     print(
@@ -104,6 +110,7 @@ def main() -> None:
     loop.run()
     for player in players:
         player.set_state(Gst.State.NULL)
+    sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":

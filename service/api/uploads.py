@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import av
+from pydantic import BaseModel
 from python_multipart import MultipartParser
 from python_multipart.multipart import parse_options_header
 
@@ -29,8 +30,7 @@ class UploadLimits:
     field: str = "file"
 
 
-@dataclass(frozen=True)
-class VideoInfo:
+class VideoInfo(BaseModel):
     """What the probe learnt; `duration` decides between the synchronous and the async answer."""
 
     bytes: int

@@ -3,6 +3,7 @@ reached over real HTTP on a free port of 127.0.0.1."""
 
 import os
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,3 +107,16 @@ def upload(
 ) -> httpx.Response:
     with path.open("rb") as f:
         return client.post(route, files={"file": (path.name, f, "video/mp4")}, params=params)
+
+
+def make_dataset(root: Path) -> Path:
+    """The generated dark benchmark at its smallest: 2 training and 1 test clip per class."""
+    subprocess.run(
+        [sys.executable, "-m", "service.cli", "data", "synth", "--out", str(root)]
+        + ["--clips-per-class", "2", "--test-clips-per-class", "1", "--frames", "24"]
+        + ["--size", "96x72", "--workers", "1"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    return root

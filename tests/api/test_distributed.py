@@ -17,8 +17,7 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.api.conftest import Service, service_env, start_service, upload
-from tests.api.test_jobs import make_dataset
+from tests.api.conftest import Service, make_dataset, service_env, start_service, upload
 from tests.conftest import ARID_LABELS, dark_frames
 from tests.servers import ROOT, RedisServer, RtspCamera, lumos_process, wait_for
 from training.video import write_video
@@ -187,23 +186,28 @@ def test_workers_share_the_load_and_metrics_cover_every_process(deployment, tmp_
     assert base_names >= set(REQUIRED_METRICS)  # every metric is on the dashboard
 
 
-def test_trainer_process_runs_queued_jobs(deployment):
+def test_trainer_process_runs_and_cancels_queued_jobs(deployment):
     deployment.start("trainer")
     with deployment.api.client() as client:
-        job = client.post(
+
+        def state(job: dict, *states: str) -> dict | None:
+            current = client.get(f"/v1/jobs/{job['id']}").json()
+            return current if current["state"] in states else None
+
+        long = client.post("/v1/jobs", json={"stage": "ssl", "dataset": "synth"}).json()
+        evaluation = client.post(
             "/v1/jobs", json={"stage": "eval", "dataset": "synth", "model": "tiny-1"}
         ).json()
-        done = wait_for(
-            lambda: (
-                (j := client.get(f"/v1/jobs/{job['id']}").json())["state"]
-                in ("succeeded", "failed")
-                and j
-            ),
-            120,
-            "the eval job",
-        )
+        wait_for(lambda: state(long, "running"), 60, "the trainer to take the first job")
+        assert state(evaluation, "queued")  # one job at a time
+        assert client.delete(f"/v1/jobs/{long['id']}").status_code == 202
+        wait_for(lambda: state(long, "cancelled"), 30, "the cancel")
+
+        done = wait_for(lambda: state(evaluation, "succeeded", "failed"), 120, "the eval job")
         assert done["state"] == "succeeded", done["log_tail"]
         top1 = [v for k, v in done["metrics"].items() if k.endswith("single.top1")]
         assert top1 and all(0 <= v <= 1 for v in top1)
         assert done["model_version"] is None  # an evaluation registers nothing
-        wait_for(lambda: 'lumos_jobs{state="succeeded"} 1.0' in client.get("/metrics").text, 5, "")
+        metrics = client.get("/metrics").text
+        assert 'lumos_jobs{state="succeeded"} 1.0' in metrics
+        assert 'lumos_jobs{state="cancelled"} 1.0' in metrics

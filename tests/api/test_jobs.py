@@ -1,15 +1,11 @@
 """Training jobs through a real `lumos serve` (trainer thread + `lumos train` subprocesses): checks
 on requests, cancel, and a tiny pipeline that registers a model version the service then serves."""
 
-import subprocess
-import sys
-from pathlib import Path
-
 import httpx
 import pytest
 
-from tests.api.conftest import Service, service_env, upload
-from tests.servers import ROOT, wait_for
+from tests.api.conftest import Service, make_dataset, service_env, upload
+from tests.servers import wait_for
 
 # The cpu-small pipeline shrunk to seconds: one epoch per stage, a width-4 net on 8 x 32 x 32.
 TINY = {
@@ -17,22 +13,14 @@ TINY = {
     "all.data.batch_size": 8,
     "all.arch.width": 4,
     "all.arch.frames": 8,
-    "all.data.clip": {"frames": 8, "crop": 32, "resize": [44, 32], "fps": 12.0},
-    "all.data.clip.normalize": "per_clip",
+    "all.data.clip": {
+        "frames": 8,
+        "crop": 32,
+        "resize": [44, 32],
+        "fps": 12.0,
+        "normalize": "per_clip",
+    },
 }
-
-
-def make_dataset(root: Path) -> Path:
-    """The generated dark benchmark at its smallest: 2 training and 1 test clip per class."""
-    subprocess.run(
-        [sys.executable, "-m", "service.cli", "data", "synth", "--out", str(root)]
-        + ["--clips-per-class", "2", "--test-clips-per-class", "1", "--frames", "24"]
-        + ["--size", "96x72", "--workers", "1"],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    )
-    return root
 
 
 @pytest.fixture(scope="module")

@@ -74,11 +74,14 @@ def test_unversioned_route_answers_the_same(service, make_video, tmp_path):
     with service.client() as client:
         versioned, plain = upload(client, video).json(), upload(client, video, "/classify").json()
         paths = client.get("/openapi.json").json()["paths"]
+        metrics = client.get("/metrics").text
     assert plain["video"]["scores"] == pytest.approx(versioned["video"]["scores"], abs=1e-4)
     assert plain["clip_count"] == versioned["clip_count"]
     assert "post" in paths["/classify"] and "post" in paths["/v1/classify"]
     schema = paths["/v1/classify"]["post"]["requestBody"]["content"]["multipart/form-data"]
     assert schema["schema"]["required"] == ["file"]
+    for route in ("/classify", "/v1/classify"):  # counted apart, by route template
+        assert f'lumos_requests_total{{code="200",route="{route}"}}' in metrics
 
 
 def test_async_upload_is_polled_to_its_answer(service, make_video, tmp_path):

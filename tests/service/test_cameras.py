@@ -52,28 +52,28 @@ def test_camera_ids_are_checked() -> None:
 
 def test_a_lease_has_one_holder_until_released_or_expired(run) -> None:
     async def body(registry: CameraRegistry) -> None:
-        assert await registry.acquire("cam", "w1", 300)
-        assert not await registry.acquire("cam", "w2", 300)
-        assert not await registry.renew("cam", "w2", 300)
+        assert await registry.acquire("cam", "w1", 5000)
+        assert not await registry.acquire("cam", "w2", 5000)
+        assert not await registry.renew("cam", "w2", 5000)
         await registry.release("cam", "w2")  # not the holder: no effect
         assert await registry.owner("cam") == "w1"
-        assert await registry.renew("cam", "w1", 300)
+        assert await registry.renew("cam", "w1", 5000)
         await registry.release("cam", "w1")
         assert await registry.owner("cam") is None
         assert await registry.acquire("cam", "w2", 200)
         await asyncio.sleep(0.3)  # w2 stops renewing
         assert await registry.owner("cam") is None
-        assert await registry.acquire("cam", "w1", 300)
+        assert await registry.acquire("cam", "w1", 5000)
 
     run(body)
 
 
 def test_worker_heartbeats_expire(run) -> None:
     async def body(registry: CameraRegistry) -> None:
-        await registry.heartbeat("w1", 200)
-        await registry.heartbeat("w2", 2000)
+        await registry.heartbeat("w1", 1000)
+        await registry.heartbeat("w2", 10_000)
         assert await registry.workers() == ["w1", "w2"]
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(1.1)
         assert await registry.workers() == ["w2"]
 
     run(body)
@@ -95,22 +95,27 @@ class Recorder:
 
 
 def test_two_workers_split_the_cameras_and_one_takes_all_when_the_other_dies(run) -> None:
+    lease_ms = 1500  # long enough for a few ticks on a busy machine
+
     async def body(registry: CameraRegistry) -> None:
         for i in range(4):
             await registry.add(Camera(id=f"cam{i}", url=f"rtsp://h/{i}"))
         a, b = Recorder(), Recorder()
-        first = Ownership(registry, "a", 300, a.start, a.stop)
-        second = Ownership(registry, "b", 300, b.start, b.stop)
+        first = Ownership(registry, "a", lease_ms, a.start, a.stop)
+        second = Ownership(registry, "b", lease_ms, b.start, b.stop)
         await first.tick()
         assert len(a.running) == 4  # alone: takes everything
         await second.tick()  # joins: its share is 2, but a still holds all four
         await first.tick()  # a sees two workers: hands two back
         await second.tick()
         assert len(a.running) == len(b.running) == 2 and not a.running & b.running
-        # b dies (stops ticking); a takes its cameras once b's leases and heartbeat lapse.
-        await asyncio.sleep(0.35)
-        await first.tick()
+        mine = set(a.running)
+        # b dies (stops ticking); a, ticking on, takes b's cameras once b's leases lapse.
+        for _ in range(5):
+            await asyncio.sleep(lease_ms / 3000)
+            await first.tick()
         assert a.running == {f"cam{i}" for i in range(4)}
+        assert all(a.starts.count(camera) == 1 for camera in mine)  # a never lost its own
 
     run(body)
 
@@ -136,10 +141,13 @@ def test_ownership_run_gives_everything_back_when_stopped(run) -> None:
     async def body(registry: CameraRegistry) -> None:
         await registry.add(Camera(id="x", url="rtsp://h/1"))
         worker = Recorder()
-        ownership = Ownership(registry, "w", 300, worker.start, worker.stop)
+        ownership = Ownership(registry, "w", 1500, worker.start, worker.stop)
         stopping = asyncio.Event()
         task = asyncio.create_task(ownership.run(stopping))
-        await asyncio.sleep(0.2)
+        for _ in range(100):
+            if worker.running:
+                break
+            await asyncio.sleep(0.05)
         assert worker.running == {"x"}
         stopping.set()
         await asyncio.wait_for(task, 2.0)

@@ -200,3 +200,18 @@ def test_activating_a_model_with_another_clip_shape_switches_the_live_pipeline(
             await runtime.stop()
 
     asyncio.run(main())
+
+
+def test_camera_loops_a_video_file_forever(rtsp_camera, make_video, tmp_path: Path) -> None:
+    import av
+
+    video = make_video(tmp_path / "one-second.mp4", frames=12, fps=12, size=(96, 72))
+    camera = rtsp_camera(file=video, fps=10, size=(64, 48))
+    with av.open(camera.url(), options={"rtsp_transport": "tcp"}, timeout=5) as source:
+        start, frames = time.monotonic(), []
+        for frame in source.decode(video=0):
+            frames.append(frame.to_ndarray(format="rgb24"))
+            if time.monotonic() - start > 3:
+                break
+    assert len(frames) >= 25  # three seconds of a one-second file
+    assert frames[-1].shape == (48, 64, 3) and frames[-1].mean() < 40

@@ -97,8 +97,8 @@ def test_full_upload_lane_makes_the_producer_wait_and_drops_nothing(run) -> None
 def test_live_clips_past_the_staleness_budget_are_dropped_not_delivered(run) -> None:
     async def body(queue: ClipQueue, _: ResultStore) -> None:
         before = metric("lumos_stream_frames_dropped_total", stream="cam-s", reason="stale")
-        await queue.put(make_clip("cam-s", 0, end=time.time() - 5))
-        await queue.put(make_clip("up-s", 1, live=False, end=time.time() - 5))  # files never
+        await queue.put(make_clip("cam-s", 0, end=time.time() - 30))
+        await queue.put(make_clip("up-s", 1, live=False, end=time.time() - 30))  # files never
         await queue.put(make_clip("cam-s", 2))
         got = await queue.get("w1", 10, 1.0)
         assert sorted(d.clip.seq for d in got) == [1, 2]
@@ -107,7 +107,7 @@ def test_live_clips_past_the_staleness_budget_are_dropped_not_delivered(run) -> 
         await queue.ack(got)
         assert await queue.depth() == {"files": 0, "live": 0}
 
-    run(body, staleness_s=1.0)
+    run(body, staleness_s=10.0)
 
 
 def result(clip_id: str, stream: str = "s", start: float = 0.0, **scores: float) -> ClipResult:
@@ -178,9 +178,9 @@ def test_clips_held_by_a_dead_consumer_are_reclaimed(redis_server: RedisServer) 
             await queue.put(make_clip("up", seq, live=False))
         held = await queue.get("dead", 10, 1.0)
         assert len(held) == 3
-        assert await queue.reclaim("alive", idle_ms=500, count=10) == []  # not idle long enough
-        await asyncio.sleep(0.6)
-        claimed = await queue.reclaim("alive", idle_ms=500, count=10)
+        assert await queue.reclaim("alive", idle_ms=2000, count=10) == []  # not idle long enough
+        await asyncio.sleep(2.1)
+        claimed = await queue.reclaim("alive", idle_ms=2000, count=10)
         assert sorted(d.clip.seq for d in claimed) == [0, 1, 2]
         await queue.ack(claimed)
         assert await queue.depth() == {"files": 0, "live": 0}

@@ -52,7 +52,7 @@ def benchmark(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_benchmark(
         SynthConfig(
             out=root,
-            clips_per_class=2,
+            clips_per_class=1,
             test_clips_per_class=1,
             frames=(12, 16),
             size=(64, 48),
@@ -80,7 +80,7 @@ def test_pipeline_trains_every_stage_and_exports_the_student(pipeline: Path) -> 
     distill = load_checkpoint(pipeline / "distill" / "checkpoints" / "best.pt")
     assert (teacher["stage"], ssl["stage"], distill["stage"]) == ("teacher", "ssl", "distill")
     assert teacher["meta"]["arch"]["fusion"] == "dff" and teacher["epoch"] == 1
-    assert teacher["step"] == 22 // 4  # 22 training clips, batches of 4, the rest dropped
+    assert teacher["step"] == 11 // 4  # 11 training clips, batches of 4, the rest dropped
     assert any(key.startswith("fusion.") for key in teacher["model"])
     assert any(key.startswith("projection.") for key in ssl["model"])
     assert distill["config"]["teacher"].endswith("teacher/checkpoints/best.pt")
@@ -93,7 +93,7 @@ def test_pipeline_trains_every_stage_and_exports_the_student(pipeline: Path) -> 
         "per_clip",
     )
     assert manifest.provenance["command"].startswith("lumos train pipeline")
-    assert manifest.provenance["data"]["train_clips"] == 22
+    assert manifest.provenance["data"]["train_clips"] == 11
     assert manifest.provenance["config"]["arch"]["width"] == 2
     test = manifest.metrics["test"]
     assert 0 <= test["top1"] <= test["top5"] <= 1 and test["clips"] == 11
@@ -113,7 +113,7 @@ def test_a_rerun_with_more_epochs_resumes_where_the_last_stopped(
     args += [f"--set=data.root={benchmark}", f"--set=run.output_dir={out}", "--set=optim.epochs=2"]
     assert main(["train", "teacher", *args]) == 0
     last = load_checkpoint(out / "checkpoints" / "last.pt")
-    assert (last["epoch"], last["step"]) == (2, 2 * (22 // 4))
+    assert (last["epoch"], last["step"]) == (2, 2 * (11 // 4))
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [line["epoch"] for line in lines if line["split"] == "val"] == [0, 1]
 
@@ -137,6 +137,21 @@ def test_eval_reports_single_and_multi_view_scores(pipeline: Path, benchmark: Pa
 
     assert main(["train", "eval", *args[:-1]]) == 0
     assert "split 1: top-1" in capsys.readouterr().out
+
+
+def test_bad_configs_and_paths_end_the_command_with_a_reason(
+    pipeline: Path, benchmark: Path, capsys
+) -> None:
+    config = ["--config", str(CONFIGS / "teacher.yaml"), f"--set=data.root={benchmark}"]
+    assert main(["train", "teacher", *config, "--set=arch.fusion=max"]) == 2
+    assert "arch.fusion" in capsys.readouterr().err
+    assert main(["train", "eval", "--artifact", str(pipeline), "--data", str(benchmark)]) == 2
+    assert "is not a model artifact" in capsys.readouterr().err
+    ssl = pipeline / "ssl" / "checkpoints" / "best.pt"
+    distill = ["--config", str(CONFIGS / "distill.yaml"), *stage_args("distill")]
+    distill += [f"--set=data.root={benchmark}", f"--set=teacher={ssl}", "--set=init=null"]
+    assert main(["train", "distill", *distill]) == 2
+    assert "is a ssl checkpoint, not a teacher one" in capsys.readouterr().err
 
 
 def test_eval_views_are_one_centre_view_then_clips_times_crops(benchmark: Path) -> None:

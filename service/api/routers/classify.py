@@ -64,10 +64,12 @@ class Classification(BaseModel):
     clips: list[ClipResult]
     illumination: IlluminationStats | None
     timings: Timings
-    info: dict[str, Any]
+    info: VideoInfo
 
 
-class Pending(BaseModel):
+class UploadTask(BaseModel):
+    """An asynchronous upload not (or not successfully) answered: poll `poll` for its answer."""
+
     id: str
     status: Literal["pending", "failed"]
     poll: str
@@ -126,7 +128,7 @@ def _answer(
             queue_wait_mean=statistics.fmean(c.latency.queue_wait for c in scored) if scored else 0,
             inference_mean=statistics.fmean(c.latency.inference for c in scored) if scored else 0,
         ),
-        info=info.__dict__,
+        info=info,
     )
 
 
@@ -159,30 +161,29 @@ async def _classify_later(
     info: VideoInfo,
     timings: dict[str, float],
 ) -> None:
+    record: BaseModel
     try:
-        answer = await _classify(runtime, task_id, path, info, timings)
-    except Problem as problem:
-        await tasks.put(task_id, _pending(task_id, "failed", problem).model_dump(mode="json"))
-    except Exception:  # a bug must reach the poller as a failure, not leave it pending
-        log.exception("upload %s failed", task_id)
-        problem = Problem(500, "internal_error", "classification failed; see the service log")
-        await tasks.put(task_id, _pending(task_id, "failed", problem).model_dump(mode="json"))
-    else:
-        await tasks.put(task_id, answer.model_dump(mode="json"))
+        record = await _classify(runtime, task_id, path, info, timings)
+    except Exception as exc:  # a bug too must reach the poller as a failure, not stay pending
+        if not isinstance(exc, Problem):
+            log.exception("upload %s failed", task_id)
+            exc = Problem(500, "internal_error", "classification failed; see the service log")
+        record = _task(task_id, "failed", exc)
+    await tasks.put(task_id, record.model_dump(mode="json"))
 
 
-def _pending(task_id: str, status: str, problem: Problem | None = None) -> Pending:
+def _task(task_id: str, status: str, problem: Problem | None = None) -> UploadTask:
     body = None
     if problem is not None:
         body = {"status": problem.status, "reason": problem.reason, "detail": problem.detail}
-    return Pending(id=task_id, status=status, poll=f"/v1/classify/{task_id}", problem=body)
+    return UploadTask(id=task_id, status=status, poll=f"/v1/classify/{task_id}", problem=body)
 
 
 @router.post(
     "",
     openapi_extra=_MULTIPART_BODY,
     dependencies=[Depends(refuse_when_overloaded)],
-    responses={202: {"model": Pending}, **_ERRORS},
+    responses={202: {"model": UploadTask}, **_ERRORS},
 )
 async def classify(
     request: Request,
@@ -211,15 +212,15 @@ async def classify(
         path.unlink(missing_ok=True)
         raise
     if run_async or info.duration > runtime.settings.upload_sync_max_s:
-        pending = _pending(task_id, "pending").model_dump(mode="json")
+        pending = _task(task_id, "pending").model_dump(mode="json")
         await tasks.put(task_id, pending)
         tasks.spawn(_classify_later(runtime, tasks, task_id, path, info, timings))
         return JSONResponse(pending, status_code=202, headers={"Location": pending["poll"]})
     return await _classify(runtime, task_id, path, info, timings)
 
 
-@router.get("/{task_id}", responses={202: {"model": Pending}, 404: PROBLEM_RESPONSE})
-async def classification(task_id: str, tasks: TasksDep) -> Classification | Pending:
+@router.get("/{task_id}", responses={202: {"model": UploadTask}, 404: PROBLEM_RESPONSE})
+async def classification(task_id: str, tasks: TasksDep) -> Classification | UploadTask:
     """The answer of an asynchronous upload: 202 while pending, then the result, or `failed`
     with the problem that stopped it."""
     record = await tasks.get(task_id)
@@ -228,7 +229,7 @@ async def classification(task_id: str, tasks: TasksDep) -> Classification | Pend
     if record["status"] == "pending":
         return JSONResponse(record, status_code=202)
     return (
-        Pending.model_validate(record)
+        UploadTask.model_validate(record)
         if record["status"] == "failed"
         else Classification.model_validate(record)
     )

@@ -15,17 +15,17 @@ from pathlib import Path
 
 import av
 import torch
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 from torchvision.io import encode_jpeg
 
 from model.clip import ClipSpec
 from model.enhance import msrcr
-from service.api.deps import RuntimeDep, refuse_when_overloaded
+from service.api.deps import RuntimeDep
 from service.api.errors import PROBLEM_RESPONSE, Problem
-from service.api.routers.classify import _MULTIPART_BODY
-from service.api.uploads import UploadLimits, probe_video, receive_upload
+from service.api.routers.classify import _MULTIPART_BODY, _limits
+from service.api.uploads import probe_video, receive_upload
 from service.ingest import cut_file
 from service.settings import Settings
 
@@ -87,15 +87,11 @@ def key_frames(path: Path, spec: ClipSpec, settings: Settings) -> list[KeyFrame]
 @router.post(
     "",
     openapi_extra=_MULTIPART_BODY,
-    dependencies=[Depends(refuse_when_overloaded)],
     responses={code: PROBLEM_RESPONSE for code in (400, 413, 415, 422, 503)},
 )
 async def frames(request: Request, runtime: RuntimeDep) -> KeyFrames:
     """Each clip's key frame, dark and enhanced, of an uploaded video (multipart field `file`)."""
-    settings = runtime.settings
-    limits = UploadLimits(
-        settings.upload_max_bytes, settings.upload_max_s, settings.upload_min_frames
-    )
+    limits = _limits(runtime)
     path = await receive_upload(
         request.headers.get("content-type"),
         request.headers.get("content-length"),
@@ -107,7 +103,7 @@ async def frames(request: Request, runtime: RuntimeDep) -> KeyFrames:
         active = await asyncio.to_thread(runtime.models.active)
         if active is None:
             raise Problem(503, "no_model", "no active model to cut clips for")
-        clips = await run_in_threadpool(key_frames, path, active.manifest.clip, settings)
+        clips = await run_in_threadpool(key_frames, path, active.manifest.clip, runtime.settings)
     except (av.FFmpegError, ValueError) as exc:  # passed the probe, failed further in
         raise Problem(422, "undecodable", f"decoding the video failed: {exc}") from exc
     finally:

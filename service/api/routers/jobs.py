@@ -11,13 +11,6 @@ from service.jobs import Job, JobError, JobRequest, JobState, cancel
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 
-def _found(store: JobsDep, job_id: str) -> Job:
-    job = store.get(job_id)
-    if job is None:
-        raise Problem(404, "unknown_job", f"no job {job_id!r}")
-    return job
-
-
 @router.post("", status_code=201, responses={404: PROBLEM_RESPONSE, 422: PROBLEM_RESPONSE})
 def submit_job(request: JobRequest, store: JobsDep, planner: PlannerDep) -> Job:
     """Queue a training stage on a named data set; the request is fully checked first."""
@@ -38,7 +31,10 @@ def list_jobs(store: JobsDep) -> list[Job]:
 @router.get("/{job_id}", responses={404: PROBLEM_RESPONSE})
 def get_job(job_id: str, store: JobsDep) -> Job:
     """State, progress, metrics so far and the tail of the job's log."""
-    return _found(store, job_id)
+    job = store.get(job_id)
+    if job is None:
+        raise Problem(404, "unknown_job", f"no job {job_id!r}")
+    return job
 
 
 @router.delete(

@@ -2,7 +2,7 @@
 // shown only as the server redacts them.
 
 import { call, follow } from "./api.js";
-import { h, percent, showError, sparkline } from "./dom.js";
+import { h, percent, reconcile, showError, sparkline } from "./dom.js";
 
 const EVERY_MS = 3000;
 const HISTORY = 60; // clips in a sparkline
@@ -10,12 +10,12 @@ const HISTORY_S = 120;
 
 let page;
 let timer = null;
-const known = new Map(); // id -> the camera's status in the latest list
-// Per camera: the SSE reader's abort controller, its luma history and its latest prediction.
+// Per camera: its status in the latest list, the SSE reader's abort controller, its luma history
+// and its latest prediction.
 const live = new Map();
 
 function feed(id) {
-  const entry = { abort: new AbortController(), luma: [], latest: null };
+  const entry = { camera: null, abort: new AbortController(), luma: [], latest: null };
   live.set(id, entry);
   const since = Date.now() / 1000 - HISTORY_S;
   const base = `/v1/streams/${encodeURIComponent(id)}/events`;
@@ -25,7 +25,8 @@ function feed(id) {
       if (type !== "prediction") return;
       entry.luma = [...entry.luma, result.illumination.luma_mean].slice(-HISTORY);
       entry.latest = result;
-      render(id);
+      const card = page.querySelector(`.camera[data-key="${CSS.escape(id)}"]`);
+      if (card) fill(card, entry.camera);
     },
     entry.abort.signal,
   );
@@ -33,77 +34,74 @@ function feed(id) {
 }
 
 function prediction(result) {
-  if (!result) return h("p", { class: "latest muted" }, "Waiting for the first clip…");
-  const top = result.top[0];
+  if (!result) return [h("span", { class: "muted" }, "Waiting for the first clip…")];
   const when = new Date(result.end * 1000).toLocaleTimeString();
-  return h(
-    "p",
-    { class: "latest" },
-    result.error ? result.error : [h("strong", {}, top.label), ` ${percent(top.score)}`],
+  const top = result.top[0];
+  return [
+    result.error ?? h("strong", {}, top.label),
+    result.error ? "" : ` ${percent(top.score)}`,
     h("span", { class: "muted" }, ` at ${when}`),
-    result.integrity.reconnect ? h("span", { class: "badge" }, "after reconnect") : null,
+    result.integrity.reconnect ? h("span", { class: "badge" }, "after reconnect") : "",
+  ];
+}
+
+async function remove(id) {
+  try {
+    await call("DELETE", `/v1/streams/${encodeURIComponent(id)}`);
+    refresh();
+  } catch (error) {
+    showError(page, error.message);
+  }
+}
+
+function build(camera) {
+  return h(
+    "li",
+    { class: "card camera" },
+    h("div", { class: "card-head" }, h("h3", {}), h("span", { class: "badge" })),
+    h("p", { class: "url" }),
+    h("p", { class: "meta" }),
+    h("div", { class: "luma" }),
+    h("p", { class: "latest", "aria-live": "polite" }),
+    h("button", { type: "button", class: "secondary", onclick: () => remove(camera.id) }, "Remove"),
   );
 }
 
-function card(camera) {
-  const entry = live.get(camera.id) ?? feed(camera.id);
+function fill(card, camera) {
+  const entry = live.get(camera.id);
+  entry.camera = camera;
   const fps = camera.fps == null ? "—" : camera.fps.toFixed(1);
-  const remove = async () => {
-    try {
-      await call("DELETE", `/v1/streams/${encodeURIComponent(camera.id)}`);
-      refresh();
-    } catch (error) {
-      showError(page, error.message);
-    }
-  };
-  return h(
-    "li",
-    { class: "card camera", "data-id": camera.id },
-    h(
-      "div",
-      { class: "card-head" },
-      h("h3", {}, camera.name || camera.id),
-      h("span", { class: "badge", "data-state": camera.status }, camera.status),
-    ),
-    h("p", { class: "url" }, camera.url),
-    h(
-      "p",
-      { class: "meta" },
-      `${fps} fps · ${camera.reconnects} reconnects`,
-      camera.last_error ? ` · last error: ${camera.last_error}` : "",
-    ),
-    h(
-      "div",
-      { class: "luma" },
+  card.querySelector("h3").textContent = camera.name || camera.id;
+  const badge = card.querySelector(".badge");
+  badge.textContent = camera.status;
+  badge.dataset.state = camera.status;
+  card.querySelector(".url").textContent = camera.url;
+  card.querySelector(".meta").textContent =
+    `${fps} fps · ${camera.reconnects} reconnects` +
+    (camera.last_error ? ` · last error: ${camera.last_error}` : "");
+  card
+    .querySelector(".luma")
+    .replaceChildren(
       h("span", { class: "muted" }, "luma"),
       sparkline(entry.luma, `luma of the last ${entry.luma.length} clips`),
       h("span", {}, entry.luma.length ? entry.luma.at(-1).toFixed(1) : "—"),
-    ),
-    prediction(entry.latest),
-    h("button", { type: "button", class: "secondary", onclick: remove }, "Remove"),
-  );
-}
-
-function render(id) {
-  const old = page.querySelector(`.camera[data-id="${CSS.escape(id)}"]`);
-  if (old && known.has(id)) old.replaceWith(card(known.get(id)));
+    );
+  card.querySelector(".latest").replaceChildren(...prediction(entry.latest));
 }
 
 async function refresh() {
   try {
     const list = await call("GET", "/v1/streams");
-    known.clear();
-    for (const camera of list) known.set(camera.id, camera);
+    const ids = new Set(list.map((camera) => camera.id));
     for (const [id, entry] of live) {
-      if (!known.has(id)) {
+      if (!ids.has(id)) {
         entry.abort.abort();
         live.delete(id);
       }
     }
-    page.querySelector(".camera-list").replaceChildren(...list.map(card));
-    if (!list.length) {
-      page.querySelector(".camera-list").append(h("li", { class: "muted" }, "No cameras yet."));
-    }
+    for (const camera of list) if (!live.has(camera.id)) feed(camera.id);
+    reconcile(page.querySelector(".camera-list"), list, (c) => c.id, build, fill);
+    page.querySelector(".empty").hidden = list.length > 0;
   } catch (error) {
     showError(page, error.message);
   }
@@ -112,9 +110,9 @@ async function refresh() {
 async function add(event) {
   event.preventDefault();
   const form = event.target;
+  const { url, name } = form.elements;
   showError(page, "");
   try {
-    const { url, name } = form.elements;
     await call("POST", "/v1/streams", { url: url.value.trim(), name: name.value.trim() });
     form.reset();
     refresh();
@@ -136,5 +134,6 @@ export const cameras = {
     clearInterval(timer);
     for (const entry of live.values()) entry.abort.abort();
     live.clear();
+    page.querySelector(".camera-list").replaceChildren();
   },
 };

@@ -65,3 +65,22 @@ export function sparkline(values, label) {
   }
   return svg;
 }
+
+/**
+ * Make `list` show one child per item, in order, reusing the child of the same key: polling
+ * updates the cards in place, so focus, open <details> and scroll survive a refresh.
+ */
+export function reconcile(list, items, key, build, fill) {
+  const existing = new Map([...list.children].map((child) => [child.dataset.key, child]));
+  const wanted = items.map((item) => {
+    const child = existing.get(key(item)) ?? build(item);
+    child.dataset.key = key(item);
+    fill(child, item);
+    return child;
+  });
+  const keep = new Set(wanted);
+  for (const child of existing.values()) if (!keep.has(child)) child.remove();
+  wanted.forEach((child, i) => {
+    if (list.children[i] !== child) list.insertBefore(child, list.children[i] ?? null);
+  });
+}

@@ -1,11 +1,12 @@
 // Training jobs: start one (stage, data set, a few overrides), follow its progress and log, cancel.
 
 import { call } from "./api.js";
-import { h, percent, showError } from "./dom.js";
+import { h, percent, reconcile, showError } from "./dom.js";
 
 const EVERY_MS = 1500;
-const OVERRIDE = /^([A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*)\s*[=:]\s*(.+)$/;
+const OVERRIDE = /^([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\s*[=:]\s*(.+)$/;
 const FINAL = new Set(["succeeded", "failed", "cancelled"]);
+const LOG_LINES = 12;
 
 let page;
 let timer = null;
@@ -27,58 +28,72 @@ function parseOverrides(text) {
   return overrides;
 }
 
-function card(job) {
-  const cancel = async () => {
-    try {
-      await call("DELETE", `/v1/jobs/${job.id}`);
-      refresh();
-    } catch (error) {
-      showError(page, error.message);
-    }
-  };
-  const metrics = Object.entries(job.metrics).slice(-6);
+async function cancel(id) {
+  try {
+    await call("DELETE", `/v1/jobs/${encodeURIComponent(id)}`);
+    refresh();
+  } catch (error) {
+    showError(page, error.message);
+  }
+}
+
+function build(job) {
   return h(
     "li",
-    { class: "card job", "data-id": job.id },
+    { class: "card job" },
     h(
       "div",
       { class: "card-head" },
       h("h3", {}, `${job.stage} on ${job.dataset}`),
-      h("span", { class: "badge", "data-state": job.state }, job.state),
+      h("span", { class: "badge" }),
     ),
     h(
       "div",
       { class: "progress" },
-      h("progress", { max: 1, value: job.progress, "aria-label": `job ${job.id} progress` }),
-      h("span", { class: "fraction" }, percent(job.progress)),
-      h("span", { class: "step muted" }, job.step ?? ""),
+      h("progress", { max: 1, "aria-label": `job ${job.id} progress` }),
+      h("span", { class: "fraction" }),
+      h("span", { class: "step muted" }),
     ),
-    job.error ? h("p", { class: "error" }, job.error) : null,
-    job.model_version ? h("p", {}, `Registered model ${job.model_version}`) : null,
-    metrics.length
-      ? h("p", { class: "meta" }, metrics.map(([k, v]) => `${k} ${+Number(v).toFixed(4)}`).join(" · "))
-      : null,
-    job.log_tail.length
-      ? h(
-          "details",
-          { open: !FINAL.has(job.state) },
-          h("summary", {}, "Log"),
-          h("pre", { class: "log" }, job.log_tail.slice(-12).join("\n")),
-        )
-      : null,
-    FINAL.has(job.state)
-      ? null
-      : h("button", { type: "button", class: "secondary", onclick: cancel }, "Cancel"),
+    h("p", { class: "error" }),
+    h("p", { class: "outcome" }),
+    h("p", { class: "meta metrics" }),
+    h(
+      "details",
+      { open: !FINAL.has(job.state) },
+      h("summary", {}, "Log"),
+      h("pre", { class: "log" }),
+    ),
+    h("button", { type: "button", class: "secondary", onclick: () => cancel(job.id) }, "Cancel"),
     h("p", { class: "meta muted" }, `job ${job.id} · ${new Date(job.created).toLocaleString()}`),
   );
+}
+
+function fill(card, job) {
+  const text = (selector, value) => {
+    const element = card.querySelector(selector);
+    element.textContent = value ?? "";
+    element.hidden = !value;
+  };
+  const badge = card.querySelector(".badge");
+  badge.textContent = job.state;
+  badge.dataset.state = job.state;
+  card.querySelector("progress").value = job.progress;
+  text(".fraction", percent(job.progress));
+  text(".step", job.step);
+  text(".error", job.error);
+  text(".outcome", job.model_version && `Registered model ${job.model_version}`);
+  const metrics = Object.entries(job.metrics).slice(-6);
+  text(".metrics", metrics.map(([k, v]) => `${k} ${+Number(v).toFixed(4)}`).join(" · "));
+  card.querySelector(".log").textContent = job.log_tail.slice(-LOG_LINES).join("\n");
+  card.querySelector("details").hidden = !job.log_tail.length;
+  card.querySelector("button").hidden = FINAL.has(job.state);
 }
 
 async function refresh() {
   try {
     const jobs = await call("GET", "/v1/jobs");
-    const list = page.querySelector(".job-list");
-    list.replaceChildren(...jobs.map(card));
-    if (!jobs.length) list.append(h("li", { class: "muted" }, "No jobs yet."));
+    reconcile(page.querySelector(".job-list"), jobs, (job) => job.id, build, fill);
+    page.querySelector(".empty").hidden = jobs.length > 0;
   } catch (error) {
     showError(page, error.message);
   }

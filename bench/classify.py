@@ -1,0 +1,176 @@
+"""`lumos bench classify`: latency and throughput of `POST /v1/classify` for 10 s 720p uploads.
+
+The server is `lumos serve` in its own process (in-memory queue, the backend it picks at
+start-up). Clients upload the same file at 1, 2 and 4 at a time, each sending its requests one
+after another. The baseline is the work that cannot be avoided for the same clips, done in this
+process without HTTP, queue or batching wait: cutting the file into clips with the service's own
+decoder (`service.ingest.cut_file`), then inferring them with the backend the server chose, in
+batches of `batch_max`. The overhead ratio is the 1-client median latency over that sum.
+"""
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from bench import models
+from bench.inference import run_at, service_backend
+from bench.profile import Sampler, show
+from bench.report import SCRATCH, Run, add_options, percentiles, table, verdict
+from bench.server import lumos_server
+from bench.videos import dark_video
+from service.ingest import cut_file
+from service.settings import Settings
+
+TARGET = 1.15
+
+
+def baseline(model: Path, video: Path, backend: str, rounds: int) -> dict[str, float]:
+    """Median seconds to cut `video` into clips, and to infer them, outside the service."""
+    run, spec = service_backend(model, backend)
+    settings = Settings()
+    decode_s, infer_s = [], []
+    for _ in range(rounds):
+        begin = time.perf_counter()
+        clips = list(cut_file(video, "bench", spec, settings, threading.Event()))
+        decode_s.append(time.perf_counter() - begin)
+        point, _ = run_at(run, np.stack([c.frames for c in clips]), settings.batch_max)
+        infer_s.append(point.ms_per_clip * len(clips) / 1000)
+    return {
+        "clips": len(clips),
+        "decode_s": statistics.median(decode_s),
+        "infer_s": statistics.median(infer_s),
+    }
+
+
+async def load(url: str, video: Path, clients: int, requests: int) -> dict:
+    """`clients` concurrent uploaders, `requests` each: latencies, throughput, server timings."""
+    body = video.read_bytes()
+    latencies: list[float] = []
+    timings: list[dict] = []
+    errors: list[str] = []
+
+    async def client(http: httpx.AsyncClient) -> None:
+        for _ in range(requests):
+            begin = time.perf_counter()
+            response = await http.post(
+                f"{url}/v1/classify", files={"file": (video.name, body, "video/mp4")}
+            )
+            if response.status_code != 200:
+                errors.append(f"{response.status_code}: {response.text[:200]}")
+                continue
+            latencies.append(time.perf_counter() - begin)
+            timings.append(response.json()["timings"])
+
+    async with httpx.AsyncClient(timeout=600.0) as http:
+        begin = time.perf_counter()
+        await asyncio.gather(*(client(http) for _ in range(clients)))
+        wall = time.perf_counter() - begin
+    server = {k: statistics.median(t[k] for t in timings) for k in timings[0]} if timings else {}
+    return {
+        "clients": clients,
+        "requests": len(latencies),
+        "errors": errors,
+        "latency_s": percentiles(latencies),
+        "uploads_per_s": len(latencies) / wall,
+        "server_timings_s": server,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="lumos bench classify", description=__doc__)
+    parser.add_argument("--size", choices=("demo", "paper"), default="demo", help="the student")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of the upload")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--requests", type=int, default=4, help="uploads per client")
+    parser.add_argument("--profile", action="store_true", help="py-spy the server at 1 client")
+    add_options(parser)
+    args = parser.parse_args(argv)
+
+    size = "tiny" if args.quick else args.size
+    video = dark_video("tiny" if args.quick else "720p", 2.0 if args.quick else args.seconds)
+    clients = [1] if args.quick else args.clients
+    requests = 1 if args.quick else args.requests
+    model, random_weights = models.student(size)
+    run = Run("classify", f"{size}-{video.stem}", argv, args)
+    phases = []
+    profile = None
+    log = SCRATCH / "logs" / "classify-server.log"
+    with lumos_server(model, {}, log) as server:
+        print(f"server ready on {server.url}, backend {server.backend}", flush=True)
+        base = baseline(model, video, server.backend, 1 if args.quick else 3)
+        for n in clients:
+            sampler = None
+            if args.profile and n == 1:
+                out = SCRATCH / "profiles" / "classify-server.txt"
+                sampler = Sampler(server.pid, out).start()
+                time.sleep(1.0)
+            phases.append(asyncio.run(load(server.url, video, n, requests)))
+            if sampler:
+                profile = sampler.stop()
+            print(f"  {n} clients: p50 {phases[-1]['latency_s']['p50']:.2f} s", flush=True)
+
+    floor = base["decode_s"] + base["infer_s"]
+    for phase in phases:
+        phase["overhead_ratio"] = phase["latency_s"]["p50"] / floor
+    print(
+        f"\nbaseline for {base['clips']} clips: decode {base['decode_s']:.2f} s + inference "
+        f"{base['infer_s']:.2f} s ({server.backend}) = {floor:.2f} s"
+    )
+    print(
+        table(
+            ["clients", "p50 s", "p95 s", "p99 s", "uploads/s", "x baseline", "errors"],
+            [
+                [
+                    p["clients"],
+                    p["latency_s"]["p50"],
+                    p["latency_s"]["p95"],
+                    p["latency_s"]["p99"],
+                    p["uploads_per_s"],
+                    p["overhead_ratio"],
+                    len(p["errors"]),
+                ]
+                for p in phases
+            ],
+        )
+    )
+    if profile:
+        print("\nwhere the server spends its time at 1 client:\n" + show(profile))
+    one = phases[0]
+    run.save(
+        {
+            "video": {"path": str(video), "bytes": os.path.getsize(video)},
+            "model": str(model),
+            "random_weights": random_weights,
+            "backend": server.backend,
+            "baseline": base,
+            "phases": phases,
+            "profile": profile,
+        },
+        {
+            "baseline s (decode + infer)": f"{floor:.2f} ({base['decode_s']:.2f} + "
+            f"{base['infer_s']:.2f}, {server.backend})",
+            "p50/p95/p99 s by clients": "; ".join(
+                f"{p['clients']}: {p['latency_s']['p50']:.2f}/{p['latency_s']['p95']:.2f}/"
+                f"{p['latency_s']['p99']:.2f}"
+                for p in phases
+            ),
+            "uploads/s by clients": ", ".join(
+                f"{p['clients']}: {p['uploads_per_s']:.2f}" for p in phases
+            ),
+            "overhead at 1 client": verdict(one["overhead_ratio"], TARGET, higher_is_better=False),
+        },
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
