@@ -99,37 +99,19 @@ def main(argv: list[str] | None = None) -> int:
                 "cpu_ratio": round(median["ffmpeg_cpu"] / median["lumos_cpu"], 3),
             }
         )
-    print(
-        table(
-            [
-                "file",
-                "threads",
-                "Lumos fps",
-                "ffmpeg fps",
-                "ratio",
-                "Lumos f/CPU-s",
-                "ffmpeg f/CPU-s",
-                "CPU ratio",
-            ],
-            [
-                [
-                    r["size"],
-                    r["threads"],
-                    r["lumos_fps"],
-                    r["ffmpeg_fps"],
-                    r["ratio"],
-                    r["lumos_fps_per_cpu_s"],
-                    r["ffmpeg_fps_per_cpu_s"],
-                    r["cpu_ratio"],
-                ]
-                for r in rows
-            ],
-        )
-    )
+    columns = {"file": "size", "threads": "threads", "Lumos fps": "lumos_fps"}
+    columns |= {
+        "ffmpeg fps": "ffmpeg_fps",
+        "ratio": "ratio",
+        "Lumos f/CPU-s": "lumos_fps_per_cpu_s",
+    }
+    columns |= {"ffmpeg f/CPU-s": "ffmpeg_fps_per_cpu_s", "CPU ratio": "cpu_ratio"}
+    print(table(rows, columns))
     result: dict = {"files": {k: str(v) for k, v in files.items()}, "cases": rows}
     if args.profile:
         size = sizes[-1]
-        sampler = Sampler(os.getpid(), SCRATCH / "profiles" / f"decode-{size}.txt").start()
+        out = SCRATCH / "profiles" / f"decode-{size}.txt"
+        sampler = Sampler(os.getpid(), out, rate=250).start()
         time.sleep(1.0)  # py-spy attaches
         lumos(files[size], 1)
         result["profile"] = sampler.stop()
@@ -139,14 +121,14 @@ def main(argv: list[str] | None = None) -> int:
     run.save(
         result,
         {
-            "Lumos fps (file x threads)": ", ".join(
-                f"{r['size']}x{r['threads']} {r['lumos_fps']:.0f}" for r in rows
+            "Lumos fps (file, threads)": ", ".join(
+                f"{r['size']} {r['threads']}t {r['lumos_fps']:.0f}" for r in rows
             ),
             "ratio to ffmpeg (wall)": ", ".join(
-                f"{r['size']}x{r['threads']} {r['ratio']:.2f}" for r in rows
+                f"{r['size']} {r['threads']}t {r['ratio']:.2f}" for r in rows
             ),
             "ratio (CPU time)": ", ".join(
-                f"{r['size']}x{r['threads']} {r['cpu_ratio']:.2f}" for r in rows
+                f"{r['size']} {r['threads']}t {r['cpu_ratio']:.2f}" for r in rows
             ),
             "0.9x target": verdict(worst["ratio"], TARGET),
         },

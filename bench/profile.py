@@ -49,9 +49,13 @@ class Sampler:
 
 
 def _function(frame: str) -> str:
-    """`name (file.py:12)` -> `name (file.py)`: lines apart, one function is one entry."""
+    """`name (file.py:12)` -> `name (file.py)`: lines apart, one function is one entry. A
+    native frame without symbols (`0x7f... (libavcodec-1a2b.so.62)`) counts for its library."""
     name, _, where = frame.partition(" (")
-    return f"{name} ({where.split(':')[0].rsplit('/', 1)[-1].rstrip(')')})" if where else name
+    where = where.split(":")[0].rsplit("/", 1)[-1].rstrip(")")
+    if name.startswith("0x"):
+        return f"{where.split('.so')[0].split('-')[0]} (native)"
+    return f"{name} ({where})" if where else name
 
 
 def summarize(collapsed: str, top: int = 12) -> dict:

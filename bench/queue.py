@@ -152,15 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = {name: per_clip(name) for name in times}
     for row in rows.values():
         row["overhead"] = base["clips_per_s"] / row["clips_per_s"] - 1
-    print(
-        table(
-            ["path", "put ms/clip", "get+ack ms/clip", "clips/s", "overhead"],
-            [
-                [k, r["put_ms"], r["get_ack_ms"], r["clips_per_s"], f"{r['overhead']:+.1%}"]
-                for k, r in rows.items()
-            ],
-        )
-    )
+    columns = {"path": "path", "put ms/clip": "put_ms", "get+ack ms/clip": "get_ack_ms"}
+    columns |= {"clips/s": "clips_per_s", "overhead": "overhead"}
+    print(table([{"path": k, **r} for k, r in rows.items()], columns))
     if profile:
         print("\nwhere the Lumos side spends its time:\n" + show(profile))
     worst = max(rows["files"]["overhead"], rows["live"]["overhead"])

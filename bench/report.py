@@ -15,7 +15,7 @@ import re
 import shlex
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -138,10 +138,18 @@ def _line(cells: Sequence[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A plain-text table for the terminal, columns aligned."""
-    text = [[str(h) for h in headers], *([_fmt(c) for c in row] for row in rows)]
-    widths = [max(len(r[i]) for r in text) for i in range(len(headers))]
+def table(rows: Sequence[Mapping[str, object]], columns: Mapping[str, str]) -> str:
+    """A plain-text table for the terminal: `columns` maps each title to a key of the rows
+    (`a.b` reads `row["a"]["b"]`); a missing value shows as `-`."""
+
+    def cell(row: Mapping[str, object], key: str) -> str:
+        value: object = row
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, Mapping) else None
+        return _fmt(value)
+
+    text = [list(columns), *([cell(row, key) for key in columns.values()] for row in rows)]
+    widths = [max(len(r[i]) for r in text) for i in range(len(columns))]
     lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in text]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)

@@ -188,35 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     throughput = best / INTERVAL_S
     ratio = throughput / rate
     at_best = next((t for t in trials if t["cameras"] == best), None)
-    print(
-        table(
-            [
-                "cameras",
-                "delivered",
-                "worst camera",
-                "p50 s",
-                "p95 s",
-                "p99 s",
-                "Lumos cores",
-                "camera cores",
-                "sustained",
-            ],
-            [
-                [
-                    t["cameras"],
-                    t["delivered"],
-                    t["worst_camera"],
-                    t["latency_s"]["p50"],
-                    t["latency_s"]["p95"],
-                    t["latency_s"]["p99"],
-                    t["cores_used"]["lumos"],
-                    t["cores_used"]["camera"],
-                    t["sustained"],
-                ]
-                for t in trials
-            ],
-        )
-    )
+    columns = {"cameras": "cameras", "delivered": "delivered", "worst camera": "worst_camera"}
+    columns |= {"p50 s": "latency_s.p50", "p95 s": "latency_s.p95", "p99 s": "latency_s.p99"}
+    columns |= {"Lumos cores": "cores_used.lumos", "camera cores": "cores_used.camera"}
+    print(table(trials, columns | {"sustained": "sustained"}))
     print(
         f"\n{best} cameras sustained: {throughput:.2f} clips/s through the pipeline, "
         f"{ratio:.2f}x of {server.backend}'s {rate:.1f} clips/s"

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.config import DistillConfig, SSLConfig, TeacherConfig
+from training.config import DistillConfig, TeacherConfig
 from training.distill import train_distill
-from training.pipeline import stage_config
+from training.pipeline import ssl_config, stage_config
 from training.ssl import train_ssl
 from training.teacher import train_teacher
 
@@ -69,7 +69,7 @@ def run_seed(
     teacher_best = None
     for name, row in TEACHERS.items():
         settings = [*common, *(f"teacher.{item}" for item in TEACHER_OVERRIDES[name])]
-        config = stage_config(TeacherConfig, config_dir, "teacher", data, root / name, settings)
+        config = stage_config(TeacherConfig, "teacher", config_dir, data, root / name, settings)
         result = train_teacher(config)
         scores[row] = result.final["top1"]
         if name == "dff_supcon":  # the full teacher teaches every distilled student
@@ -77,7 +77,7 @@ def run_seed(
     ssl_best = {}
     for views in VIEWS:
         settings = [*common, f"ssl.views={views}"]
-        config = stage_config(SSLConfig, config_dir, "ssl", data, root / f"ssl_{views}", settings)
+        config = ssl_config(teacher_best, config_dir, data, root / f"ssl_{views}", settings)
         ssl_best[views] = train_ssl(config).best
     students = {
         "scratch": (None, None),
@@ -89,7 +89,7 @@ def run_seed(
         wiring.append(f"init={init}" if init else "init=null")
         wiring.append("export_dir=null")
         config = stage_config(
-            DistillConfig, config_dir, "distill", data, root / name, common, wiring
+            DistillConfig, "distill", config_dir, data, root / name, common, wiring
         )
         top1 = train_distill(config).final["top1"]
         if name in ("scratch", "kd"):

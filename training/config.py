@@ -83,6 +83,8 @@ class StageConfig(Section):
     arch: ArchConfig
     pretrained: Path | None = None
     """Backbone weights to start from: a local IG-65M / Kinetics R(2+1)D .pth (arch.ig65m)."""
+    init: Path | None = None
+    """A checkpoint of an earlier stage whose backbone starts this one (after `pretrained`)."""
     optim: OptimConfig = OptimConfig()
 
 
@@ -112,8 +114,6 @@ class SSLConfig(StageConfig):
 class DistillConfig(StageConfig):
     teacher: Path | None = None
     """Teacher checkpoint; None trains the student with cross-entropy alone (the scratch row)."""
-    init: Path | None = None
-    """SSL checkpoint whose backbone and head start the student; None starts from random."""
     lambda_kd: float = Field(1.0, ge=0)
     kd_temperature: float = Field(4.0, gt=0)
     export_dir: Path | None = None

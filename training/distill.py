@@ -18,7 +18,7 @@ from torch import nn
 from model.artifact import Manifest, save_artifact
 from model.clip import ClipSpec
 from model.losses import kd_loss
-from model.networks import ArchConfig, Student, Teacher, build_network
+from model.networks import ArchConfig, Teacher, build_network
 from model.state import load_strict
 from training.clips import collate_clips
 from training.config import DataConfig, DistillConfig, EnhanceConfig, TeacherConfig
@@ -55,15 +55,6 @@ def load_teacher(path: Path, spec: ClipSpec) -> tuple[Teacher, EnhanceConfig, li
     return teacher.eval().requires_grad_(False), config.enhance, checkpoint["meta"]["labels"]
 
 
-def init_backbone(student: Student, path: Path) -> None:
-    """Start the student from a self-supervised checkpoint's backbone."""
-    state = stage_checkpoint(path, "ssl")["model"]
-    backbone = {
-        k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")
-    }
-    load_strict(student.backbone, backbone, str(path))
-
-
 def describe_data(data: DataConfig, train_clips: int) -> dict:
     return {"root": str(data.root), "split": data.split, "train_clips": train_clips}
 
@@ -84,9 +75,7 @@ def train_distill(config: DistillConfig) -> FitResult:
     if teacher and teacher_labels != list(classes):
         raise ValueError(f"teacher {config.teacher} knows {teacher_labels}, the data {classes}")
     arch = config.arch.model_copy(update={"num_classes": len(classes)})
-    student = build_stage_network(arch, config.pretrained)
-    if config.init:
-        init_backbone(student, config.init)
+    student = build_stage_network(config, arch)
     log.info("distill: %s from %s, init %s", arch, config.teacher, config.init)
 
     def logits(model: nn.Module, frames: torch.Tensor) -> torch.Tensor:

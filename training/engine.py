@@ -29,6 +29,7 @@ from tqdm import tqdm
 from model.clip import ClipSpec
 from model.ig65m import import_backbone
 from model.networks import ArchConfig, Student, Teacher, build_network
+from model.state import load_strict
 from training.clips import ClipDataset
 from training.config import DataConfig, StageConfig
 from training.datasets import load_dataset
@@ -144,11 +145,17 @@ def clip_dataset(
     return dataset, videos.classes
 
 
-def build_stage_network(arch: ArchConfig, pretrained: Path | None) -> Student | Teacher:
-    """A stage's network, its backbone loaded from pretrained weights when given."""
+def build_stage_network(config: StageConfig, arch: ArchConfig) -> Student | Teacher:
+    """A stage's network; its backbone starts from `pretrained` weights and then from the
+    backbone of the `init` checkpoint, when the config names them."""
     network = build_network(arch)
-    if pretrained:
-        import_backbone(network.backbone, pretrained)
+    if config.pretrained:
+        import_backbone(network.backbone, config.pretrained)
+    if config.init:
+        state = load_checkpoint(config.init)["model"]
+        prefix = "backbone."
+        backbone = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+        load_strict(network.backbone, backbone, str(config.init))
     return network
 
 

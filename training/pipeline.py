@@ -1,14 +1,17 @@
 """The whole recipe in one command (`lumos train pipeline`): teacher -> ssl -> distill -> eval.
 
 Each stage reads its YAML from one config directory, writes checkpoints under `work/<stage>` and
-resumes from them when rerun, so an interrupted pipeline continues where it stopped. The student
-artifact goes to `out`, and its manifest gets the test scores and the time each stage took.
+resumes from them when rerun, so an interrupted pipeline continues where it stopped. The links
+between stages point at this run's checkpoints: the student learns from this teacher and starts
+from this SSL backbone, and SSL starts from this teacher's backbone when its config has an init.
+The student artifact goes to `out`, and its manifest gets the test scores and the time each stage
+took.
 """
 
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +42,8 @@ def stage_overrides(overrides: Sequence[str], stage: str) -> list[str]:
 
 def stage_config(
     kind: type[Config],
-    config_dir: Path,
     stage: str,
+    config_dir: Path,
     data: Path,
     work: Path,
     overrides: Sequence[str],
@@ -48,7 +51,19 @@ def stage_config(
 ) -> Config:
     """One stage's config: its YAML, the pipeline's data and output paths, then the overrides."""
     paths = [f"data.root={data}", f"run.output_dir={work / stage}", *wiring]
-    return load_config(kind, config_dir / f"{stage}.yaml", [*paths, *stage_overrides(overrides, stage)])
+    return load_config(
+        kind, config_dir / f"{stage}.yaml", [*paths, *stage_overrides(overrides, stage)]
+    )
+
+
+def ssl_config(
+    teacher: Path, config_dir: Path, data: Path, work: Path, overrides: Sequence[str]
+) -> SSLConfig:
+    """The SSL stage's config; when it starts from a teacher's backbone, from `teacher`'s."""
+    config = stage_config(SSLConfig, "ssl", config_dir, data, work, overrides)
+    if config.init is None:
+        return config
+    return stage_config(SSLConfig, "ssl", config_dir, data, work, overrides, [f"init={teacher}"])
 
 
 def run_pipeline(
@@ -56,25 +71,23 @@ def run_pipeline(
 ) -> dict[str, Any]:
     """Train all three stages, export the student to `out` and score it on the test split."""
     seconds: dict[str, float] = {}
-    started = time.perf_counter()
 
-    def timed(stage: str, result: Any) -> Any:
-        nonlocal started
-        seconds[stage] = round(time.perf_counter() - started, 1)
+    def timed(stage: str, run: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
+        result = run(*args, **kwargs)
+        seconds[stage] = round(time.perf_counter() - started, 1)
         log.info("pipeline: %s done in %.0f s", stage, seconds[stage])
         return result
 
-    config = stage_config(TeacherConfig, config_dir, "teacher", data, work, overrides)
-    teacher = timed("teacher", train_teacher(config))
-    config = stage_config(SSLConfig, config_dir, "ssl", data, work, overrides)
-    ssl = timed("ssl", train_ssl(config))
+    paths = (config_dir, data, work, overrides)
+    teacher = timed("teacher", train_teacher, stage_config(TeacherConfig, "teacher", *paths))
+    ssl = timed("ssl", train_ssl, ssl_config(teacher.best, *paths))
     wiring = [f"teacher={teacher.best}", f"init={ssl.best}", f"export_dir={out}"]
-    config = stage_config(DistillConfig, config_dir, "distill", data, work, overrides, wiring)
-    timed("distill", train_distill(config))
+    config = stage_config(DistillConfig, "distill", *paths, wiring)
+    timed("distill", train_distill, config)
     if not init_runtime(config.run.device).is_main:
         return {}
-    report = timed("eval", evaluate(out, data, config.data.split, device=config.run.device))
+    report = timed("eval", evaluate, out, data, config.data.split, device=config.run.device)
     (work / "eval.json").write_text(json.dumps(report, indent=2))
     split = report["splits"][str(config.data.split)]["single"]
     summary = {

@@ -47,8 +47,7 @@ def train_ssl(config: SSLConfig) -> FitResult:
     seed_everything(config.run.seed + runtime.rank)
     train, classes = clip_dataset(config.data, "train", train=True, views=config.views)
     arch = config.arch.model_copy(update={"num_classes": len(classes)})
-    backbone = build_stage_network(arch, config.pretrained).backbone
-    module = Contrastive(backbone, config.projection_dim)
+    module = Contrastive(build_stage_network(config, arch).backbone, config.projection_dim)
     log.info("ssl: %s views of %d clips, backbone %s", config.views, len(train), arch)
     spec = config.data.clip
 

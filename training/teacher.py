@@ -96,7 +96,7 @@ def train_teacher(config: TeacherConfig) -> FitResult:
     options = enhanced_clips(config.enhance, config.data)
     train, classes = clip_dataset(config.data, "train", train=True, **options)
     arch = config.arch.model_copy(update={"num_classes": len(classes)})
-    teacher = build_stage_network(arch, config.pretrained)
+    teacher = build_stage_network(config, arch)
     log.info("teacher: %s, %d training clips, fusion %s", arch, len(train), arch.fusion)
 
     def logits(model: nn.Module, frames: torch.Tensor) -> torch.Tensor:

@@ -74,7 +74,7 @@ def create_app(runtime: Runtime, run_trainer: bool = True) -> FastAPI:
     app.state.jobs = store
     app.state.planner = planner
     app.state.classify_tasks = classify_tasks
-    errors.install(app)
+    errors.install(app, settings.retry_after_s)
     app.add_middleware(RequestMetrics)
 
     protected = [Depends(authorize)]

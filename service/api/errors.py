@@ -1,7 +1,9 @@
 """RFC 9457 problem details: every error the API returns carries a machine-readable `reason`.
 
 Handlers raise `Problem(status, reason, detail)`; validation errors from FastAPI and plain HTTP
-errors from Starlette are rewritten into the same shape, so a client parses one error format.
+errors from Starlette are rewritten into the same shape, so a client parses one error format. Redis
+out of reach (restarting, failing over) is a temporary state, not a bug: any route answers 503
+`store_unavailable` with Retry-After, and the client tries again.
 """
 
 from http import HTTPStatus
@@ -10,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
@@ -71,7 +74,7 @@ def _reason_for(status: int) -> str:
     return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, retry_after_s: int) -> None:
     """Route every error the app can raise through the problem format."""
 
     @app.exception_handler(Problem)
@@ -83,6 +86,16 @@ def install(app: FastAPI) -> None:
         errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
         detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
         problem = Problem(422, "invalid_request", detail, errors=errors)
+        return problem.response(request.url.path)
+
+    @app.exception_handler(RedisError)
+    async def _store_away(request: Request, exc: RedisError) -> JSONResponse:
+        problem = Problem(
+            503,
+            "store_unavailable",
+            f"the service's store cannot be reached; retry later ({type(exc).__name__})",
+            headers={"Retry-After": str(retry_after_s)},
+        )
         return problem.response(request.url.path)
 
     @app.exception_handler(Exception)

@@ -3,7 +3,8 @@
 The multipart body is parsed as it streams in and the file part goes straight to its own temporary
 file, so a request over the size limit is cut off at the limit instead of being buffered whole. The
 file is then probed with PyAV (a container with a video stream, a duration within the limit, first
-frames that decode); each failure is a `Problem` with its own reason code.
+frames that decode, frame size and rate within sane bounds); each failure is a `Problem` with its
+own reason code. Messages never carry FFmpeg's file name: that is the server's temporary path.
 """
 
 import os
@@ -15,11 +16,17 @@ from pathlib import Path
 import av
 from pydantic import BaseModel
 from python_multipart import MultipartParser
+from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import parse_options_header
 
 from service.api.errors import Problem
 
 _OTHER_PART_LIMIT = 64 * 1024  # bytes any non-file form field may hold
+# A frame must be decodable without gigabytes (8K at most) and show something (16 px a side);
+# a frame rate past high-speed cameras' is a forged time base.
+_MAX_PIXELS = 8192 * 4320
+_MIN_SIDE = 16
+_MAX_FPS = 1000.0
 
 
 @dataclass(frozen=True)
@@ -128,9 +135,14 @@ async def receive_upload(
         with os.fdopen(fd, "wb") as sink:
             part = _FilePart(sink, limits)
             parser = MultipartParser(options[b"boundary"], part.callbacks())
-            async for chunk in body:
-                parser.write(chunk)
-            parser.finalize()
+            try:
+                async for chunk in body:
+                    parser.write(chunk)
+                parser.finalize()
+            except MultipartParseError as exc:
+                raise Problem(
+                    400, "malformed_multipart", f"the multipart body is malformed: {exc}"
+                ) from exc
         if not part.found:
             raise Problem(
                 422,
@@ -149,13 +161,19 @@ async def receive_upload(
 def probe_video(path: Path, limits: UploadLimits) -> VideoInfo:
     """Check that `path` is a video the ingest can clip; blocking, so run it in a thread."""
     try:
-        container = av.open(str(path), metadata_errors="ignore")
+        # Decoders that peek at the first frames while opening refuse a frame over the limit
+        # instead of allocating it (a 15000 x 15000 PNG is 225 MB); its size then reads 0 x 0.
+        options = {"max_pixels": str(_MAX_PIXELS)}
+        container = av.open(str(path), options=options, metadata_errors="ignore")
     except (av.FFmpegError, UnicodeDecodeError) as exc:
-        raise Problem(415, "invalid_container", f"not a readable media container: {exc}") from exc
+        raise Problem(
+            415, "invalid_container", f"not a readable media container: {ffmpeg_reason(exc)}"
+        ) from exc
     with container:
         if not container.streams.video:
             raise Problem(415, "no_video_stream", "the container holds no video stream")
         stream = container.streams.video[0]
+        _check_frames(stream)
         duration = _duration(container, stream)
         if duration > limits.max_seconds:
             raise Problem(
@@ -171,7 +189,9 @@ def probe_video(path: Path, limits: UploadLimits) -> VideoInfo:
                 if decoded >= limits.min_frames:
                     break
         except av.FFmpegError as exc:
-            raise Problem(422, "undecodable", f"decoding the first frames failed: {exc}") from exc
+            raise Problem(
+                422, "undecodable", f"decoding the first frames failed: {ffmpeg_reason(exc)}"
+            ) from exc
         if decoded < limits.min_frames:
             raise Problem(
                 422,
@@ -187,6 +207,28 @@ def probe_video(path: Path, limits: UploadLimits) -> VideoInfo:
             height=stream.codec_context.height,
             fps=float(rate) if rate else 0.0,
             codec=stream.codec_context.name,
+        )
+
+
+def ffmpeg_reason(exc: Exception) -> str:
+    """An FFmpeg error's reason without its file name (the server's temporary path)."""
+    return getattr(exc, "strerror", None) or str(exc)
+
+
+def _check_frames(stream: av.VideoStream) -> None:
+    """Refuse frame sizes and rates that only a forged header declares, before any decoding."""
+    width, height = stream.codec_context.width, stream.codec_context.height
+    if width * height > _MAX_PIXELS or min(width, height) < _MIN_SIDE:
+        raise Problem(
+            422,
+            "bad_dimensions",
+            f"frames of {width}x{height} pixels (0 when over the limit); at least {_MIN_SIDE} "
+            f"a side and at most {_MAX_PIXELS} in all",
+        )
+    rate = stream.average_rate or stream.guessed_rate
+    if rate and float(rate) > _MAX_FPS:
+        raise Problem(
+            422, "bad_frame_rate", f"{float(rate):g} frames per second; at most {_MAX_FPS:g}"
         )
 
 

@@ -1,6 +1,8 @@
 """The benchmarks' plumbing: a real quick run end to end, the doc's generated rows, profiles."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -66,3 +68,21 @@ def test_profile_summary_shares_own_and_inclusive_time() -> None:
     inclusive = dict(summary["inclusive"])
     assert inclusive["main (a.py)"] == 1.0
     assert inclusive["decode (d.py)"] == 0.8
+
+
+def test_native_frames_without_symbols_count_for_their_library() -> None:
+    collapsed = (
+        "process 1:thread 1;decode (d.py:10);0x7fb2 (libavcodec-e57b519c.so.62.11.100) 3\n"
+        "process 1:thread 1;decode (d.py:10);0x7fc9 (libavcodec-e57b519c.so.62.11.100) 1\n"
+    )
+    assert summarize(collapsed)["own"] == [["libavcodec (native)", 1.0]]
+
+
+def test_lumos_bench_runs_the_named_benchmark_with_its_own_options() -> None:
+    lumos = [sys.executable, "-m", "service.cli", "bench"]
+    shown = subprocess.run([*lumos, "decode", "--help"], capture_output=True, text=True)
+    assert shown.returncode == 0
+    assert "usage: lumos bench decode" in shown.stdout and "--quick" in shown.stdout
+
+    unknown = subprocess.run([*lumos, "fastest"], capture_output=True, text=True)
+    assert unknown.returncode == 2 and "invalid choice: 'fastest'" in unknown.stderr

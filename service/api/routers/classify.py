@@ -23,7 +23,13 @@ from pydantic import BaseModel
 from service.api.deps import RuntimeDep, TasksDep, refuse_when_overloaded
 from service.api.errors import PROBLEM_RESPONSE, Problem
 from service.api.tasks import ClassifyTasks
-from service.api.uploads import UploadLimits, VideoInfo, probe_video, receive_upload
+from service.api.uploads import (
+    UploadLimits,
+    VideoInfo,
+    ffmpeg_reason,
+    probe_video,
+    receive_upload,
+)
 from service.queue.base import ClipResult, Summary
 from service.runtime import NoActiveModel, Runtime, VideoResult
 
@@ -145,7 +151,9 @@ async def _classify(
     except TimeoutError as exc:
         raise Problem(504, "inference_timeout", f"no results within {timeout:.0f} s") from exc
     except (av.FFmpegError, ValueError) as exc:  # passed the probe, failed further in
-        raise Problem(422, "undecodable", f"decoding the video failed: {exc}") from exc
+        raise Problem(
+            422, "undecodable", f"decoding the video failed: {ffmpeg_reason(exc)}"
+        ) from exc
     finally:
         path.unlink(missing_ok=True)
     timings["classify"] = time.perf_counter() - started

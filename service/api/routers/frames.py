@@ -25,7 +25,7 @@ from model.enhance import msrcr
 from service.api.deps import RuntimeDep
 from service.api.errors import PROBLEM_RESPONSE, Problem
 from service.api.routers.classify import _MULTIPART_BODY, _limits
-from service.api.uploads import probe_video, receive_upload
+from service.api.uploads import ffmpeg_reason, probe_video, receive_upload
 from service.ingest import cut_file
 from service.settings import Settings
 
@@ -105,7 +105,9 @@ async def frames(request: Request, runtime: RuntimeDep) -> KeyFrames:
             raise Problem(503, "no_model", "no active model to cut clips for")
         clips = await run_in_threadpool(key_frames, path, active.manifest.clip, runtime.settings)
     except (av.FFmpegError, ValueError) as exc:  # passed the probe, failed further in
-        raise Problem(422, "undecodable", f"decoding the video failed: {exc}") from exc
+        raise Problem(
+            422, "undecodable", f"decoding the video failed: {ffmpeg_reason(exc)}"
+        ) from exc
     finally:
         path.unlink(missing_ok=True)
     return KeyFrames(model_version=active.version, clips=clips)
