@@ -5,7 +5,8 @@ start-up). Clients upload the same file at 1, 2 and 4 at a time, each sending it
 after another. The baseline is the work that cannot be avoided for the same clips, done in this
 process without HTTP, queue or batching wait: cutting the file into clips with the service's own
 decoder (`service.ingest.cut_file`), then inferring them with the backend the server chose, in
-batches of `batch_max`. The overhead ratio is the 1-client median latency over that sum.
+batches of `batch_max`. At 1 client a baseline round runs just before each upload, under the
+same load (the machine is shared); the overhead ratio is the median of latency over baseline.
 """
 
 import argparse
@@ -32,33 +33,45 @@ from service.settings import Settings
 TARGET = 1.15
 
 
-def baseline(model: Path, video: Path, backend: str, rounds: int) -> dict[str, float]:
-    """Median seconds to cut `video` into clips, and to infer them, outside the service."""
-    run, spec = service_backend(model, backend)
-    settings = Settings()
-    decode_s, infer_s = [], []
-    for _ in range(rounds):
+class Baseline:
+    """The unavoidable work for the upload's clips, outside the service: cut the file with the
+    service's decoder, infer the clips with the server's backend in batches of `batch_max`."""
+
+    def __init__(self, model: Path, video: Path, backend: str) -> None:
+        self.run, self.spec = service_backend(model, backend)
+        self.video = video
+        self.settings = Settings()
+        self.rounds: list[dict[str, float]] = []
+
+    def __call__(self) -> float:
+        """One round; its seconds (decode + inference) are also kept in `rounds`."""
         begin = time.perf_counter()
-        clips = list(cut_file(video, "bench", spec, settings, threading.Event()))
-        decode_s.append(time.perf_counter() - begin)
-        point, _ = run_at(run, np.stack([c.frames for c in clips]), settings.batch_max)
-        infer_s.append(point.ms_per_clip * len(clips) / 1000)
-    return {
-        "clips": len(clips),
-        "decode_s": statistics.median(decode_s),
-        "infer_s": statistics.median(infer_s),
-    }
+        clips = list(cut_file(self.video, "bench", self.spec, self.settings, threading.Event()))
+        decode_s = time.perf_counter() - begin
+        frames = np.stack([c.frames for c in clips])
+        point, _ = run_at(self.run, frames, self.settings.batch_max)
+        infer_s = point.ms_per_clip * len(clips) / 1000
+        self.rounds.append({"clips": len(clips), "decode_s": decode_s, "infer_s": infer_s})
+        return time.perf_counter() - begin
 
 
-async def load(url: str, video: Path, clients: int, requests: int) -> dict:
-    """`clients` concurrent uploaders, `requests` each: latencies, throughput, server timings."""
+async def load(
+    url: str, video: Path, clients: int, requests: int, between: Baseline | None = None
+) -> dict:
+    """`clients` concurrent uploaders, `requests` each: latencies, throughput, server timings.
+    With `between` (one client), a baseline round runs before each upload, so each upload has
+    a baseline measured under the same load; its time is not counted in the throughput."""
     body = video.read_bytes()
     latencies: list[float] = []
     timings: list[dict] = []
     errors: list[str] = []
+    aside = 0.0
 
     async def client(http: httpx.AsyncClient) -> None:
+        nonlocal aside
         for _ in range(requests):
+            if between is not None:
+                aside += await asyncio.to_thread(between)
             begin = time.perf_counter()
             response = await http.post(
                 f"{url}/v1/classify", files={"file": (video.name, body, "video/mp4")}
@@ -72,9 +85,9 @@ async def load(url: str, video: Path, clients: int, requests: int) -> dict:
     async with httpx.AsyncClient(timeout=600.0) as http:
         begin = time.perf_counter()
         await asyncio.gather(*(client(http) for _ in range(clients)))
-        wall = time.perf_counter() - begin
+        wall = time.perf_counter() - begin - aside
     server = {k: statistics.median(t[k] for t in timings) for k in timings[0]} if timings else {}
-    return {
+    phase = {
         "clients": clients,
         "requests": len(latencies),
         "error_count": len(errors),
@@ -83,6 +96,11 @@ async def load(url: str, video: Path, clients: int, requests: int) -> dict:
         "uploads_per_s": len(latencies) / wall,
         "server_timings_s": server,
     }
+    if between is not None and len(latencies) == len(between.rounds):
+        floors = [r["decode_s"] + r["infer_s"] for r in between.rounds]
+        ratios = [lat / floor for lat, floor in zip(latencies, floors, strict=True)]
+        phase["overhead_ratio"] = statistics.median(ratios)
+    return phase
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,26 +125,28 @@ def main(argv: list[str] | None = None) -> int:
     log = SCRATCH / "logs" / "classify-server.log"
     with lumos_server(model, {}, log) as server:
         print(f"server ready on {server.url}, backend {server.backend}", flush=True)
-        base = baseline(model, video, server.backend, 1 if args.quick else 3)
-        # Unmeasured: the first upload meets first-use costs (e.g. a runtime's kernels for a
-        # new batch size) that a serving process pays once.
-        asyncio.run(load(server.url, video, 1, 1))
+        baseline = Baseline(model, video, server.backend)
+        # Unmeasured: the first upload and round meet first-use costs (e.g. a runtime's kernels
+        # for a new batch size) that a serving process pays once.
+        asyncio.run(load(server.url, video, 1, 1, baseline))
+        baseline.rounds.clear()
         for n in clients:
-            phases.append(asyncio.run(load(server.url, video, n, requests)))
+            between = baseline if n == 1 else None
+            phases.append(asyncio.run(load(server.url, video, n, requests, between)))
             print(f"  {n} clients: p50 {phases[-1]['latency_s']['p50']:.2f} s", flush=True)
         if args.profile:  # apart from the measured phases: sampling slows what it watches
-            sampler = Sampler(server.pid, SCRATCH / "profiles" / "classify-server.txt")
-            sampler.start()
+            out = SCRATCH / "profiles" / "classify-server.txt"
+            sampler = Sampler(server.pid, out, native=False).start()
             time.sleep(1.0)
             asyncio.run(load(server.url, video, 1, requests))
             profile = sampler.stop()
 
+    base = {k: statistics.median(r[k] for r in baseline.rounds) for k in baseline.rounds[0]}
     floor = base["decode_s"] + base["infer_s"]
-    for phase in phases:
-        phase["overhead_ratio"] = phase["latency_s"]["p50"] / floor
     print(
-        f"\nbaseline for {base['clips']} clips: decode {base['decode_s']:.2f} s + inference "
-        f"{base['infer_s']:.2f} s ({server.backend}) = {floor:.2f} s"
+        f"\nbaseline for {base['clips']:.0f} clips: decode {base['decode_s']:.2f} s + inference "
+        f"{base['infer_s']:.2f} s ({server.backend}) = {floor:.2f} s, each measured just "
+        "before a 1-client upload"
     )
     columns = {"clients": "clients", "p50 s": "latency_s.p50", "p95 s": "latency_s.p95"}
     columns |= {"p99 s": "latency_s.p99", "uploads/s": "uploads_per_s"}
@@ -141,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             "model": str(model),
             "random_weights": random_weights,
             "backend": server.backend,
-            "baseline": base,
+            "baseline": {"median": base, "rounds": baseline.rounds},
             "phases": phases,
             "profile": profile,
         },

@@ -58,6 +58,19 @@ def _function(frame: str) -> str:
     return f"{name} ({where})" if where else name
 
 
+_WAITS = {
+    "EpollSelector.select (selectors.py)",
+    "Condition.wait (threading.py)",
+    "_worker (thread.py)",
+    "Thread._wait_for_tstate_lock (threading.py)",
+    "epoll_wait (libc.so.6)",
+    "pthread_cond_wait (libc.so.6)",
+    "clock_nanosleep (libc.so.6)",
+}
+"""Leaves of threads that wait (for I/O, a lock, a work item): counted as one `(waiting)`
+entry, so the rest reads as where the CPU time went."""
+
+
 def summarize(collapsed: str, top: int = 12) -> dict:
     """Shares of samples from py-spy's raw (collapsed-stack) output."""
     own: Counter[str] = Counter()
@@ -71,7 +84,7 @@ def summarize(collapsed: str, top: int = 12) -> dict:
         frames = [_function(f) for f in stack.split(";")]
         samples += n
         # The first entry is the thread ("process 12:thread ..."), not a function.
-        own[frames[-1]] += n
+        own["(waiting)" if frames[-1] in _WAITS else frames[-1]] += n
         for function in set(frames[1:]):
             total[function] += n
 

@@ -155,6 +155,13 @@ class Settings(BaseSettings):
     upload_min_frames: int = Field(
         8, ge=1, description="Frames an upload must decode at least to be accepted."
     )
+    upload_max_in_flight: int = Field(
+        16,
+        ge=1,
+        description="Uploads one API process works on at once (receiving, vetting, decoding, "
+        "awaiting results; async ones included); more are refused with 503, so that the latency "
+        "of those admitted stays bounded.",
+    )
     retry_after_s: int = Field(5, ge=1, description="Retry-After sent with 503 when overloaded.")
     data_root: Path = Field(
         Path("data"), description="Training data sets: each directory below is one, by name."

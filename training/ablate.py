@@ -54,7 +54,7 @@ STUDENTS = {
     "ssl_kd": Row("Student", "SSL + KD", "CE + KD, from the two-view SSL backbone"),
 }
 SSL_ROWS = {
-    views: Row("SSL views", views.replace("_", "-"), f"CE + KD, from the {views} SSL backbone")
+    views: Row("SSL views", views.replace("_", "-"), f"as SSL + KD, with {views} SSL pairs")
     for views in VIEWS
 }
 
@@ -144,10 +144,17 @@ def render(
         "",
         *[f"- `{item}`" for item in overrides],
         "",
+        "Static fusion is the sum of the two streams' feature maps. The DFF + SupCon teacher of",
+        "each seed teaches every KD row; self-supervised pretraining starts from that teacher's",
+        "backbone when the ssl config has an `init` (cpu-small's does, standing in for the",
+        "IG-65M weights the paper starts from), so the SSL rows inherit it, while scratch and KD",
+        "start from random weights.",
+        "",
         f"The whole ablation took {minutes:.0f} minutes of wall time on this machine, shared",
-        "with other jobs. The budget is tiny: small networks, few epochs and few clips, so",
-        "differences of a few points are within the seed-to-seed spread shown; read the table",
-        "as a check that every variant trains, not as a reproduction of the paper's ablations.",
+        "with other jobs. The budget is tiny (small clips, few epochs), so every network here is",
+        "far from converged and differences of a few points are within the seed-to-seed spread",
+        "shown: read the table as a check that every variant trains and as a rough ordering,",
+        "not as a reproduction of the paper's ablations.",
         "",
         "| group | variant | what changes | top-1 mean | std | per seed |",
         "|---|---|---|---|---|---|",

@@ -10,6 +10,7 @@ import itertools
 import json
 import logging
 import os
+import pickle
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -161,7 +162,10 @@ def build_stage_network(config: StageConfig, arch: ArchConfig) -> Student | Teac
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """A checkpoint written by `Trainer`, read without unpickling arbitrary objects."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as error:
+        raise ValueError(f"{path} cannot be read as a checkpoint: {error}") from error
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint")
     return checkpoint
@@ -240,7 +244,7 @@ class Trainer:
                 f"({self.data.batch_size} x {runtime.world_size})"
             )
         self.accumulate = effective // per_step
-        run, optim = self.run, self.optim
+        run, optim = config.run, config.optim
         memory_format = torch.channels_last_3d if run.channels_last else torch.preserve_format
         self.module = module.to(runtime.device, memory_format=memory_format)
         self.model: nn.Module = (

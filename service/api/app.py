@@ -74,6 +74,7 @@ def create_app(runtime: Runtime, run_trainer: bool = True) -> FastAPI:
     app.state.jobs = store
     app.state.planner = planner
     app.state.classify_tasks = classify_tasks
+    app.state.uploads_in_flight = 0  # upload requests being handled (see refuse_when_overloaded)
     errors.install(app, settings.retry_after_s)
     app.add_middleware(RequestMetrics)
 

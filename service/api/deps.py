@@ -1,6 +1,7 @@
 """Request dependencies shared by the routers: the runtime, API-key checks, and overload refusal."""
 
 import hmac
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -80,13 +81,30 @@ async def authorize(
         raise Problem(401, "invalid_api_key", "the API key is not valid")
 
 
-def refuse_when_overloaded(runtime: RuntimeDep) -> None:
-    """Shed load at the door: a full clip queue answers 503 before an upload is even read."""
+async def refuse_when_overloaded(
+    request: Request, runtime: RuntimeDep, tasks: TasksDep
+) -> AsyncIterator[None]:
+    """Shed load at the door, before an upload is even read: 503 when the clip queue is full,
+    or when this process already works on `upload_max_in_flight` uploads (requests and async
+    classifications). Admitted uploads then never wait behind an unbounded crowd.
+    """
     depth, bound = runtime.queue_load()
+    busy = request.app.state.uploads_in_flight + len(tasks)
+    limit = runtime.settings.upload_max_in_flight
+    cause = None
     if depth >= bound:
+        cause = f"the clip queue holds {depth} clips (bound {bound})"
+    elif busy >= limit:
+        cause = f"{busy} uploads are in progress here (at most {limit})"
+    if cause is not None:
         raise Problem(
             503,
             "overloaded",
-            f"the clip queue holds {depth} clips (bound {bound}); retry later",
+            f"{cause}; retry later",
             headers={"Retry-After": str(runtime.settings.retry_after_s)},
         )
+    request.app.state.uploads_in_flight += 1
+    try:
+        yield
+    finally:
+        request.app.state.uploads_in_flight -= 1

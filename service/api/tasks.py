@@ -29,6 +29,10 @@ class ClassifyTasks:
         self._running.add(task)
         task.add_done_callback(self._running.discard)
 
+    def __len__(self) -> int:
+        """Classifications running in the background."""
+        return len(self._running)
+
     async def close(self) -> None:
         """Cancel the classifications still running (their temporary files are deleted)."""
         for task in list(self._running):

@@ -86,3 +86,13 @@ def test_lumos_bench_runs_the_named_benchmark_with_its_own_options() -> None:
 
     unknown = subprocess.run([*lumos, "fastest"], capture_output=True, text=True)
     assert unknown.returncode == 2 and "invalid choice: 'fastest'" in unknown.stderr
+
+
+def test_waiting_threads_are_one_entry() -> None:
+    collapsed = (
+        "process 1:thread 1;run (a.py:3);EpollSelector.select (selectors.py:468) 3\n"
+        "process 1:thread 2;_bootstrap (threading.py:9);_worker (thread.py:81) 5\n"
+        "process 1:thread 3;work (w.py:2);decode_frames (decode.py:110) 2\n"
+    )
+    own = dict(summarize(collapsed)["own"])
+    assert own == {"(waiting)": 0.8, "decode_frames (decode.py)": 0.2}

@@ -71,9 +71,11 @@ def override(ports: dict[str, int], prometheus_config: Path) -> dict:
         return {"network_mode": "host", "environment": environment, **extra}
 
     def probe(*command: str) -> dict:
-        return {"test": ["CMD", *command], "interval": "2s", "timeout": "3s", "retries": 30}
+        return {"test": ["CMD", *command], "interval": "2s", "timeout": "10s", "retries": 60}
 
+    api = f"http://127.0.0.1:{ports['api']}"
     camera = f"rtsp://127.0.0.1:{ports['camera']}/demo"
+    ingest = {"file": str(ROOT / "docker-compose.yml"), "service": "ingest"}
     listen = f"127.0.0.1:{ports['prometheus']}"
     services = {
         "redis": {
@@ -85,23 +87,15 @@ def override(ports: dict[str, int], prometheus_config: Path) -> dict:
         },
         "api": role("api"),
         "ingest": role("ingest", deploy={"replicas": 1}),
-        "ingest-2": role(
-            "ingest-2", extends={"file": str(ROOT / "docker-compose.yml"), "service": "ingest"}
-        )
-        | {"deploy": {"replicas": 1}},
+        "ingest-2": role("ingest-2", deploy={"replicas": 1}, extends=ingest),
         "infer": role("infer"),
         "trainer": role("trainer"),
         "camera": {
             "network_mode": "host",
             "command": ["--host", "127.0.0.1", "--port", str(ports["camera"]), "--path", "/demo"],
-            "healthcheck": probe(
-                "/usr/bin/python3",
-                "-c",
-                f"import socket; socket.create_connection(('127.0.0.1', {ports['camera']}), 2)",
-            ),
+            "healthcheck": probe("bash", "-c", f"</dev/tcp/127.0.0.1/{ports['camera']}"),
         },
-        "demo-subscription": role("demo-subscription")
-        | {"command": [f"http://127.0.0.1:{ports['api']}", camera]},
+        "demo-subscription": role("demo-subscription", command=[api, camera]),
         "prometheus": {
             "network_mode": "host",
             "image": STAND_INS["prometheus"],

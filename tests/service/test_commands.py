@@ -63,7 +63,7 @@ def test_serve_runs_api_ingest_and_inference_in_one_process(
             except httpx.TransportError:
                 return False
 
-        wait_for(ready, 90, "lumos serve to be ready", every=0.5)
+        wait_for(ready, 240, "lumos serve to be ready", every=0.5)
         metrics = httpx.get(f"{base}/metrics", timeout=5).text
         assert 'lumos_model_info{version="tiny-1"} 1.0' in metrics
     finally:

@@ -42,9 +42,9 @@ class Harness:
 
     async def __aexit__(self, *exc) -> None:
         self.stopping.set()
-        await asyncio.wait_for(self.task, 10)
+        await asyncio.wait_for(self.task, 60)
 
-    async def classify(self, clips, timeout: float = 10.0):
+    async def classify(self, clips, timeout: float = 60.0):
         for clip in clips:
             await self.queue.put(clip)
         return await self.results.wait("up", [c.id for c in clips], timeout)

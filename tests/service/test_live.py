@@ -56,7 +56,7 @@ def test_predictions_resume_after_the_camera_is_down_for_15_s(
         await runtime.cameras.add(Camera(id="lobby", url=camera.url()))
         await runtime.start()
         try:
-            first = await results_since(runtime, "lobby", 0, 3, timeout=30)
+            first = await results_since(runtime, "lobby", 0, 3, timeout=120)
             assert all(r.error is None and r.top for r in first)
             assert metric("lumos_stream_up", stream="lobby") == 1
             await asyncio.to_thread(camera.kill)
@@ -67,7 +67,7 @@ def test_predictions_resume_after_the_camera_is_down_for_15_s(
             assert during == []  # nothing invented while the camera was away
             await asyncio.to_thread(camera.start)
             back = time.time()
-            after = await results_since(runtime, "lobby", back, 3, timeout=30)
+            after = await results_since(runtime, "lobby", back, 3, timeout=120)
             assert [r.seq for r in after] == sorted(r.seq for r in after)
             assert metric("lumos_stream_reconnects_total", stream="lobby") - reconnects >= 1
             # The first clip after the outage holds frames from both sides, and says so.
@@ -184,11 +184,11 @@ def test_activating_a_model_with_another_clip_shape_switches_the_live_pipeline(
         await runtime.cameras.add(Camera(id="door", url=camera.url()))
         await runtime.start()
         try:
-            first = await results_since(runtime, "door", 0, 2, timeout=30)
+            first = await results_since(runtime, "door", 0, 2, timeout=120)
             assert {r.model_version for r in first} == {"tiny-1"}
             runtime.models.activate(second.version)
             switched = time.time()
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 120
             while time.monotonic() < deadline:
                 later = await runtime.results.for_stream("door", switched)
                 if any(r.model_version == "tiny-2" for r in later):

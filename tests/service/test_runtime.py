@@ -40,7 +40,7 @@ def test_a_ten_second_file_yields_every_clip_in_order_with_a_result(
     async def main():
         await runtime.start()
         try:
-            return await runtime.classify(video, timeout=60)
+            return await runtime.classify(video, timeout=120)
         finally:
             await runtime.stop()
 
@@ -69,7 +69,7 @@ def test_the_darkness_gate_skips_clips_and_counts_them(
     async def main():
         await runtime.start()
         try:
-            return await runtime.classify(video, timeout=30)
+            return await runtime.classify(video, timeout=120)
         finally:
             await runtime.stop()
 

@@ -18,10 +18,18 @@ import httpx
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.api.conftest import API_KEY, Service, service_env, start_service, upload
-from tests.servers import SYSTEM_PYTHON, RedisServer, RtspCamera, lumos_process, wait_for
+from tests.api.conftest import API_KEY, Service, service_env, upload
+from tests.servers import (
+    SYSTEM_PYTHON,
+    RedisServer,
+    RtspCamera,
+    free_port,
+    lumos_process,
+    wait_for,
+)
 
 WORKERS = ("ingest-a", "ingest-b", "infer")
+STARTUP_S = 420
 CAMERAS = {"north": "/north", "south": "/south"}
 LEASE_MS = 2000
 SETTINGS = dict(
@@ -35,6 +43,7 @@ SETTINGS = dict(
     open_timeout_s="3",
     stall_timeout_s="3",
     queue_files_max="24",
+    upload_max_in_flight="8",
     queue_live_max="8",
 )
 
@@ -104,7 +113,9 @@ class System:
         self.root = root
         self.redis = AofRedis(root / "redis")
         self.camera = RtspCamera(paths=tuple(CAMERAS.values()))
-        self.env = service_env(root, artifact, redis_url=self.redis.url, **SETTINGS)
+        port = free_port()
+        self.env = service_env(root, artifact, redis_url=self.redis.url, port=str(port), **SETTINGS)
+        self.url = f"http://127.0.0.1:{port}"
         self.env["PROMETHEUS_MULTIPROC_DIR"] = str(root / "prometheus")
         (root / "prometheus").mkdir(exist_ok=True)
         (root / "logs").mkdir(exist_ok=True)
@@ -116,21 +127,31 @@ class System:
     def start(self, probe_video: Path) -> "System":
         self.redis.start()
         self.camera.start()
-        # The API first: four processes importing torch at once on a busy machine may take
-        # longer than start_service waits.
-        self.api = start_service("api", self.env, self.root / "logs" / "api.log")
+        log = self.root / "logs" / "api.log"
+        self.api = Service(lumos_process("api", self.env, log), self.url, log, self.env)
         for name in WORKERS:
             self.start_worker(name)
+        # Four processes importing torch at once: minutes on a busy machine.
+        wait_for(self._api_ready, STARTUP_S, "lumos api to be ready", every=0.5)
         with self.client() as client:
             for camera_id, path in CAMERAS.items():
                 answer = client.post(
                     "/v1/streams", json={"id": camera_id, "url": self.camera.url(path)}
                 )
                 assert answer.status_code == 201, answer.text
-            wait_for(lambda: upload(client, probe_video).status_code == 200, 240, "inference")
+            wait_for(lambda: upload(client, probe_video).status_code == 200, STARTUP_S, "inference")
             for camera_id in CAMERAS:
                 wait_for(lambda c=camera_id: self.predictions(client, c), 60, f"{camera_id} clips")
         return self
+
+    def _api_ready(self) -> bool:
+        assert self.api is not None
+        if self.api.process.poll() is not None:
+            raise AssertionError(f"lumos api exited:\n{self.api.output()}")
+        try:
+            return httpx.get(f"{self.api.url}/readyz", timeout=5).status_code == 200
+        except httpx.TransportError:
+            return False
 
     def stop(self) -> None:
         for process in self.workers.values():

@@ -136,3 +136,14 @@ def test_stage_configs_load_with_overrides() -> None:
         load_config(TeacherConfig, CONFIGS / "cpu-small" / "teacher.yaml", ["optim.epoch=3"])
     with pytest.raises(ValueError, match="key=value"):
         load_config(TeacherConfig, CONFIGS / "cpu-small" / "teacher.yaml", ["optim.epochs"])
+
+
+def test_unreadable_checkpoints_are_refused_with_the_reason(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="cannot be read as a checkpoint"):
+        load_checkpoint(garbage)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(ValueError, match="is not a lumos-checkpoint/1 checkpoint"):
+        load_checkpoint(foreign)

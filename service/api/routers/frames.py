@@ -15,14 +15,14 @@ from pathlib import Path
 
 import av
 import torch
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 from torchvision.io import encode_jpeg
 
 from model.clip import ClipSpec
 from model.enhance import msrcr
-from service.api.deps import RuntimeDep
+from service.api.deps import RuntimeDep, refuse_when_overloaded
 from service.api.errors import PROBLEM_RESPONSE, Problem
 from service.api.routers.classify import _MULTIPART_BODY, _limits
 from service.api.uploads import ffmpeg_reason, probe_video, receive_upload
@@ -87,6 +87,7 @@ def key_frames(path: Path, spec: ClipSpec, settings: Settings) -> list[KeyFrame]
 @router.post(
     "",
     openapi_extra=_MULTIPART_BODY,
+    dependencies=[Depends(refuse_when_overloaded)],
     responses={code: PROBLEM_RESPONSE for code in (400, 413, 415, 422, 503)},
 )
 async def frames(request: Request, runtime: RuntimeDep) -> KeyFrames:
