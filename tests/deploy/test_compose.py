@@ -159,7 +159,7 @@ def predictions(stack: Stack) -> list[dict]:
 
 
 def test_demo_camera_predictions_flow_from_ingest_through_infer_to_the_api(stack, demo_labels):
-    results = wait_for(lambda: predictions(stack), timeout=240, what="demo predictions", every=1)
+    results = wait_for(lambda: predictions(stack), timeout=300, what="demo predictions", every=1)
     print(f"first demo prediction {time.monotonic() - stack.started:.0f} s after compose up")
     for result in results:
         assert result["stream"] == "demo" and result["error"] is None
