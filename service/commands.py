@@ -90,7 +90,10 @@ async def serve_http(runtime: "Runtime", app: "FastAPI", settings: "Settings") -
             await runtime.stop()
 
     app.router.lifespan_context = lifespan
-    await uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port)).serve()
+    # h11, not httptools: h11 refuses a request line and headers past 16 KB (400), where
+    # httptools would buffer headers of any size in memory.
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, http="h11")
+    await uvicorn.Server(config).serve()
 
 
 def _role(role: str) -> int:

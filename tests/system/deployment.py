@@ -18,6 +18,7 @@ import httpx
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
+from service.queue.redis import GROUP, lane_key
 from tests.api.conftest import API_KEY, Service, service_env, upload
 from tests.servers import (
     SYSTEM_PYTHON,
@@ -206,6 +207,12 @@ class System:
         leases = {c: store.get(f"lumos:lease:{c}") for c in self.camera_ids()}
         return {c: holder.decode() if holder else None for c, holder in leases.items()}
 
+    def held_by(self, name: str) -> int:
+        """Upload clips delivered to worker `name` and not acknowledged yet."""
+        consumers = self.store().xpending(lane_key("files"), GROUP)["consumers"]
+        pending = {c["name"].decode(): c["pending"] for c in consumers}
+        return pending.get(self.worker_ids[name], 0)
+
     def camera_ids(self) -> list[str]:
         return [key.decode() for key in self.store().hkeys("lumos:cameras")]
 
@@ -214,8 +221,17 @@ class System:
         answer = client.get(f"/v1/streams/{camera_id}/predictions", params={"since": since})
         return answer.json()["results"]
 
-    def logs(self) -> str:
-        return "\n".join(p.read_text(errors="replace") for p in (self.root / "logs").glob("*.log"))
+    def log_sizes(self) -> dict[Path, int]:
+        return {path: path.stat().st_size for path in (self.root / "logs").glob("*.log")}
+
+    def logs(self, since: dict[Path, int] | None = None) -> str:
+        """Every process's log, or what each wrote after `since` (from `log_sizes()`)."""
+        text = []
+        for path in (self.root / "logs").glob("*.log"):
+            with path.open(errors="replace") as log:
+                log.seek((since or {}).get(path, 0))
+                text.append(log.read())
+        return "\n".join(text)
 
     def uploads_left(self) -> list[Path]:
         return list(Path(self.env["TMPDIR"]).glob("lumos-upload-*"))

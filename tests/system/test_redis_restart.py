@@ -9,7 +9,7 @@ import signal
 import time
 
 from service.clip import decode
-from service.queue.redis import GROUP, lane_key
+from service.queue.redis import lane_key
 from tests.servers import wait_for
 from tests.system.deployment import CAMERAS, System, metric
 from tests.system.load import Uploads, doubled, seqs
@@ -40,11 +40,12 @@ def test_redis_killed_mid_work_loses_and_duplicates_nothing(system, record, clip
         )
     with Uploads(system, clip_video, threads=2) as uploads:
         wait_for(lambda: uploads.ok_after(0), 60, "uploads to run")
-        # Inference held for a moment, so that Redis holds work (queued and delivered) when
-        # it dies; the worker resumes during the outage and must not lose its batch.
+        # Inference frozen while it holds clips, so that Redis holds work both delivered and
+        # queued when it dies; the worker resumes during the outage, its batch unstored.
+        wait_for(lambda: system.held_by("infer"), 60, "inference to hold clips", every=0.01)
         system.workers["infer"].send_signal(signal.SIGSTOP)
         time.sleep(1.5)
-        pending = system.store().xpending(lane_key("files"), GROUP)["pending"]
+        pending = system.held_by("infer")
         held = lanes(system)
         system.redis.kill()
         crashed = time.monotonic()
@@ -86,9 +87,9 @@ def test_redis_killed_mid_work_loses_and_duplicates_nothing(system, record, clip
     unanswered = sum(1 for ok in live.values() if not ok)
     record(
         "Redis killed (SIGKILL) and restarted from its AOF",
-        f"SIGKILL of redis-server (appendfsync always) with inference paused 1.5 s before, so "
-        f"clips were queued and delivered; restarted after {OUTAGE_S:g} s; 2 cameras and 2 "
-        "upload clients running throughout",
+        "SIGKILL of redis-server (appendfsync always), inference frozen 1.5 s before while "
+        f"holding clips, so that clips were both delivered and queued; restarted after "
+        f"{OUTAGE_S:g} s; 2 cameras and 2 upload clients running throughout",
         "every upload clip Redis held classified exactly once; live clips classified or dropped "
         "as stale (counted); /readyz 503 during the outage; api, ingest and infer reconnected "
         "by themselves",

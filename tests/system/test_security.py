@@ -27,7 +27,7 @@ from service.api.deps import key_matches
 from tests.api.conftest import API_KEY, upload
 from tests.conftest import dark_frames
 from tests.servers import ROOT, free_port, wait_for
-from tests.system.deployment import System
+from tests.system.deployment import CAMERAS, System
 from training.video import write_video
 
 MUTATING = ("post", "put", "patch", "delete")
@@ -69,7 +69,7 @@ def test_every_mutating_endpoint_refuses_a_missing_or_wrong_key(system, record):
         requests=len(refused),
         refused=len(refused) - len(wrong),
     )
-    assert len(endpoints) >= 9 and not wrong, wrong
+    assert len(endpoints) >= 8 and not wrong, wrong
 
 
 def test_key_comparison_takes_as_long_wherever_the_key_differs(record):
@@ -216,7 +216,7 @@ def test_camera_sources_cannot_reach_local_files(system, record, web, tmp_path):
     assert all(a.status_code == 422 for a in answers.values()), {
         u: a.status_code for u, a in answers.items()
     }
-    assert subscribed == set(indirect)
+    assert subscribed - set(CAMERAS) == set(indirect)
     assert clips == dict.fromkeys(indirect, 0)
 
 
@@ -239,6 +239,7 @@ def test_credentials_are_shown_nowhere(system, record):
     working = system.camera.url("/north").replace("rtsp://", f"rtsp://viewer:{password}@")
     failing = system.camera.url("/no-such-path").replace("rtsp://", f"rtsp://admin:{password}@")
     secrets = (password, token, API_KEY)
+    logs_before = system.log_sizes()
     with system.client() as client:
         shown = [
             client.post("/v1/streams", json={"id": "secret-ok", "url": working}).text,
@@ -248,7 +249,7 @@ def test_credentials_are_shown_nowhere(system, record):
             client.post("/v1/streams", json={"url": f"ftp://u:{password}@h/x?token={token}"}).text,
         ]
         wait_for(lambda: System.predictions(client, "secret-ok"), 60, "the camera's clips")
-        wait_for(lambda: "camera secret-bad" in system.logs(), 60, "a failed connection logged")
+        wait_for(lambda: "camera secret-bad" in system.logs(logs_before), 60, "a failed connection")
         for path in (
             "/v1/streams",
             "/v1/streams/secret-ok",
@@ -267,7 +268,7 @@ def test_credentials_are_shown_nowhere(system, record):
     records = [_value(store, key) for key in store.scan_iter("lumos:*") if key != b"lumos:cameras"]
     places = {
         "API answers and /metrics": "\n".join(shown),
-        "process logs": system.logs(),
+        "process logs": system.logs(logs_before),
         "Redis records (results, leases, jobs, tasks)": "\n".join(records),
     }
     leaks = {where: [s for s in secrets if s in text] for where, text in places.items()}
@@ -321,13 +322,16 @@ def test_an_artifact_is_never_unpickled(system, record, tiny_artifact, tmp_path,
     assert served["model_version"] == "tiny-1"
 
 
-def _open_files(pid: int) -> list[str]:
+def _uploads_open(pid: int) -> list[str]:
+    """The upload files process `pid` has open, by path."""
     found = []
     for fd in Path(f"/proc/{pid}/fd").iterdir():
         try:
-            found.append(os.readlink(fd))
+            target = os.readlink(fd)
         except OSError:
-            pass  # closed meanwhile
+            continue  # closed meanwhile
+        if "lumos-upload-" in target:
+            found.append(target)
     return found
 
 
@@ -354,11 +358,9 @@ def test_uploads_are_written_only_to_the_temporary_directory(system, record, cli
                 f'filename="../../slow-{tag}.mp4"\r\n\r\n'
             ).encode()
             data = clip_video.read_bytes()
-            for i in range(0, len(data), 4096):
-                yield data[i : i + 4096]
-                if i == 4096:
-                    time.sleep(0.5)
-                    seen.extend(p for p in _open_files(api) if "lumos-upload-" in p)
+            yield data[:4096]
+            seen.extend(wait_for(lambda: _uploads_open(api), 30, "the upload's file to open"))
+            yield data[4096:]
             yield f"\r\n--{boundary}--\r\n".encode()
 
         slow = client.post(
@@ -406,10 +408,10 @@ def _raw(port: int, request: bytes) -> bytes:
 def test_request_headers_and_bodies_are_bounded(system, record):
     port = int(system.env["LUMOS_PORT"])
     api = system.pids()["api"]
-    big_header = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 1_000_000 + b"\r\n\r\n"
+    big_header = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 8_000_000 + b"\r\n\r\n"
     many = b"".join(b"X-H%d: v\r\n" % i for i in range(20_000))
     many_headers = b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + many + b"\r\n"
-    answers = {"1 MB header": _raw(port, big_header), "20000 headers": _raw(port, many_headers)}
+    answers = {"8 MB header": _raw(port, big_header), "20000 headers": _raw(port, many_headers)}
 
     def chunks():
         yield b'{"url": "rtsp://127.0.0.1/x", "name": "'
@@ -425,9 +427,9 @@ def test_request_headers_and_bodies_are_bounded(system, record):
     status = {what: answer.split(b"\r\n", 1)[0].decode() for what, answer in answers.items()}
     record(
         "Security: request headers and bodies bounded",
-        "a 1 MB header line; 20000 headers; a 4 MB chunked JSON body (no Content-Length)",
-        "headers refused by the HTTP server before the app; the body cut at the 1 MB JSON limit; "
-        "the API process unharmed",
+        "an 8 MB header line; 20000 headers; a 4 MB chunked JSON body (no Content-Length)",
+        "headers refused past 16 KB by the HTTP server (h11), before the app; the body cut at "
+        "the 1 MB JSON limit; the API process unharmed",
         **{what: s or "connection closed" for what, s in status.items()},
         chunked_json_body=body.status_code,
     )

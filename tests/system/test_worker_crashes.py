@@ -10,15 +10,10 @@ import re
 import signal
 import time
 
-from service.queue.redis import GROUP, lane_key
+from service.queue.redis import lane_key
 from tests.servers import wait_for
 from tests.system.deployment import CAMERAS, LEASE_MS, System, metric
 from tests.system.load import Uploads, upload_ledger
-
-
-def held_by(system: System, worker_id: str) -> int:
-    consumers = system.store().xpending(lane_key("files"), GROUP)["consumers"]
-    return {c["name"].decode(): c["pending"] for c in consumers}.get(worker_id, 0)
 
 
 def test_workers_killed_mid_work_lose_and_duplicate_nothing(system, record, clip_video):
@@ -29,11 +24,10 @@ def test_workers_killed_mid_work_lose_and_duplicate_nothing(system, record, clip
     with Uploads(system, clip_video, threads=3) as uploads:
         # Inference: killed while it holds upload clips (delivered, not yet acknowledged).
         # Frozen first (SIGSTOP) the moment it holds some, so that it dies holding them.
-        infer = system.worker_ids["infer"]
         log = system.root / "logs" / "infer.log"
-        wait_for(lambda: held_by(system, infer) > 0, 60, "inference to hold clips", every=0.01)
+        wait_for(lambda: system.held_by("infer"), 60, "inference to hold clips", every=0.01)
         system.workers["infer"].send_signal(signal.SIGSTOP)
-        held = held_by(system, infer)
+        held = system.held_by("infer")
         system.kill("infer")
         killed = time.monotonic()
         log_start = log.stat().st_size

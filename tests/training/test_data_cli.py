@@ -5,8 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.paths import SHARED_DATA
+
 LUMOS = Path(sys.executable).parent / "lumos"
-SHARED = Path("/work/shared/data")
+SHARED = SHARED_DATA
 
 
 def lumos(*args: str | Path) -> subprocess.CompletedProcess[str]:

@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from model.clip import ClipSpec
+from tests.paths import SHARED_DATA
 from training.clips import (
     ClipDataset,
     CropBox,
@@ -22,7 +23,7 @@ from training.clips import (
 from training.datasets import VideoItem, load_dataset
 from training.video import VideoError
 
-SHARED = Path("/work/shared/data")
+SHARED = SHARED_DATA
 SPEC = ClipSpec(frames=8, crop=32, resize=(42, 32), fps=12.0, normalize="per_clip")
 
 

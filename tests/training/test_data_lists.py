@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.paths import SHARED_DATA
 from training.datasets import (
     ARID_CLASSES,
     DatasetError,
@@ -16,7 +17,7 @@ from training.datasets import (
 )
 from training.video import read_video, write_video
 
-SHARED = Path("/work/shared/data")
+SHARED = SHARED_DATA
 ARID = SHARED / "arid_v1"
 DARK48 = SHARED / "dark48"
 
