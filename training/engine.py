@@ -449,6 +449,17 @@ class Trainer:
         os.replace(partial, path)
 
     def _restore(self, checkpoint: dict[str, Any], scheduler: Any) -> None:
+        """Continue a run from its checkpoint: only the epoch count and run settings may differ,
+        so that an output directory never silently mixes two recipes."""
+
+        def recipe(config: dict[str, Any]) -> dict[str, Any]:
+            return {**config, "run": None, "optim": {**config["optim"], "epochs": None}}
+
+        if recipe(checkpoint["config"]) != recipe(self.config):
+            raise ValueError(
+                f"{self.checkpoints} holds a {self.stage} run of another config; use another "
+                "run.output_dir, or run.resume=false to start over"
+            )
         self.module.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         if scheduler and checkpoint["scheduler"]:

@@ -1,8 +1,9 @@
-"""Fixtures of the system suite: one deployment for the whole session, and the results record.
+"""Fixtures of the system suite: one deployment for the whole suite, and the results record.
 
 Starting the deployment is most of the suite's cost (six processes, four of them importing torch),
 so every test shares it; a test that kills a part restarts it and waits until it serves again
-before it ends, so the next test finds the system whole.
+before it ends, so the next test finds the system whole. It lives as long as this package's tests
+run, not the whole session: the suites after it get the machine back.
 """
 
 from collections.abc import Callable, Iterator
@@ -26,7 +27,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     return report
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def results() -> Iterator[Results]:
     found = Results()
     yield found
@@ -48,7 +49,7 @@ def record(request: pytest.FixtureRequest, results: Results) -> Iterator[Callabl
     results.rows += rows
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def clip_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """3 s of dark video (36 frames at 12 fps): four clips of the tiny model's 8 frames."""
     path = tmp_path_factory.mktemp("videos") / "dark.mp4"
@@ -56,7 +57,7 @@ def clip_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def system(tiny_artifact: Path, tmp_path_factory, clip_video: Path) -> Iterator[System]:
     deployment = System(tmp_path_factory.mktemp("system"), tiny_artifact)
     try:

@@ -108,7 +108,8 @@ def metric(client: httpx.Client, name: str, **labels: str) -> float:
 
 
 class System:
-    """Start with `start()`, end with `stop()`; `kill(name)` / `restart(name)` any worker."""
+    """Start with `start()`, end with `stop()`; `kill(name)` and `start_worker(name)` any worker
+    (a restart is both)."""
 
     def __init__(self, root: Path, artifact: Path) -> None:
         self.root = root
@@ -218,7 +219,8 @@ class System:
 
     @staticmethod
     def predictions(client: httpx.Client, camera_id: str, since: float = 0.0) -> list[dict]:
-        answer = client.get(f"/v1/streams/{camera_id}/predictions", params={"since": since})
+        params = {"since": since, "limit": 1000}
+        answer = client.get(f"/v1/streams/{camera_id}/predictions", params=params)
         return answer.json()["results"]
 
     def log_sizes(self) -> dict[Path, int]:

@@ -75,10 +75,12 @@ class Uploads:
         return any(a.status == 200 and a.sent > moment for a in self.answers)
 
 
-def upload_indexes(store: redis.Redis) -> list[str]:
-    """The result index of every upload (cameras excluded)."""
-    keys = (key.decode() for key in store.scan_iter("lumos:results:*"))
-    return [key for key in keys if key.removeprefix("lumos:results:") not in CAMERAS]
+def upload_streams(store: redis.Redis) -> list[str]:
+    """Every upload that has results (cameras excluded)."""
+    streams = (
+        key.decode().removeprefix("lumos:results:") for key in store.scan_iter("lumos:results:*")
+    )
+    return [stream for stream in streams if stream not in CAMERAS]
 
 
 def seqs(store: redis.Redis, stream: str, since: float = 0.0) -> list[int]:
@@ -112,7 +114,5 @@ def upload_ledger(system: System, cut_before: float, since: float) -> Ledger:
     store = system.store()
     with system.client() as client:
         cut = metric(client, "lumos_stream_clips_total", stream="upload") - cut_before
-    stored = [
-        seqs(store, index.removeprefix("lumos:results:"), since) for index in upload_indexes(store)
-    ]
+    stored = [seqs(store, stream, since) for stream in upload_streams(store)]
     return Ledger(int(cut), sum(map(len, stored)), sum(map(doubled, stored)))

@@ -125,6 +125,15 @@ def test_camera_faults_end_in_the_right_status_and_counters(system, record):
         recovery_s=recovery["stalled"],
         reconnects=counters["stalled"]["reconnects"],
     )
+    fps = {c: (first[c]["fps"], after[c]["fps"]) for c in first}
+    record(
+        "Cameras: reported frame rate",
+        "the four delivering cameras at 15 fps, sampled to the model's 12 fps; read from "
+        "/v1/streams/{id} once live and again after the faults",
+        "none (unknown) or a plausible rate right after connecting, a plausible one after "
+        "reconnecting: never the start-up burst's, never negative across an ingest restart",
+        **{f"{c}_fps": f"{a} -> {b}" for c, (a, b) in fps.items()},
+    )
     record(
         "Cameras: resolution changes mid-stream",
         "160x120 <-> 96x72 every 3 s (new SPS in the same RTSP session)",
@@ -155,6 +164,8 @@ def test_camera_faults_end_in_the_right_status_and_counters(system, record):
             up=counters[camera_id]["up"],
         )
     assert {c: s["status"] for c, s in first.items()} == dict.fromkeys(first, "live")
+    assert all(rate is None or 0 < rate <= 15 for pair in fps.values() for rate in pair), fps
+    assert all(rate is not None for _, rate in fps.values()), fps
     assert {c: s["status"] for c, s in down.items()} == dict.fromkeys(down, "reconnecting")
     assert stall_seen - fault < STALL_S + 10
     for camera_id in ("restarted", "stalled", "resized", "corrupt"):

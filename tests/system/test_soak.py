@@ -9,17 +9,30 @@ import time
 
 import pytest
 
-from tests.servers import wait_for
-from tests.system.deployment import CAMERAS, System, proc_stats
+from tests.system.deployment import CAMERAS, ProcStats, System, proc_stats
 from tests.system.load import Uploads
 
 SOAK_S = float(os.environ.get("LUMOS_SOAK_SECONDS", "60"))
 EVERY_S = 2.0
 
 
+def trend(first: list[ProcStats], last: list[ProcStats]) -> dict[str, float]:
+    """A process's resources in the first and the last window of samples once warm: resident
+    memory by median (its growth in %), open files and threads by maximum."""
+    rss = [statistics.median(s.rss_kb for s in window) for window in (first, last)]
+    return {
+        "rss_mb": round(rss[1] / 1024),
+        "rss_growth_pct": round(100 * (rss[1] / rss[0] - 1), 2),
+        "fds_first": max(s.fds for s in first),
+        "fds_last": max(s.fds for s in last),
+        "threads_first": max(s.threads for s in first),
+        "threads_last": max(s.threads for s in last),
+    }
+
+
 @pytest.mark.timeout(SOAK_S + 300)
 def test_soak_holds_memory_files_and_threads_flat(system, record, clip_video):
-    samples: list[dict[str, object]] = []
+    samples: list[dict[str, ProcStats]] = []
     started_wall = time.time()
     with Uploads(system, clip_video, threads=1, pause_s=1.0) as uploads:
         started = time.monotonic()
@@ -28,24 +41,10 @@ def test_soak_holds_memory_files_and_threads_flat(system, record, clip_video):
             time.sleep(max(0.0, EVERY_S * len(samples) - elapsed))
     warm = samples[len(samples) // 3 :]
     window = max(3, len(warm) // 4)
-    growth = {}
-    for name in system.pids():
-        first = [s[name] for s in warm[:window]]
-        last = [s[name] for s in warm[-window:]]
-        growth[name] = {
-            "rss_mb": round(statistics.median(s.rss_kb for s in last) / 1024),
-            "rss_growth_pct": round(
-                100
-                * (
-                    statistics.median(s.rss_kb for s in last)
-                    / statistics.median(s.rss_kb for s in first)
-                    - 1
-                ),
-                2,
-            ),
-            "fds": f"{max(s.fds for s in first)} -> {max(s.fds for s in last)}",
-            "threads": f"{max(s.threads for s in first)} -> {max(s.threads for s in last)}",
-        }
+    trends = {
+        name: trend([s[name] for s in warm[:window]], [s[name] for s in warm[-window:]])
+        for name in system.pids()
+    }
     with system.client() as client:
         clips = {c: len(System.predictions(client, c, started_wall)) for c in CAMERAS}
     record(
@@ -56,14 +55,12 @@ def test_soak_holds_memory_files_and_threads_flat(system, record, clip_video):
         seconds=SOAK_S,
         uploads=uploads.statuses(),
         camera_clips=clips,
-        processes=growth,
+        processes=trends,
     )
     assert set(uploads.statuses()) == {"200"}
     assert all(n > 0 for n in clips.values())
-    for name, numbers in growth.items():
-        first = [s[name] for s in warm[:window]]
-        last = [s[name] for s in warm[-window:]]
+    for name, numbers in trends.items():
         assert numbers["rss_growth_pct"] < 5.0, (name, numbers)
-        assert max(s.fds for s in last) <= max(s.fds for s in first), (name, numbers)
-        assert max(s.threads for s in last) <= max(s.threads for s in first), (name, numbers)
-    wait_for(lambda: all(system.alive().values()), 1, "every process alive")
+        assert numbers["fds_last"] <= numbers["fds_first"], (name, numbers)
+        assert numbers["threads_last"] <= numbers["threads_first"], (name, numbers)
+    assert all(system.alive().values()), system.alive()

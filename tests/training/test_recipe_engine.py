@@ -147,3 +147,10 @@ def test_unreadable_checkpoints_are_refused_with_the_reason(tmp_path: Path) -> N
     torch.save({"state_dict": {}}, foreign)
     with pytest.raises(ValueError, match="is not a lumos-checkpoint/1 checkpoint"):
         load_checkpoint(foreign)
+
+
+def test_resuming_refuses_a_checkpoint_of_another_recipe(tmp_path: Path) -> None:
+    fit(toy_config(tmp_path, epochs=1), [])
+    fit(toy_config(tmp_path, epochs=2), [])  # more epochs of the same recipe continue
+    with pytest.raises(ValueError, match="another config"):
+        fit(toy_config(tmp_path, epochs=3, lr=0.01), [])

@@ -6,9 +6,11 @@ and the results its clips produced. URLs are shown redacted, everywhere.
 """
 
 import asyncio
+import statistics
 import time
 import uuid
 from collections.abc import AsyncIterator
+from itertools import pairwise
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -28,7 +30,8 @@ router = APIRouter(prefix="/streams", tags=["streams"])
 # How far back the status looks; a live camera yields a clip every few seconds.
 _STATUS_WINDOW_S = 120.0
 _EVENT_POLL_S = 0.5
-_FPS_CLIPS = 4  # the rate over the latest clips, past a source's start-up burst
+_FPS_CLIPS = 8  # the rate is the median over pairs of the latest clips
+_BURST_S = 2.0  # a source delivers the frames it buffered while opening at once: not a rate
 
 
 class StreamRequest(BaseModel):
@@ -62,7 +65,8 @@ class StreamStatus(BaseModel):
     worker: str | None
     """The ingest worker holding the camera's lease."""
     fps: float | None
-    """Sampled frames per second over the recent clips (the model's rate when keeping up)."""
+    """Sampled frames per second over the recent clips (the model's rate when keeping up); null
+    for the first seconds."""
     last_clip: float | None
     """Wall-clock end of the latest classified clip."""
     last_error: str | None
@@ -104,14 +108,10 @@ async def _status(runtime: Runtime, camera: Camera) -> StreamStatus:
     else:
         state = "live" if time.time() - latest.end < fresh_s else "reconnecting"
     fps = None
-    window = recent[-_FPS_CLIPS:]
-    if len(window) >= 2 and window[-1].end > window[0].end:
-        # Sampled frames between the first and the last clip of the window: `stride` per clip.
-        active = await asyncio.to_thread(runtime.models.active)
-        if active is not None:
-            stride = runtime.settings.clip_stride or active.manifest.clip.frames
-            frames = (window[-1].seq - window[0].seq) * stride
-            fps = round(frames / (window[-1].end - window[0].end), 2)
+    active = await asyncio.to_thread(runtime.models.active) if len(recent) >= 2 else None
+    if active is not None:
+        clip = active.manifest.clip
+        fps = _frame_rate(recent, runtime.settings.clip_stride or clip.frames, clip.fps)
     errors = [r.error for r in recent if r.error]
     public = camera.public()
     return StreamStatus(
@@ -126,6 +126,22 @@ async def _status(runtime: Runtime, camera: Camera) -> StreamStatus:
         reconnects=sum(r.integrity.reconnect for r in recent),
         illumination=latest.illumination if latest else None,
     )
+
+
+def _frame_rate(recent: list[ClipResult], stride: int, fps: float) -> float | None:
+    """Sampled frames per second (`stride` between clips): the median rate between consecutive
+    clips of the latest ones, None until there is one. Pairs that do not measure the camera are
+    left out: its first seconds (the frames a source buffered while opening come in a burst),
+    across a reconnect, and across a restart of its ingest (`seq` starts over)."""
+    burst = _BURST_S * fps / stride  # clips
+    rates = [
+        (b.seq - a.seq) * stride / (b.end - a.end)
+        for a, b in pairwise(recent[-_FPS_CLIPS:])
+        if b.seq > a.seq >= burst
+        and b.end > a.end
+        and not (a.integrity.reconnect or b.integrity.reconnect)
+    ]
+    return round(statistics.median(rates), 2) if rates else None
 
 
 @router.post("", status_code=201, responses={409: PROBLEM_RESPONSE, 422: PROBLEM_RESPONSE})
