@@ -37,16 +37,11 @@ from training.teacher import TeacherInputs, enhanced_clips, enhancer
 log = logging.getLogger(__name__)
 
 
-def stage_checkpoint(path: Path, stage: str) -> dict:
-    checkpoint = load_checkpoint(path)
-    if checkpoint["stage"] != stage:
-        raise ValueError(f"{path} is a {checkpoint['stage']} checkpoint, not a {stage} one")
-    return checkpoint
-
-
 def load_teacher(path: Path, spec: ClipSpec) -> tuple[Teacher, EnhanceConfig, list[str]]:
     """The frozen teacher of a teacher-stage checkpoint, its enhancement and its labels."""
-    checkpoint = stage_checkpoint(path, "teacher")
+    checkpoint = load_checkpoint(path)
+    if checkpoint["stage"] != "teacher":
+        raise ValueError(f"{path} is a {checkpoint['stage']} checkpoint, not a teacher one")
     config = TeacherConfig.model_validate(checkpoint["config"])
     if config.data.clip != spec:
         raise ValueError(f"teacher {path} was trained on {config.data.clip}, the student on {spec}")
@@ -120,8 +115,12 @@ def export(config: DistillConfig, result: FitResult, data: dict) -> Path:
             "command": shlex.join(["lumos", *sys.argv[1:]]),
             "config": checkpoint["config"],
             "data": data,
-            "teacher": str(config.teacher) if config.teacher else None,
-            "init": str(config.init) if config.init else None,
+            # The configs of the stages it came from: the teacher, and the SSL run it started from.
+            "upstream": {
+                name: load_checkpoint(path)["config"]
+                for name, path in (("teacher", config.teacher), ("init", config.init))
+                if path
+            },
         },
         metrics={"validation": result.metrics, "epoch": checkpoint["epoch"]},
     )

@@ -111,14 +111,14 @@ class RawClipSpec(ClipSpec):
         return frames
 
 
-_decoded: dict[tuple, torch.Tensor] = {}
+_kept: dict[tuple, torch.Tensor] = {}
 
 
 def remember(key: tuple, make: Callable[[], torch.Tensor]) -> torch.Tensor:
     """`make()`'s result, computed once per key for the life of the process."""
-    if key not in _decoded:
-        _decoded[key] = make()
-    return _decoded[key]
+    if key not in _kept:
+        _kept[key] = make()
+    return _kept[key]
 
 
 class CachedClips(ClipDataset):

@@ -70,6 +70,15 @@ PROBLEM_RESPONSE: dict[str, Any] = {
 }
 
 
+def store_unavailable(exc: RedisError, retry_after_s: int) -> Problem:
+    return Problem(
+        503,
+        "store_unavailable",
+        f"the service's store cannot be reached; retry later ({type(exc).__name__})",
+        headers={"Retry-After": str(retry_after_s)},
+    )
+
+
 def _reason_for(status: int) -> str:
     return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
 
@@ -90,13 +99,7 @@ def install(app: FastAPI, retry_after_s: int) -> None:
 
     @app.exception_handler(RedisError)
     async def _store_away(request: Request, exc: RedisError) -> JSONResponse:
-        problem = Problem(
-            503,
-            "store_unavailable",
-            f"the service's store cannot be reached; retry later ({type(exc).__name__})",
-            headers={"Retry-After": str(retry_after_s)},
-        )
-        return problem.response(request.url.path)
+        return store_unavailable(exc, retry_after_s).response(request.url.path)
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:

@@ -24,29 +24,36 @@ class Answer:
     status: int
     reason: str | None
     retry_after: str | None
+    poll: str | None = None
+    """Where an asynchronous upload's answer will be (202)."""
 
 
-def timed_upload(client: httpx.Client, video: Path) -> Answer:
+def timed_upload(client: httpx.Client, video: Path, **params: str) -> Answer:
     """Upload `video` and time the answer; a transport error is an answer too (status 0)."""
     sent = time.monotonic()
     try:
-        answer = upload(client, video)
+        answer = upload(client, video, **params)
     except httpx.TransportError as exc:
         return Answer(sent, time.monotonic() - sent, 0, repr(exc), None)
-    reason = None if answer.is_success else answer.json().get("reason")
-    retry_after = answer.headers.get("retry-after")
-    return Answer(sent, time.monotonic() - sent, answer.status_code, reason, retry_after)
+    seconds = time.monotonic() - sent
+    body = answer.json()
+    reason = None if answer.is_success else body.get("reason")
+    poll = body.get("poll") if answer.status_code == 202 else None
+    return Answer(
+        sent, seconds, answer.status_code, reason, answer.headers.get("retry-after"), poll
+    )
 
 
 @dataclass
 class Uploads:
     """`threads` clients uploading `video` back to back (each waits for its answer) until
-    stopped; every answer is kept."""
+    stopped; every answer is kept. `params`: the upload's query, e.g. {"async": "true"}."""
 
     system: System
     video: Path
     threads: int = 2
     pause_s: float = 0.0
+    params: dict[str, str] = field(default_factory=dict)
     answers: list[Answer] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _workers: list[threading.Thread] = field(default_factory=list)
@@ -65,7 +72,7 @@ class Uploads:
     def _run(self) -> None:
         with self.system.client(timeout=120) as client:
             while not self._stop.is_set():
-                self.answers.append(timed_upload(client, self.video))
+                self.answers.append(timed_upload(client, self.video, **self.params))
                 self._stop.wait(self.pause_s)
 
     def statuses(self) -> dict[str, int]:

@@ -7,6 +7,7 @@ tests/service/test_queue.py covers a Redis that comes back empty (groups re-crea
 
 import signal
 import time
+from collections import Counter
 
 from service.clip import decode
 from service.queue.redis import lane_key
@@ -38,7 +39,8 @@ def test_redis_killed_mid_work_loses_and_duplicates_nothing(system, record, clip
             metric(client, "lumos_stream_frames_dropped_total", stream=c, reason="stale")
             for c in CAMERAS
         )
-    with Uploads(system, clip_video, threads=2) as uploads:
+    later = Uploads(system, clip_video, threads=1, pause_s=1.0, params={"async": "true"})
+    with Uploads(system, clip_video, threads=2) as uploads, later:
         wait_for(lambda: uploads.ok_after(0), 60, "uploads to run")
         # Inference frozen while it holds clips, so that Redis holds work both delivered and
         # queued when it dies; the worker resumes during the outage, its batch unstored.
@@ -72,6 +74,18 @@ def test_redis_killed_mid_work_loses_and_duplicates_nothing(system, record, clip
             camera_s = time.monotonic() - restarted
     store = system.store()
     wait_for(lambda: store.xlen(lane_key("files")) == 0, 60, "the upload lane to drain")
+    # Asynchronous uploads caught by the outage end answered too, never pending for ever.
+    polls = [a.poll for a in later.answers if a.status == 202]
+    with system.client() as client:
+
+        def settled() -> dict[str, str] | None:
+            records = [client.get(poll).json() for poll in polls]
+            states = [
+                r["status"] if r["status"] != "failed" else r["problem"]["reason"] for r in records
+            ]
+            return None if "pending" in states else dict(Counter(states))
+
+        async_outcomes = wait_for(settled, 60, "every asynchronous upload answered")
     files = results_of(system, held["files"])
     live = results_of(system, held["live"])
     with system.client() as client:
@@ -91,8 +105,9 @@ def test_redis_killed_mid_work_loses_and_duplicates_nothing(system, record, clip
         f"holding clips, so that clips were both delivered and queued; restarted after "
         f"{OUTAGE_S:g} s; 2 cameras and 2 upload clients running throughout",
         "every upload clip Redis held classified exactly once; live clips classified or dropped "
-        "as stale (counted); /readyz 503 during the outage; api, ingest and infer reconnected "
-        "by themselves",
+        "as stale (counted); /readyz 503 and uploads 503 store_unavailable during the outage; "
+        "asynchronous uploads caught by it answered once it ended; api, ingest and infer "
+        "reconnected by themselves",
         upload_clips_held=len(files),
         upload_clips_delivered_unacked=pending,
         upload_clips_classified=sum(files.values()),
@@ -107,6 +122,8 @@ def test_redis_killed_mid_work_loses_and_duplicates_nothing(system, record, clip
         uploads_again_s=round(upload_s, 1),
         cameras_again_s=round(camera_s, 1),
         upload_answers=uploads.statuses(),
+        async_upload_answers=later.statuses(),
+        async_uploads_ended=async_outcomes,
     )
     assert files and all(files.values()), files
     assert duplicated == 0
@@ -115,4 +132,8 @@ def test_redis_killed_mid_work_loses_and_duplicates_nothing(system, record, clip
     assert ready_after["status"] == "ready"
     assert all(system.alive().values()), system.alive()
     assert {a.status for a in uploads.answers} <= {200, 503}
-    assert all(a.reason == "store_unavailable" for a in uploads.answers if a.status == 503)
+    assert {a.reason for a in uploads.answers if a.status == 503} <= {
+        "store_unavailable",
+        "overloaded",
+    }
+    assert polls and set(async_outcomes) <= {"done", "store_unavailable"}, async_outcomes

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from service.cli import main
 from training.engine import load_checkpoint
 from training.synth import SynthConfig, write_benchmark
 
@@ -37,20 +38,20 @@ def benchmark(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def train(launcher: list[str], benchmark: Path, out: Path) -> dict:
+def arguments(benchmark: Path, out: Path) -> list[str]:
     settings = [*TINY, f"data.root={benchmark}", f"run.output_dir={out}"]
-    command = [*launcher, "-m", "service.cli", "train", "distill", "--config", str(DISTILL)]
-    command += [f"--set={item}" for item in settings]
-    subprocess.run(command, check=True, capture_output=True, timeout=300, cwd=DISTILL.parents[2])
-    return load_checkpoint(out / "checkpoints" / "last.pt")
+    return ["train", "distill", "--config", str(DISTILL), *[f"--set={item}" for item in settings]]
 
 
 def test_two_processes_write_the_single_process_checkpoint_format(
     benchmark: Path, tmp_path: Path
 ) -> None:
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    both = train(torchrun, benchmark, tmp_path / "ddp")
-    one = train([sys.executable], benchmark, tmp_path / "single")
+    command = [*torchrun, "-m", "service.cli", *arguments(benchmark, tmp_path / "ddp")]
+    subprocess.run(command, check=True, capture_output=True, timeout=500, cwd=DISTILL.parents[2])
+    both = load_checkpoint(tmp_path / "ddp" / "checkpoints" / "last.pt")
+    assert main(arguments(benchmark, tmp_path / "single")) == 0
+    one = load_checkpoint(tmp_path / "single" / "checkpoints" / "last.pt")
 
     assert both.keys() == one.keys()
     assert {k: v.shape for k, v in both["model"].items()} == {

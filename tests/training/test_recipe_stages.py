@@ -97,6 +97,10 @@ def test_pipeline_trains_every_stage_and_exports_the_student(pipeline: Path) -> 
     assert manifest.provenance["command"].startswith("lumos train pipeline")
     assert manifest.provenance["data"]["train_clips"] == 11
     assert manifest.provenance["config"]["arch"]["width"] == 2
+    upstream = manifest.provenance["upstream"]
+    assert (
+        upstream["teacher"]["arch"]["fusion"] == "dff" and upstream["init"]["views"] == "two_view"
+    )
     test = manifest.metrics["test"]
     assert 0 <= test["top1"] <= test["top5"] <= 1 and test["clips"] == 11
     assert set(manifest.metrics["seconds"]) == {"teacher", "ssl", "distill", "eval", "total"}
@@ -204,10 +208,12 @@ def test_cached_enhancement_rides_along_as_three_more_channels(benchmark: Path) 
 
 
 def test_ablation_trains_every_variant_and_writes_the_table(
-    benchmark: Path, tmp_path: Path
+    pipeline: Path, benchmark: Path, tmp_path: Path
 ) -> None:
     doc = tmp_path / "ablations.md"
-    table = run_ablation(CONFIGS, benchmark, [3], tmp_path / "work", doc, TINY)
+    start = pipeline / "teacher" / "checkpoints" / "last.pt"  # a shared starting backbone
+    settings = [*TINY, f"teacher.init={start}"]
+    table = run_ablation(CONFIGS, benchmark, [3], tmp_path / "work", doc, settings)
     expected = [*TEACHERS.values(), *STUDENTS.values(), *SSL_ROWS.values()]
     assert sorted(table, key=expected.index) == expected
     assert all(len(values) == 1 and 0 <= values[0] <= 1 for values in table.values())
@@ -219,7 +225,9 @@ def test_ablation_trains_every_variant_and_writes_the_table(
     single = load_checkpoint(runs / "single" / "teacher" / "checkpoints" / "last.pt")
     assert single["config"]["arch"]["fusion"] == "single" and single["config"]["lambda_sup"] == 0
     kd = load_checkpoint(runs / "kd" / "distill" / "checkpoints" / "last.pt")
-    assert kd["config"]["teacher"] == str(teacher) and kd["config"]["init"] is None
+    assert kd["config"]["teacher"] == str(teacher) and kd["config"]["init"] == str(start)
+    scratch = load_checkpoint(runs / "scratch" / "distill" / "checkpoints" / "last.pt")
+    assert scratch["config"]["teacher"] is None and scratch["config"]["init"] == str(start)
     text = doc.read_text()
     assert "| Teacher | DFF + SupCon |" in text and "| SSL views | two-view |" in text
     assert "`all.arch.width=2`" in text

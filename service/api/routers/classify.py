@@ -7,6 +7,7 @@ answered in the request; `?async=true`, or a video longer than the synchronous l
 and an id to poll.
 """
 
+import asyncio
 import logging
 import statistics
 import time
@@ -19,9 +20,10 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from redis.exceptions import RedisError
 
 from service.api.deps import RuntimeDep, TasksDep, refuse_when_overloaded
-from service.api.errors import PROBLEM_RESPONSE, Problem
+from service.api.errors import PROBLEM_RESPONSE, Problem, store_unavailable
 from service.api.tasks import ClassifyTasks
 from service.api.uploads import (
     UploadLimits,
@@ -173,11 +175,20 @@ async def _classify_later(
     try:
         record = await _classify(runtime, task_id, path, info, timings)
     except Exception as exc:  # a bug too must reach the poller as a failure, not stay pending
-        if not isinstance(exc, Problem):
+        if isinstance(exc, RedisError):
+            exc = store_unavailable(exc, runtime.settings.retry_after_s)
+        elif not isinstance(exc, Problem):
             log.exception("upload %s failed", task_id)
             exc = Problem(500, "internal_error", "classification failed; see the service log")
         record = _task(task_id, "failed", exc)
-    await tasks.put(task_id, record.model_dump(mode="json"))
+    # The store itself may be what failed: the answer waits until it is back, never lost.
+    while True:
+        try:
+            await tasks.put(task_id, record.model_dump(mode="json"))
+            return
+        except RedisError as exc:
+            log.warning("upload %s: cannot store its answer yet: %s", task_id, exc)
+            await asyncio.sleep(1.0)
 
 
 def _task(task_id: str, status: str, problem: Problem | None = None) -> UploadTask:
