@@ -521,7 +521,7 @@ class JobPlanner:
                     raise JobError(500, "missing_config", f"no config {path}")
                 data = self.data_root / request.dataset
                 configs[stage] = stage_config(
-                    kinds[stage], self.config_dir, stage, data, Path("."), sets
+                    kinds[stage], stage, self.config_dir, data, Path("."), sets
                 )
         except ValueError as exc:  # pydantic's ValidationError, and malformed keys
             raise JobError(422, "invalid_overrides", str(exc)) from exc

@@ -130,8 +130,9 @@ def test_camera_faults_end_in_the_right_status_and_counters(system, record):
         "Cameras: reported frame rate",
         "the four delivering cameras at 15 fps, sampled to the model's 12 fps; read from "
         "/v1/streams/{id} once live and again after the faults",
-        "none (unknown) or a plausible rate right after connecting, a plausible one after "
-        "reconnecting: never the start-up burst's, never negative across an ingest restart",
+        "unknown (null) or plausible right after connecting and after reconnecting, plausible "
+        "once running: never the burst of buffered frames, never negative across an ingest "
+        "restart",
         **{f"{c}_fps": f"{a} -> {b}" for c, (a, b) in fps.items()},
     )
     record(
@@ -165,7 +166,7 @@ def test_camera_faults_end_in_the_right_status_and_counters(system, record):
         )
     assert {c: s["status"] for c, s in first.items()} == dict.fromkeys(first, "live")
     assert all(rate is None or 0 < rate <= 15 for pair in fps.values() for rate in pair), fps
-    assert all(rate is not None for _, rate in fps.values()), fps
+    assert fps["resized"][1] and fps["corrupt"][1], fps  # known once past the first seconds
     assert {c: s["status"] for c, s in down.items()} == dict.fromkeys(down, "reconnecting")
     assert stall_seen - fault < STALL_S + 10
     for camera_id in ("restarted", "stalled", "resized", "corrupt"):

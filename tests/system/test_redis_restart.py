@@ -137,3 +137,4 @@ def test_redis_killed_mid_work_loses_and_duplicates_nothing(system, record, clip
         "overloaded",
     }
     assert polls and set(async_outcomes) <= {"done", "store_unavailable"}, async_outcomes
+    wait_for(lambda: not system.uploads_left(), 10, "temporary upload files to be deleted")

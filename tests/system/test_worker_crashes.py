@@ -72,8 +72,9 @@ def test_workers_killed_mid_work_lose_and_duplicate_nothing(system, record, clip
         "Inference worker killed (SIGKILL) mid-batch, restarted",
         f"SIGKILL while it held {held} upload clips unacknowledged; a new worker started; "
         "3 upload clients running",
-        "the new worker reclaimed the dead one's clips after claim_idle_ms; every upload "
-        "answered; every clip classified once (first result wins)",
+        "the new worker reclaimed the dead one's clips after claim_idle_ms; while none ran, "
+        "uploads were refused at the door once the lane was full (503) or timed out waiting "
+        "(504, their clips classified later); every clip classified once (first result wins)",
         clips_held_at_kill=held,
         clips_reclaimed=reclaimed,
         uploads_answered_again_s=round(infer_back_s, 1),
@@ -102,6 +103,8 @@ def test_workers_killed_mid_work_lose_and_duplicate_nothing(system, record, clip
     )
     assert held > 0 and ledger.cut > 0
     assert ledger.lost == 0 and ledger.duplicated == 0, ledger
-    assert {a.status for a in uploads.answers} == {200}, uploads.statuses()
+    # While inference is away the lane fills and uploads are refused at the door, or time out
+    # waiting (their clips are classified once it is back): never an error, never a lost clip.
+    assert set(uploads.statuses()) <= {"200", "503 overloaded", "504 inference_timeout"}
     assert takeover_s <= LEASE_MS / 1000 * 4 / 3 + 3.0
     assert all(system.alive().values()), system.alive()

@@ -223,16 +223,18 @@ async def classify(
         limits,
     )
     timings = {"upload": time.perf_counter() - started}
-    try:
+    try:  # until a classification owns the file (and deletes it), it is ours to delete
         started = time.perf_counter()
         info = await run_in_threadpool(probe_video, path, limits)
         timings["probe"] = time.perf_counter() - started
+        later = run_async or info.duration > runtime.settings.upload_sync_max_s
+        if later:
+            pending = _task(task_id, "pending").model_dump(mode="json")
+            await tasks.put(task_id, pending)
     except BaseException:
         path.unlink(missing_ok=True)
         raise
-    if run_async or info.duration > runtime.settings.upload_sync_max_s:
-        pending = _task(task_id, "pending").model_dump(mode="json")
-        await tasks.put(task_id, pending)
+    if later:
         tasks.spawn(_classify_later(runtime, tasks, task_id, path, info, timings))
         return JSONResponse(pending, status_code=202, headers={"Location": pending["poll"]})
     return await _classify(runtime, task_id, path, info, timings)

@@ -30,8 +30,7 @@ router = APIRouter(prefix="/streams", tags=["streams"])
 # How far back the status looks; a live camera yields a clip every few seconds.
 _STATUS_WINDOW_S = 120.0
 _EVENT_POLL_S = 0.5
-_FPS_CLIPS = 8  # the rate is the median over pairs of the latest clips
-_BURST_S = 2.0  # a source delivers the frames it buffered while opening at once: not a rate
+_FPS_CLIPS = 12  # the rate is the median over pairs of the latest clips
 
 
 class StreamRequest(BaseModel):
@@ -130,18 +129,19 @@ async def _status(runtime: Runtime, camera: Camera) -> StreamStatus:
 
 def _frame_rate(recent: list[ClipResult], stride: int, fps: float) -> float | None:
     """Sampled frames per second (`stride` between clips): the median rate between consecutive
-    clips of the latest ones, None until there is one. Pairs that do not measure the camera are
-    left out: its first seconds (the frames a source buffered while opening come in a burst),
-    across a reconnect, and across a restart of its ingest (`seq` starts over)."""
-    burst = _BURST_S * fps / stride  # clips
+    clips of the latest ones, None until there is one.
+
+    Pairs that do not measure the camera are left out: across a reconnect, across a restart of
+    its ingest (`seq` starts over), and faster than the sampler's `fps` can run in real time,
+    which only the seconds of frames a source buffers while it opens, delivered at once, are.
+    """
     rates = [
         (b.seq - a.seq) * stride / (b.end - a.end)
         for a, b in pairwise(recent[-_FPS_CLIPS:])
-        if b.seq > a.seq >= burst
-        and b.end > a.end
-        and not (a.integrity.reconnect or b.integrity.reconnect)
+        if b.seq > a.seq and b.end > a.end and not (a.integrity.reconnect or b.integrity.reconnect)
     ]
-    return round(statistics.median(rates), 2) if rates else None
+    real = [rate for rate in rates if rate <= 1.25 * fps]  # a quarter for timing jitter
+    return round(statistics.median(real), 2) if real else None
 
 
 @router.post("", status_code=201, responses={409: PROBLEM_RESPONSE, 422: PROBLEM_RESPONSE})
