@@ -14,8 +14,10 @@ import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
+from typing import Annotated
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -26,15 +28,43 @@ log = logging.getLogger(__name__)
 _PREFIX = "lumos:"
 
 
+def _http_url(url: str) -> str:
+    """Refused at subscription rather than failing at every clip: the service can only POST to
+    an http(s) URL that names a host."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValueError("webhook must be an http or https URL with a host")
+    return url
+
+
+# Shared by the camera and the API's request, so both refuse the same values.
+Sampling = Annotated[float, Field(gt=0, le=60)]
+Stride = Annotated[int, Field(ge=1, le=1000)]
+Webhook = Annotated[str, Field(max_length=2048), AfterValidator(_http_url)]
+
+
 class Camera(BaseModel):
-    """A subscribed live source. Show it with `public()`: its URL may hold credentials."""
+    """A subscribed live source. Show it with `public()`: its URLs may hold credentials."""
 
     id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     url: str = Field(min_length=1, max_length=2048)
     name: str = Field("", max_length=200)
+    sampling: Sampling | None = None
+    """Frames per second sampled from the source; None = the active model's rate."""
+    stride: Stride | None = None
+    """Sampled frames between the starts of consecutive clips; None = `clip_stride` or T."""
+    webhook: Webhook | None = None
+    """Every result of the camera's clips is POSTed here as JSON."""
 
-    def public(self) -> dict[str, str]:
-        return {"id": self.id, "url": redact_url(self.url), "name": self.name}
+    def public(self) -> dict[str, str | float | None]:
+        return {
+            "id": self.id,
+            "url": redact_url(self.url),
+            "name": self.name,
+            "sampling": self.sampling,
+            "stride": self.stride,
+            "webhook": self.webhook and redact_url(self.webhook),
+        }
 
 
 class CameraRegistry(ABC):

@@ -53,14 +53,25 @@ def geometry(spec: ClipSpec) -> Geometry:
     return Geometry(width, height, spec.crop)
 
 
+def cadence(spec: ClipSpec, settings: Settings, camera: Camera | None = None) -> tuple[float, int]:
+    """(sampled fps, stride) clips are cut at: a camera's own values where it has them, else the
+    model's rate and `clip_stride` (unset: back-to-back clips of `spec.frames`)."""
+    fps = camera.sampling if camera else None
+    stride = camera.stride if camera else None
+    return fps or spec.fps, stride or settings.clip_stride or spec.frames
+
+
 class Clipper:
     """A sliding window over one stream's frames: a clip of `length` frames every `stride`."""
 
-    def __init__(self, stream: str, length: int, stride: int, live: bool) -> None:
+    def __init__(
+        self, stream: str, length: int, stride: int, live: bool, webhook: str | None = None
+    ) -> None:
         self.stream = stream
         self.length = length
         self.stride = stride
         self.live = live
+        self.webhook = webhook
         self.seq = 0
         self._window: deque[Frame] = deque(maxlen=length)
         self._since = 0
@@ -101,6 +112,7 @@ class Clipper:
             ),
             illumination=measure(images),
             frames=images,
+            webhook=self.webhook,
         )
         self.seq += 1
         return clip
@@ -121,9 +133,10 @@ def cut_file(
     path: Path, stream: str, spec: ClipSpec, settings: Settings, cancel: threading.Event
 ) -> Iterator[Clip]:
     """The clips of a video file, in order; stops early once `cancel` is set."""
-    clipper = Clipper(stream, spec.frames, settings.clip_stride or spec.frames, live=False)
+    fps, stride = cadence(spec, settings)
+    clipper = Clipper(stream, spec.frames, stride, live=False)
     with open_source(str(path)) as container:
-        frames = decode_frames(container, geometry(spec), spec.fps, threads=settings.decode_threads)
+        frames = decode_frames(container, geometry(spec), fps, threads=settings.decode_threads)
         for frame in frames:
             if cancel.is_set():
                 return
@@ -187,6 +200,7 @@ class LiveIngest:
         self.queue = queue
         self.spec = spec
         self.settings = settings
+        self.fps, self.stride = cadence(spec, settings, camera)
         self._stopping = threading.Event()
 
     async def run(self) -> None:
@@ -197,8 +211,9 @@ class LiveIngest:
         )
         reader.start()
         label = self.camera.id
-        stride = self.settings.clip_stride or self.spec.frames
-        clipper = Clipper(self.camera.id, self.spec.frames, stride, live=True)
+        clipper = Clipper(
+            self.camera.id, self.spec.frames, self.stride, live=True, webhook=self.camera.webhook
+        )
         try:
             while True:
                 frame = await buffer.get()
@@ -244,7 +259,7 @@ class LiveIngest:
                     frames = decode_frames(
                         container,
                         geometry(self.spec),
-                        self.spec.fps,
+                        self.fps,
                         threads=settings.decode_threads,
                         epoch=epoch,
                         realtime=not is_live(url),  # a file standing in for a camera

@@ -83,6 +83,11 @@ CLIP_LATENCY = Histogram(
     buckets=_LATENCY_BUCKETS,
 )
 PREDICTIONS = Counter("lumos_predictions_total", "Top-1 predictions by label.", ["label"])
+WEBHOOK_DELIVERIES = Counter(
+    "lumos_webhook_deliveries_total",
+    "Results POSTed to camera webhooks, by outcome (delivered, failed, dropped).",
+    ["outcome"],
+)
 MODEL_INFO = Gauge(
     "lumos_model_info",
     "1 for the model version a process serves.",

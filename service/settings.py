@@ -132,6 +132,12 @@ class Settings(BaseSettings):
     model_poll_s: float = Field(
         2.0, gt=0, description="How often workers look for a newly activated model."
     )
+    webhook_timeout_s: float = Field(
+        2.0,
+        gt=0,
+        description="A POST to a camera's webhook gives up after this long (tried twice, then "
+        "counted as failed).",
+    )
 
     # Control plane: API access, uploads, training jobs.
     api_keys: SecretStr = Field(

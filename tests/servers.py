@@ -3,14 +3,18 @@
 `RedisServer` is a private redis-server (nothing on disk), so a test can kill it without touching
 the shared one on 6379. `RtspCamera` is the GStreamer RTSP test camera
 (docker/camera/rtsp_camera.py, run by Debian's python3 that has the GStreamer bindings). Both
-restart on the port they first had, as a real server coming back would.
+restart on the port they first had, as a real server coming back would. `WebhookReceiver` is an
+HTTP server in a thread of the test that keeps what is POSTed to it.
 """
 
+import json
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import redis
@@ -139,6 +143,38 @@ class RtspCamera(_Server):
 
     def url(self, path: str | None = None) -> str:
         return f"rtsp://127.0.0.1:{self.port}{path or self.paths[0]}"
+
+
+class WebhookReceiver:
+    """Keeps the body of every JSON POST in `received`, in arrival order (204); anything but
+    JSON is refused (415), as a strict receiver would."""
+
+    def __init__(self) -> None:
+        self.received: list[dict] = []
+        received = self.received
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                is_json = self.headers["Content-Type"] == "application/json"
+                if is_json:
+                    received.append(json.loads(body))
+                self.send_response(204 if is_json else 415)
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass  # quiet: a test reads `received`, not the access log
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+
+    def __enter__(self) -> "WebhookReceiver":
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def lumos_process(role: str, env: dict[str, str], log: Path) -> subprocess.Popen:

@@ -519,7 +519,9 @@ def _dark_camera(scene: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     codes = codes.astype(np.uint16)
     curve = np.linspace(0, 1, 4096) ** (1 / rng.uniform(1.8, 2.4))
     counts = [np.bincount(codes[..., channel].ravel(), minlength=4096) for channel in range(3)]
-    level = np.stack(counts) @ curve / codes[..., 0].size
+    # A sum, not a BLAS product: BLAS may split it over threads in an order that varies with the
+    # process, and a rounding flip here changes every pixel of the clip.
+    level = (np.stack(counts) * curve).sum(1) / codes[..., 0].size
     cast = np.exp(rng.normal(0, 0.2, 3))
     black, target = rng.uniform(1, 4), rng.uniform(6.5, 16)
     gain = (target - black) / ((level * cast) @ _LUMA)

@@ -1,15 +1,17 @@
 """Cameras through a real `lumos serve` and a real GStreamer RTSP camera: subscribe, status,
-predictions by polling and by Server-Sent Events, unsubscribe; bad sources refused."""
+predictions by polling, by Server-Sent Events and by webhook, unsubscribe; bad sources and bad
+options refused."""
 
 import json
 import time
+from itertools import pairwise
 
 import httpx
 import pytest
 
 from tests.api.conftest import Service, service_env
 from tests.conftest import ARID_LABELS
-from tests.servers import wait_for
+from tests.servers import WebhookReceiver, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -104,4 +106,61 @@ def test_unsupported_sources_are_refused(service, url):
         answer = client.post("/v1/streams", json={"url": url})
         assert answer.status_code == 422, answer.text
         assert answer.json()["reason"] == "invalid_request"
+        assert client.get("/v1/streams").json() == []
+
+
+def test_camera_with_own_sampling_and_stride_posts_predictions_to_its_webhook(service, rtsp_camera):
+    camera = rtsp_camera(paths=("/dock",))
+    with WebhookReceiver() as receiver, service.client() as client:
+        hook = receiver.url.replace("http://", "http://hook:s3cret@") + "?token=abc"
+        options = {"sampling": 6, "stride": 4, "webhook": hook}
+        created = client.post("/v1/streams", json={"url": camera.url(), "id": "dock", **options})
+        assert created.status_code == 201, created.text
+        try:
+            shown = client.get("/v1/streams/dock").json()
+            assert (shown["sampling"], shown["stride"]) == (6, 4)
+            assert shown["webhook"] == receiver.url.replace("http://", "http://***@") + "?token=***"
+            assert "s3cret" not in client.get("/v1/streams").text
+
+            wait_for(lambda: len(receiver.received) >= 6, 60, "webhook deliveries")
+            stored = {
+                r["clip_id"]: r
+                for r in client.get("/v1/streams/dock/predictions").json()["results"]
+            }
+            posted = receiver.received[:6]
+            assert all(r == stored[r["clip_id"]] for r in posted)  # each as stored, once
+            assert len({r["clip_id"] for r in posted}) == 6
+            assert posted[0]["top"][0]["label"] in ARID_LABELS
+            # Stride 4 of 8-frame clips: each clip starts halfway through the one before.
+            ordered = sorted(stored.values(), key=lambda r: r["seq"])
+            assert all(
+                b["start"] < a["end"] for a, b in pairwise(ordered) if b["seq"] == a["seq"] + 1
+            )
+            fps = wait_for(lambda: client.get("/v1/streams/dock").json()["fps"], 30, "the fps")
+            assert 3 < fps <= 7.5  # the camera's 6, not the model's 12
+        finally:
+            assert client.delete("/v1/streams/dock").status_code == 204
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("sampling", 0),
+        ("sampling", 61),
+        ("sampling", "fast"),
+        ("stride", 0),
+        ("stride", 1001),
+        ("stride", 2.5),
+        ("webhook", "ftp://127.0.0.1/hook"),
+        ("webhook", "file:///etc/passwd"),
+        ("webhook", "http:///no-host"),
+        ("webhook", "http://127.0.0.1/" + "a" * 2048),
+    ],
+)
+def test_bad_camera_options_are_refused(service, field, value):
+    with service.client() as client:
+        answer = client.post("/v1/streams", json={"url": "rtsp://127.0.0.1/cam", field: value})
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["reason"] == "invalid_request"
+        assert answer.json()["errors"][0]["loc"] == ["body", field]
         assert client.get("/v1/streams").json() == []

@@ -40,6 +40,11 @@ def test_subscriptions_are_kept_and_shown_without_credentials(run) -> None:
         assert (await registry.get("b")).public()["url"] == "rtsp://***@h/b"
         assert await registry.remove("b") and not await registry.remove("b")
         assert await registry.get("b") is None
+        hook = "https://u:secret@h/hook?token=t"
+        await registry.add(Camera(id="c", url="rtsp://h/c", sampling=7.5, stride=4, webhook=hook))
+        camera = await registry.get("c")
+        assert (camera.sampling, camera.stride, camera.webhook) == (7.5, 4, hook)
+        assert camera.public()["webhook"] == "https://***@h/hook?token=***"
 
     run(body)
 

@@ -19,9 +19,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from service.api.deps import RuntimeDep
 from service.api.errors import PROBLEM_RESPONSE, Problem
-from service.cameras import Camera
+from service.cameras import Camera, Sampling, Stride, Webhook
 from service.decode import LIVE_SCHEMES
 from service.illumination import Illumination
+from service.ingest import cadence
 from service.queue.base import ClipResult, Summary, summarize
 from service.runtime import Runtime
 
@@ -43,6 +44,17 @@ class StreamRequest(BaseModel):
     id: str | None = Field(
         None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="Default: generated."
     )
+    sampling: Sampling | None = Field(
+        None, description="Frames per second sampled from the camera. Default: the model's rate."
+    )
+    stride: Stride | None = Field(
+        None,
+        description="Sampled frames between the starts of consecutive clips. Default: "
+        "`LUMOS_CLIP_STRIDE`, or the model's clip length (back-to-back clips).",
+    )
+    webhook: Webhook | None = Field(
+        None, description="An http(s) URL every prediction of the camera is POSTed to, as JSON."
+    )
 
     @field_validator("url")
     @classmethod
@@ -60,6 +72,12 @@ class StreamStatus(BaseModel):
     url: str
     """Redacted: user info and secret query values are `***`."""
     name: str
+    sampling: float | None
+    """Null: the model's rate."""
+    stride: int | None
+    """Null: `LUMOS_CLIP_STRIDE`, or the model's clip length."""
+    webhook: str | None
+    """Redacted like `url`."""
     status: Literal["connecting", "live", "reconnecting", "stopped"]
     worker: str | None
     """The ingest worker holding the camera's lease."""
@@ -109,14 +127,11 @@ async def _status(runtime: Runtime, camera: Camera) -> StreamStatus:
     fps = None
     active = await asyncio.to_thread(runtime.models.active) if len(recent) >= 2 else None
     if active is not None:
-        clip = active.manifest.clip
-        fps = _frame_rate(recent, runtime.settings.clip_stride or clip.frames, clip.fps)
+        sampling, stride = cadence(active.manifest.clip, runtime.settings, camera)
+        fps = _frame_rate(recent, stride, sampling)
     errors = [r.error for r in recent if r.error]
-    public = camera.public()
     return StreamStatus(
-        id=camera.id,
-        url=public["url"],
-        name=camera.name,
+        **camera.public(),
         status=state,
         worker=worker,
         fps=fps,
@@ -150,7 +165,7 @@ async def subscribe(request: StreamRequest, runtime: RuntimeDep) -> StreamStatus
     camera_id = request.id or uuid.uuid4().hex[:12]
     if await runtime.cameras.get(camera_id) is not None:
         raise Problem(409, "stream_exists", f"stream {camera_id!r} already exists")
-    camera = Camera(id=camera_id, url=request.url, name=request.name)
+    camera = Camera(id=camera_id, **request.model_dump(exclude={"id"}))
     await runtime.cameras.add(camera)
     return await _status(runtime, camera)
 

@@ -1,0 +1,65 @@
+"""Camera webhooks: each result of a camera's clips is POSTed as JSON to the URL it subscribed.
+
+A subscriber's server is outside the service's control, so the inference worker never waits on
+it: `send` only puts the result in a small bounded queue (full: the result is dropped, counted)
+and one task drains it, each POST limited to `webhook_timeout_s` and retried once. Every outcome
+is counted in `lumos_webhook_deliveries_total{outcome}`; failures are logged with the URL redacted.
+"""
+
+import asyncio
+import logging
+
+import httpx
+
+from service.decode import redact_url
+from service.metrics import WEBHOOK_DELIVERIES
+from service.queue.base import ClipResult
+
+log = logging.getLogger(__name__)
+
+_ATTEMPTS = 2
+
+
+class WebhookSender:
+    """Delivers results to webhooks in the background, in the order they were sent."""
+
+    def __init__(self, timeout_s: float, capacity: int = 256) -> None:
+        self.timeout_s = timeout_s
+        self._pending: asyncio.Queue[tuple[str, ClipResult]] = asyncio.Queue(capacity)
+
+    def send(self, url: str, result: ClipResult) -> None:
+        """Queue `result` for `url` and return at once; dropped (counted) when the queue is full."""
+        try:
+            self._pending.put_nowait((url, result))
+        except asyncio.QueueFull:
+            WEBHOOK_DELIVERIES.labels(outcome="dropped").inc()
+
+    async def run(self) -> None:
+        """Deliver until cancelled; results still queued then are lost."""
+        async with httpx.AsyncClient(timeout=self.timeout_s) as client:
+            while True:
+                url, result = await self._pending.get()
+                await self._deliver(client, url, result)
+
+    async def _deliver(self, client: httpx.AsyncClient, url: str, result: ClipResult) -> None:
+        body = result.model_dump_json()
+        headers = {"content-type": "application/json"}
+        error = ""
+        for _ in range(_ATTEMPTS):
+            try:
+                answer = await client.post(url, content=body, headers=headers)
+            except Exception as exc:  # whatever the subscriber's server did, deliveries go on
+                error = f"{type(exc).__name__}: {exc}".replace(url, redact_url(url))
+                continue
+            if answer.is_success:
+                WEBHOOK_DELIVERIES.labels(outcome="delivered").inc()
+                return
+            error = f"HTTP {answer.status_code}"
+        WEBHOOK_DELIVERIES.labels(outcome="failed").inc()
+        log.warning(
+            "webhook %s: result of clip %s (stream %s) not delivered: %s",
+            redact_url(url),
+            result.clip_id,
+            result.stream,
+            error,
+        )
