@@ -1,7 +1,7 @@
 """Benchmark of the enhancement ops on a teacher batch: 8 dark clips of 16 x 112 x 112.
 
 The teacher enhances every training batch on the fly, so MSRCR must stay well under a second per
-batch on a 2-core CPU. Run `python -m bench.enhance`; prints the timings and writes
+batch on a 2-core CPU. Run `lumos bench enhance`; prints the timings and writes
 bench/results/enhance.json.
 """
 
@@ -48,7 +48,7 @@ def time_op(op: Callable[[torch.Tensor], torch.Tensor], clip: torch.Tensor, repe
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(prog="lumos bench enhance", description=__doc__)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--size", type=int, default=112)

@@ -60,18 +60,11 @@ class Compiled(TorchCpu):
         self.network = torch.compile(network)
 
 
-class OpenVinoAt(OpenVino):
-    """OpenVINO from an ONNX file or an in-memory model, at a chosen inference precision."""
-
-    def __init__(self, model: object, spec: ClipSpec, threads: int, precision: str, name: str):
-        import openvino
-
-        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision}
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = str(threads)
-        self.model = openvino.Core().compile_model(model, "CPU", config)
-        self.spec = spec
-        self.name = name
+def int8(onnx: Path, spec: ClipSpec, threads: int, calibration: np.ndarray) -> OpenVino:
+    """OpenVINO on the model NNCF quantised to INT8 (layers it keeps in float run in bf16)."""
+    backend = OpenVino(quantized(onnx, spec, calibration), spec, threads, bf16=True)
+    backend.name = "openvino-int8"
+    return backend
 
 
 def quantized(onnx: Path, spec: ClipSpec, clips: np.ndarray) -> object:
@@ -114,10 +107,7 @@ def candidates(
     return {
         **service_candidates(artifact, network, spec),
         "compile": lambda: Compiled(network, spec),
-        "openvino-bf16": lambda: OpenVinoAt(onnx(), spec, threads, "bf16", "openvino-bf16"),
-        "openvino-int8": lambda: OpenVinoAt(
-            quantized(onnx(), spec, calibration), spec, threads, "bf16", "openvino-int8"
-        ),
+        "openvino-int8": lambda: int8(onnx(), spec, threads, calibration),
     }
 
 

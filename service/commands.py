@@ -97,17 +97,15 @@ async def serve_http(runtime: "Runtime", app: "FastAPI", settings: "Settings") -
 
 
 def _role(role: str) -> int:
-    settings = _distributed_settings(role)
-    if settings.metrics_port:
-        from prometheus_client import start_http_server
-
-        start_http_server(settings.metrics_port, addr=settings.host)
-    asyncio.run(_run_role(settings, role))
+    asyncio.run(_run_role(_distributed_settings(role), role))
     return 0
 
 
 async def _run_role(settings: "Settings", role: str) -> None:
-    """Run one role until SIGINT/SIGTERM (then stop cleanly) or until it fails."""
+    """Run one role until SIGINT/SIGTERM (then stop cleanly) or until it fails; with a metrics
+    port, probes there answer while its event loop does (/healthz) and say whether the role can
+    work (/readyz: the queue answers, and for inference a model is loaded)."""
+    from service.probes import ProbeServer, on_loop
     from service.runtime import Runtime
 
     runtime = Runtime.from_settings(settings, roles={role})
@@ -116,12 +114,22 @@ async def _run_role(settings: "Settings", role: str) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await runtime.start()
+    probes = None
+    if settings.metrics_port:
+
+        async def alive() -> dict[str, dict[str, Any]]:
+            return {"loop": {"ok": True}}
+
+        live, ready = on_loop(loop, alive), on_loop(loop, runtime.readiness)
+        probes = ProbeServer(settings.host, settings.metrics_port, live, ready)
     failed = asyncio.create_task(runtime.wait())
     stopped = asyncio.create_task(stop.wait())
     try:
         await asyncio.wait({failed, stopped}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         stopped.cancel()
+        if probes is not None:
+            probes.close()
         await runtime.stop()
     if failed.done():
         failed.result()
@@ -185,24 +193,25 @@ def _trainer(args: argparse.Namespace) -> int:
     import threading
 
     from service.jobs import JobPlanner, Trainer, job_store
+    from service.probes import ProbeServer
     from service.runtime import Runtime
 
     settings = _distributed_settings("trainer", trainer_concurrency=args.concurrency)
-    if settings.metrics_port:
-        from prometheus_client import start_http_server
-
-        start_http_server(settings.metrics_port, addr=settings.host)
     models = Runtime.from_settings(settings, roles=()).models
     trainer = Trainer(
         job_store(settings),
         models,
         JobPlanner(settings, models),
         settings.runs_dir,
+        settings.worker_id,
+        settings.job_lease_s,
         settings.trainer_concurrency,
     )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    if settings.metrics_port:
+        ProbeServer(settings.host, settings.metrics_port, trainer.liveness, trainer.readiness)
     trainer.run(stop)
     return 0
 
@@ -298,7 +307,7 @@ def _config(args: argparse.Namespace) -> int:
     return 0
 
 
-BENCHMARKS = ("inference", "decode", "queue", "classify", "streams")
+BENCHMARKS = ("inference", "decode", "queue", "classify", "streams", "enhance")
 
 
 def register_bench(commands: argparse._SubParsersAction) -> None:

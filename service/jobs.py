@@ -11,6 +11,15 @@ version named after the job.
 Records live in Redis when the service runs as separate processes (`lumos:job:<id>` JSON, a
 created-time index, a FIFO of queued ids, and a cancel flag per job kept apart from the record so
 the trainer's updates never overwrite a cancel), or in this process for the embedded service.
+
+A running job's trainer holds a lease on it (`lumos:job:<id>:lease`, renewed on every tick). A
+trainer killed outright (SIGKILL, OOM, its node lost) cannot say its jobs stopped, so whoever next
+looks at the jobs (another trainer, or the API listing them) marks a running job whose lease ran
+out as failed, naming the trainer, rather than leaving it "running" forever. Failed, not queued
+again: the dead trainer's `lumos train` process may outlive it (it has its own process group) and
+still write into the job's run directory, where a second run would collide with it. A trainer
+that was only cut off for longer than the lease (Redis away) takes the lease and the record back
+at its next tick, so the job ends in the state its run ends in.
 """
 
 import json
@@ -91,6 +100,7 @@ class Job(JobRequest):
     log_tail: list[str] = Field(default_factory=list)
     error: str | None = None
     model_version: str | None = Field(None, description="The model version the job registered.")
+    worker: str | None = Field(None, description="The trainer that runs or ran the job.")
     cancel_requested: bool = False
 
 
@@ -115,6 +125,12 @@ class JobStore(Protocol):
 
     def cancel_requested(self, job_id: str) -> bool: ...
 
+    def hold(self, job_id: str, lease_s: float) -> None:
+        """Take or renew the lease on a running job for `lease_s` seconds."""
+
+    def held(self, job_ids: set[str]) -> set[str]:
+        """Those of `job_ids` whose lease is still held."""
+
 
 class MemoryJobStore:
     """Job records of the embedded service."""
@@ -123,6 +139,7 @@ class MemoryJobStore:
         self._jobs: dict[str, Job] = {}
         self._queue: deque[str] = deque()
         self._cancel: set[str] = set()
+        self._leases: dict[str, float] = {}  # job id -> monotonic expiry
         self._lock = threading.Lock()
 
     def add(self, job: Job) -> None:
@@ -166,6 +183,15 @@ class MemoryJobStore:
     def cancel_requested(self, job_id: str) -> bool:
         with self._lock:
             return job_id in self._cancel
+
+    def hold(self, job_id: str, lease_s: float) -> None:
+        with self._lock:
+            self._leases[job_id] = time.monotonic() + lease_s
+
+    def held(self, job_ids: set[str]) -> set[str]:
+        now = time.monotonic()
+        with self._lock:
+            return {job_id for job_id in job_ids if self._leases.get(job_id, 0.0) > now}
 
 
 class RedisJobStore:
@@ -222,6 +248,16 @@ class RedisJobStore:
     def cancel_requested(self, job_id: str) -> bool:
         return bool(self._redis.exists(self._key(job_id) + ":cancel"))
 
+    def hold(self, job_id: str, lease_s: float) -> None:
+        self._redis.set(self._key(job_id) + ":lease", "1", px=max(1, round(lease_s * 1000)))
+
+    def held(self, job_ids: set[str]) -> set[str]:
+        if not job_ids:
+            return set()
+        ids = sorted(job_ids)
+        leases = self._redis.mget([self._key(job_id) + ":lease" for job_id in ids])
+        return {job_id for job_id, lease in zip(ids, leases, strict=True) if lease is not None}
+
 
 def count_states(store: JobStore) -> dict[str, int]:
     """Jobs per state (zeros included); also sets the `lumos_jobs` gauge to it."""
@@ -230,6 +266,24 @@ def count_states(store: JobStore) -> dict[str, int]:
     for state, count in result.items():
         JOBS.labels(state=state).set(count)
     return result
+
+
+def reap(store: JobStore, jobs: list[Job]) -> list[Job]:
+    """`jobs`, each running one whose lease ran out marked failed (and saved): its trainer died
+    without a word. Called wherever jobs are read, so no single process has to survive to do it."""
+    running = {job.id for job in jobs if job.state == JobState.RUNNING}
+    lapsed = running - store.held(running)
+    reaped = []
+    for job in jobs:
+        if job.id in lapsed:
+            error = f"trainer died: {job.worker or 'an unnamed trainer'} stopped renewing its lease"
+            now = datetime.now(UTC)
+            update = {"state": JobState.FAILED, "finished": now, "step": None, "error": error}
+            job = job.model_copy(update=update)
+            store.save(job)
+            log.warning("job %s failed: %s", job.id, error)
+        reaped.append(job)
+    return reaped
 
 
 def cancel(store: JobStore, job_id: str) -> Job:
@@ -297,7 +351,11 @@ def _flat(report: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 class Trainer:
-    """Takes queued jobs and runs at most `concurrency` of them at once, each in a subprocess."""
+    """Takes queued jobs and runs at most `concurrency` of them at once, each in a subprocess.
+
+    `worker` names this trainer in the records of its jobs; it renews their leases on every tick,
+    each for `lease_s` seconds.
+    """
 
     def __init__(
         self,
@@ -305,6 +363,8 @@ class Trainer:
         registry: ModelRegistry,
         planner: "JobPlanner",
         runs_dir: Path,
+        worker: str,
+        lease_s: float,
         concurrency: int = 1,
         poll_s: float = 0.5,
     ) -> None:
@@ -312,9 +372,15 @@ class Trainer:
         self.registry = registry
         self.planner = planner
         self.runs_dir = runs_dir
+        self.worker = worker
+        self.lease_s = lease_s
         self.concurrency = concurrency
         self.poll_s = poll_s
         self.running: dict[str, _Run] = {}
+        self.ticked = time.monotonic()
+        """When the loop last came round: a probe's sign of life."""
+        self.failure: str | None = "starting"
+        """Why the last tick failed (e.g. Redis out of reach); None when it worked."""
 
     def run(self, stop: threading.Event) -> None:
         """Serve jobs until `stop` is set; running jobs are then stopped and queued again."""
@@ -322,10 +388,25 @@ class Trainer:
         while not stop.is_set():
             try:
                 self.tick()
-            except Exception:  # a store hiccup (e.g. Redis restarting) must not end the trainer
+                self.failure = None
+            except Exception as exc:  # a store hiccup (e.g. Redis restarting) must not end it
                 log.exception("trainer: tick failed; retrying")
+                self.failure = f"{type(exc).__name__}: {exc}"
+            self.ticked = time.monotonic()
             stop.wait(self.poll_s)
         self.shutdown()
+
+    def liveness(self) -> dict[str, dict[str, Any]]:
+        """The loop came round within a lease time (beyond it, its jobs' leases would lapse)."""
+        idle = time.monotonic() - self.ticked
+        if idle > self.lease_s:
+            return {"loop": {"ok": False, "error": f"the trainer loop is stuck ({idle:.0f} s)"}}
+        return {"loop": {"ok": True}}
+
+    def readiness(self) -> dict[str, dict[str, Any]]:
+        """Alive, and its last tick reached the job store."""
+        store = {"ok": True} if self.failure is None else {"ok": False, "error": self.failure}
+        return {**self.liveness(), "store": store}
 
     def tick(self) -> None:
         for run in list(self.running.values()):
@@ -335,6 +416,7 @@ class Trainer:
             if job is None:
                 break
             self._start(job)
+        reap(self.store, self.store.list())  # jobs of trainers that died
         count_states(self.store)
 
     def shutdown(self) -> None:
@@ -374,8 +456,14 @@ class Trainer:
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
         job = job.model_copy(
-            update={"state": JobState.RUNNING, "started": datetime.now(UTC), "step": "starting"}
+            update={
+                "state": JobState.RUNNING,
+                "started": datetime.now(UTC),
+                "step": "starting",
+                "worker": self.worker,
+            }
         )
+        self.store.hold(job.id, self.lease_s)  # before the record says running: never unleased
         self.store.save(job)
         self.running[job.id] = _Run(job, process, directory)
         log.info("trainer: job %s (%s) started, pid %d", job.id, job.stage, process.pid)
@@ -389,6 +477,7 @@ class Trainer:
         code = run.process.poll()
         if code is None:
             run.job = job
+            self.store.hold(job.id, self.lease_s)
             self.store.save(job)
             return
         del self.running[job.id]
@@ -523,6 +612,21 @@ class JobPlanner:
                 configs[stage] = stage_config(
                     kinds[stage], stage, self.config_dir, data, Path("."), sets
                 )
+                # A pipeline wires each stage's `init` and `teacher` to the one before it.
+                wired = request.stage == "pipeline"
+                fields = ("pretrained",) if wired else ("pretrained", "init", "teacher")
+                missing = [
+                    f"{field}={path}"
+                    for field in fields
+                    if (path := getattr(configs[stage], field, None)) and not Path(path).is_file()
+                ]
+                if missing:
+                    raise JobError(
+                        422,
+                        "missing_checkpoint",
+                        f"{stage}: no such checkpoint: {', '.join(missing)}; "
+                        "override it with an existing file, or null to start from scratch",
+                    )
         except ValueError as exc:  # pydantic's ValidationError, and malformed keys
             raise JobError(422, "invalid_overrides", str(exc)) from exc
         return configs

@@ -66,7 +66,8 @@ class Settings(BaseSettings):
         0,
         ge=0,
         le=65535,
-        description="`lumos ingest` / `lumos infer` serve /metrics on this port; 0 = off.",
+        description="`lumos ingest`, `lumos infer` and `lumos trainer` serve /metrics, /healthz "
+        "and /readyz on this port; 0 = off.",
     )
 
     # Ingest.
@@ -124,7 +125,7 @@ class Settings(BaseSettings):
     batch_wait_ms: float = Field(
         10.0, ge=0, description="How long a batch waits to fill after its first clip."
     )
-    backend: Literal["auto", "fp32", "bf16", "onnx", "openvino", "cuda"] = Field(
+    backend: Literal["auto", "fp32", "bf16", "onnx", "openvino", "openvino-bf16", "cuda"] = Field(
         "auto", description="Inference backend; auto measures the candidates at start-up."
     )
     threads: int = Field(0, ge=0, description="CPU inference threads; 0 = the library default.")
@@ -180,6 +181,12 @@ class Settings(BaseSettings):
     )
     trainer_concurrency: int = Field(
         1, ge=1, description="Training jobs one trainer runs at the same time."
+    )
+    job_lease_s: float = Field(
+        30.0,
+        gt=0,
+        description="A trainer renews the lease on each job it runs within this; a running job "
+        "whose lease runs out (its trainer died) is marked failed.",
     )
 
     def api_key_list(self) -> list[str]:

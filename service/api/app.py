@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 
 from service.api import errors
 from service.api.deps import authorize
-from service.api.middleware import RequestMetrics
+from service.api.middleware import BodyLimit, RequestMetrics
 from service.api.routers import classify, frames, health, jobs, models, streams
 from service.api.tasks import ClassifyTasks
 from service.jobs import JobPlanner, Trainer, job_store
@@ -49,7 +49,13 @@ def create_app(runtime: Runtime, run_trainer: bool = True) -> FastAPI:
         thread = None
         if run_trainer:
             trainer = Trainer(
-                store, runtime.models, planner, settings.runs_dir, settings.trainer_concurrency
+                store,
+                runtime.models,
+                planner,
+                settings.runs_dir,
+                settings.worker_id,
+                settings.job_lease_s,
+                settings.trainer_concurrency,
             )
             thread = threading.Thread(target=trainer.run, args=(stop,), name="trainer")
             thread.start()
@@ -67,7 +73,6 @@ def create_app(runtime: Runtime, run_trainer: bool = True) -> FastAPI:
         version="1",
         lifespan=lifespan,
         responses={401: errors.PROBLEM_RESPONSE, 503: errors.PROBLEM_RESPONSE},
-        max_body_size=_JSON_BODY_LIMIT,
     )
     app.state.runtime = runtime
     app.state.registry = runtime.models
@@ -76,20 +81,20 @@ def create_app(runtime: Runtime, run_trainer: bool = True) -> FastAPI:
     app.state.classify_tasks = classify_tasks
     app.state.uploads_in_flight = 0  # upload requests being handled (see refuse_when_overloaded)
     errors.install(app, settings.retry_after_s)
-    app.add_middleware(RequestMetrics)
-
-    protected = [Depends(authorize)]
     # Upload routes enforce their own limit as the body streams in (with a reason code); this
     # outer bound sits just above it. Every other body is small JSON.
     upload_limit = settings.upload_max_bytes + _JSON_BODY_LIMIT
-    for module in (classify, frames):
-        app.include_router(
-            module.router, prefix="/v1", dependencies=protected, max_body_size=upload_limit
-        )
-    for module in (streams, jobs, models):
+    upload_paths = ["/v1/classify", "/classify", "/v1/frames"]
+    app.add_middleware(
+        BodyLimit, default=_JSON_BODY_LIMIT, limits=dict.fromkeys(upload_paths, upload_limit)
+    )
+    app.add_middleware(RequestMetrics)
+
+    protected = [Depends(authorize)]
+    for module in (classify, frames, streams, jobs, models):
         app.include_router(module.router, prefix="/v1", dependencies=protected)
     # The unversioned upload endpoint answers exactly as /v1/classify does.
-    app.include_router(classify.router, dependencies=protected, max_body_size=upload_limit)
+    app.include_router(classify.router, dependencies=protected)
     app.include_router(health.router)
     # The web console, mounted last so that it never shadows an API route.
     app.mount("/", StaticFiles(packages=[("service", "console")], html=True), name="console")

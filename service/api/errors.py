@@ -70,6 +70,21 @@ PROBLEM_RESPONSE: dict[str, Any] = {
 }
 
 
+class BodyTooLarge(StarletteHTTPException):
+    """A request body past its route's limit (`service.api.middleware.BodyLimit`).
+
+    An HTTPException, so that FastAPI's body parsing lets it through unchanged (it turns any other
+    error raised while reading into a 400).
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body exceeds the limit of {limit} bytes")
+        self.limit = limit
+
+    def problem(self) -> Problem:
+        return Problem(413, "too_large", self.detail, limit_bytes=self.limit)
+
+
 def store_unavailable(exc: RedisError, retry_after_s: int) -> Problem:
     return Problem(
         503,
@@ -106,6 +121,10 @@ def install(app: FastAPI, retry_after_s: int) -> None:
         # Starlette logs the traceback; the client gets the same error format as always.
         problem = Problem(500, "internal_error", "the request failed; see the service log")
         return problem.response(request.url.path)
+
+    @app.exception_handler(BodyTooLarge)
+    async def _too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:
+        return exc.problem().response(request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -7,8 +7,11 @@ is answered. The Grafana dashboard is checked against the metrics this deploymen
 """
 
 import json
+import os
 import re
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -186,6 +189,44 @@ def test_workers_share_the_load_and_metrics_cover_every_process(deployment, tmp_
     assert base_names >= set(REQUIRED_METRICS)  # every metric is on the dashboard
 
 
+def test_a_job_whose_trainer_is_killed_fails_once_its_lease_runs_out(deployment):
+    lease_s = 3.0
+    env = {**deployment.env, "LUMOS_JOB_LEASE_S": str(lease_s), "LUMOS_WORKER_ID": "doomed"}
+    log = deployment.root / "doomed-trainer.log"
+    trainer = lumos_process("trainer", env, log)
+    try:
+        with deployment.api.client() as client:
+
+            def state(job_id: str, *states: str) -> dict | None:
+                current = client.get(f"/v1/jobs/{job_id}").json()
+                return current if current["state"] in states else None
+
+            # Full cpu-small epochs: far longer than the test.
+            job = client.post(
+                "/v1/jobs", json={"stage": "ssl", "dataset": "synth", "overrides": {"init": None}}
+            ).json()
+            running = wait_for(lambda: state(job["id"], "running"), 120, "the trainer to start it")
+            assert running["worker"] == "doomed"
+            started = rf"job {job['id']} \(ssl\) started, pid (\d+)"
+            pid = int(wait_for(lambda: re.search(started, log.read_text()), 10, "its pid")[1])
+            trainer.kill()
+            trainer.wait()
+            killed = time.monotonic()
+            # Its `lumos train` process, in a process group of its own, outlives it: stop that.
+            os.killpg(pid, signal.SIGKILL)
+
+            # Its lease lapses at most lease_s after the kill; the slack is for a busy machine.
+            failed = wait_for(lambda: state(job["id"], "failed"), lease_s + 10, "the job to fail")
+            assert time.monotonic() - killed < lease_s + 10
+            assert failed["error"].startswith("trainer died: doomed ")
+            assert failed["finished"] is not None and failed["step"] is None
+            listed = {j["id"]: j for j in client.get("/v1/jobs").json()}
+            assert listed[job["id"]]["state"] == "failed"
+    finally:
+        trainer.kill()
+        trainer.wait()
+
+
 def test_trainer_process_runs_and_cancels_queued_jobs(deployment):
     deployment.start("trainer")
     with deployment.api.client() as client:
@@ -194,7 +235,9 @@ def test_trainer_process_runs_and_cancels_queued_jobs(deployment):
             current = client.get(f"/v1/jobs/{job['id']}").json()
             return current if current["state"] in states else None
 
-        long = client.post("/v1/jobs", json={"stage": "ssl", "dataset": "synth"}).json()
+        long = client.post(
+            "/v1/jobs", json={"stage": "ssl", "dataset": "synth", "overrides": {"init": None}}
+        ).json()
         evaluation = client.post(
             "/v1/jobs", json={"stage": "eval", "dataset": "synth", "model": "tiny-1"}
         ).json()

@@ -60,6 +60,9 @@ def job_state(client: httpx.Client, job_id: str, *states: str) -> dict | None:
         ({"stage": "eval", "dataset": "synth", "model": "nope"}, 404, "unknown_version"),
         ({"stage": "eval", "dataset": "synth", "overrides": {"crops": 7}}, 422,
          "invalid_overrides"),
+        ({"stage": "ssl", "dataset": "synth"}, 422, "missing_checkpoint"),
+        ({"stage": "distill", "dataset": "synth", "overrides": {"init": None}}, 422,
+         "missing_checkpoint"),
     ],
 )  # fmt: skip
 def test_job_requests_are_checked_before_queueing(service, request_body, status, reason):
@@ -75,7 +78,9 @@ def test_queued_and_running_jobs_cancel(service):
         # Full cpu-small epochs: far longer than the test, so the first is running when cancelled
         # and the second (one job at a time) is still queued.
         first = client.post("/v1/jobs", json={"stage": "pipeline", "dataset": "synth"}).json()
-        second = client.post("/v1/jobs", json={"stage": "ssl", "dataset": "synth"}).json()
+        second = client.post(
+            "/v1/jobs", json={"stage": "ssl", "dataset": "synth", "overrides": {"init": None}}
+        ).json()
         assert first["state"] == "queued"
         wait_for(lambda: job_state(client, first["id"], "running"), 30, "the first job to run")
         cancelled = client.delete(f"/v1/jobs/{second['id']}")

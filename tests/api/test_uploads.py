@@ -1,5 +1,6 @@
 """Uploads through a real `lumos serve`: answers, every class of bad input, and API keys."""
 
+import json
 import time
 from pathlib import Path
 
@@ -194,11 +195,32 @@ def test_service_stays_up_under_repeated_bad_uploads(service, tmp_path):
     assert service.process.poll() is None
 
 
-def test_docs_are_served_and_json_bodies_are_bounded(service):
+def test_docs_are_served_and_bodies_over_their_limit_get_a_problem(service):
+    huge = json.dumps(
+        {
+            "stage": "pipeline",
+            "dataset": "synth",
+            "url": "rtsp://x/",
+            "overrides": {"x": "y" * 3_000_000},
+        }
+    ).encode()
+    body, multipart = _multipart("file", bytes(MAX_BYTES + 2_000_000))
     with service.client() as client:
         assert "swagger" in client.get("/docs").text.lower()
-        huge = {"stage": "pipeline", "dataset": "synth", "overrides": {"x": "y" * 2_000_000}}
-        answer = client.post("/v1/jobs", json=huge)  # refused by FastAPI's body limit
-        assert answer.status_code == 413 and "Too Large" in answer.text
+        answers = []
+        for route in ("/v1/jobs", "/v1/streams"):
+            # JSON bodies stop at 1 MiB: declared (Content-Length) or counted as they stream in.
+            headers = {"content-type": "application/json"}
+            answers.append((client.post(route, content=huge, headers=headers), 1024 * 1024))
+            chunks = (huge[i : i + 65536] for i in range(0, len(huge), 65536))
+            answers.append((client.post(route, content=chunks, headers=headers), 1024 * 1024))
+        # An upload declared past the uploads' outer bound (the limit plus 1 MiB).
+        declared = client.post("/v1/classify", content=body, headers={"content-type": multipart})
+        answers.append((declared, MAX_BYTES + 1024 * 1024))
+        for answer, limit in answers:
+            assert answer.status_code == 413, answer.text[:200]
+            assert answer.headers["content-type"] == "application/problem+json"
+            assert answer.json()["reason"] == "too_large"
+            assert answer.json()["limit_bytes"] == limit
         unknown = client.post("/v1/streams", json={"url": "rtsp://127.0.0.1/x", "fps": 5})
         assert unknown.status_code == 422 and unknown.json()["reason"] == "invalid_request"

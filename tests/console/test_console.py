@@ -203,6 +203,7 @@ def test_training_job_progress_moves(page: Page):
         "#job-form textarea[name=overrides]",
         "\n".join(
             [
+                "init = null",  # from scratch: no teacher checkpoint exists here
                 "optim.epochs = 3",
                 "data.batch_size = 8",
                 "arch.width = 4",

@@ -1,5 +1,5 @@
-"""Worker processes over a real Redis: `lumos ingest` sharing cameras by lease, and `lumos infer`
-recovering the clips of a worker killed with SIGKILL."""
+"""Worker processes over a real Redis: `lumos ingest` sharing cameras by lease, `lumos infer`
+recovering the clips of a worker killed with SIGKILL, and the probes every worker serves."""
 
 import asyncio
 import os
@@ -8,6 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 from redis.asyncio import Redis
@@ -15,7 +16,7 @@ from redis.asyncio import Redis
 from service.cameras import Camera, RedisCameras
 from service.queue.base import ClipResult, Latency
 from service.queue.redis import GROUP, RedisQueue, RedisResults, lane_key
-from tests.servers import RedisServer, lumos_process, wait_for
+from tests.servers import RedisServer, free_port, lumos_process, wait_for
 from tests.service.clips import make_clip
 from tests.service.test_infer import tiny_frames
 
@@ -158,3 +159,42 @@ def test_clips_of_an_inference_worker_killed_mid_batch_get_exactly_one_result(
     assert len(store.keys("lumos:result:*")) == 12
     wait_for(lambda: store.xlen(key) == 0, 60, "every clip acknowledged")
     assert store.xpending(key, GROUP)["pending"] == 0
+
+
+def test_worker_probes_say_whether_each_role_can_work(
+    spawn, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    ports = {role: free_port() for role in ("ingest", "infer", "trainer")}
+    for role, port in ports.items():
+        spawn(role, role, metrics_port=str(port), runs_dir=str(tmp_path / "runs"))
+
+    def probe(role: str, path: str) -> httpx.Response | None:
+        try:
+            return httpx.get(f"http://127.0.0.1:{ports[role]}{path}", timeout=10)
+        except httpx.TransportError:
+            return None
+
+    def answers(path: str, status: int) -> bool:
+        return all(
+            (r := probe(role, path)) is not None and r.status_code == status for role in ports
+        )
+
+    wait_for(lambda: answers("/readyz", 200), 240, "every worker to be ready", every=0.5)
+    inference = probe("infer", "/readyz").json()["checks"]["inference"]
+    assert inference["ok"] and inference["version"] == "tiny-1"  # a model is loaded
+    for role in ports:
+        assert probe(role, "/healthz").status_code == 200
+        metrics = probe(role, "/metrics")
+        assert metrics.status_code == 200 and "lumos_" in metrics.text
+        assert probe(role, "/nothing-here").status_code == 404
+
+    # Redis gone: alive still (a restart would not help), but not ready, and each says why.
+    redis_server.kill()
+    wait_for(lambda: answers("/readyz", 503), 30, "every worker to be unready", every=0.5)
+    assert answers("/healthz", 200)
+    assert probe("infer", "/readyz").json()["reason"].startswith("queue: ")
+    assert probe("ingest", "/readyz").json()["reason"].startswith("queue: ")
+    assert "ConnectionError" in probe("trainer", "/readyz").json()["reason"]
+
+    redis_server.start()
+    wait_for(lambda: answers("/readyz", 200), 60, "every worker to be ready again", every=0.5)

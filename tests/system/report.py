@@ -95,8 +95,16 @@ COVERED = [
         "tests/api/test_distributed.py::test_workers_share_the_load_and_metrics_cover_every_process",
     ),
     (
-        "JSON bodies over 1 MB refused (413)",
-        "tests/api/test_uploads.py::test_docs_are_served_and_json_bodies_are_bounded",
+        "Bodies over their limit (JSON 1 MB, declared or chunked) refused: 413 problem+json",
+        "tests/api/test_uploads.py::test_docs_are_served_and_bodies_over_their_limit_get_a_problem",
+    ),
+    (
+        "Trainer killed (SIGKILL) mid-job: the job fails once its lease runs out",
+        "tests/api/test_distributed.py::test_a_job_whose_trainer_is_killed_fails_once_its_lease_runs_out",
+    ),
+    (
+        "Workers' /readyz 503 with a reason while Redis is away, /healthz 200",
+        "tests/service/test_workers.py::test_worker_probes_say_whether_each_role_can_work",
     ),
     (
         "API keys hidden by `lumos config`",

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Response
 
 from service.api.deps import JobsDep, PlannerDep
 from service.api.errors import PROBLEM_RESPONSE, Problem
-from service.jobs import Job, JobError, JobRequest, JobState, cancel
+from service.jobs import Job, JobError, JobRequest, JobState, cancel, reap
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -25,7 +25,7 @@ def submit_job(request: JobRequest, store: JobsDep, planner: PlannerDep) -> Job:
 
 @router.get("")
 def list_jobs(store: JobsDep) -> list[Job]:
-    return store.list()
+    return reap(store, store.list())
 
 
 @router.get("/{job_id}", responses={404: PROBLEM_RESPONSE})
@@ -34,7 +34,7 @@ def get_job(job_id: str, store: JobsDep) -> Job:
     job = store.get(job_id)
     if job is None:
         raise Problem(404, "unknown_job", f"no job {job_id!r}")
-    return job
+    return reap(store, [job])[0]
 
 
 @router.delete(
