@@ -215,13 +215,18 @@ def factories(
             "cuda-amp": lambda: TorchCuda(network, spec, amp=True),
         }
     onnx = lambda: onnx_file(network, spec, weights, cache_dir)  # noqa: E731
-    return {
+    candidates = {
         "fp32": lambda: TorchCpu(network, spec),
         "bf16": lambda: TorchCpu(network, spec, bf16=True),
         "onnx": lambda: OnnxRuntime(onnx(), spec, threads),
         "openvino": lambda: OpenVino(onnx(), spec, threads),
         "openvino-bf16": lambda: OpenVino(onnx(), spec, threads, bf16=True),
     }
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        # Without AVX-512 bf16 or AMX, bf16 is emulated: a hundred times slower than fp32, so
+        # slow that timing it at start-up would hold a paper-size model's worker for minutes.
+        del candidates["bf16"], candidates["openvino-bf16"]
+    return candidates
 
 
 def measure(

@@ -539,6 +539,8 @@ class EvalOptions(BaseModel):
 # Config keys that name files or directories: a job never chooses where the trainer reads or
 # writes, only the trainer does (inside the job's run directory).
 _RESERVED = frozenset({"run.output_dir", "data.root", "teacher", "init", "export_dir", "version"})
+_FROM_SCRATCH = frozenset({"teacher=null", "init=null"})
+"""Reserved keys a request may still clear: no file named, nothing of the server's exposed."""
 _RECIPES = ("teacher", "ssl", "distill")
 
 
@@ -599,7 +601,9 @@ class JobPlanner:
         try:
             for stage in stages:
                 reserved = _RESERVED & {
-                    item.partition("=")[0] for item in stage_overrides(sets, stage)
+                    item.partition("=")[0]
+                    for item in stage_overrides(sets, stage)
+                    if item not in _FROM_SCRATCH
                 }
                 if reserved:
                     raise JobError(
@@ -625,7 +629,7 @@ class JobPlanner:
                         422,
                         "missing_checkpoint",
                         f"{stage}: no such checkpoint: {', '.join(missing)}; "
-                        "override it with an existing file, or null to start from scratch",
+                        "set it to null to start from scratch",
                     )
         except ValueError as exc:  # pydantic's ValidationError, and malformed keys
             raise JobError(422, "invalid_overrides", str(exc)) from exc

@@ -63,6 +63,8 @@ def job_state(client: httpx.Client, job_id: str, *states: str) -> dict | None:
         ({"stage": "ssl", "dataset": "synth"}, 422, "missing_checkpoint"),
         ({"stage": "distill", "dataset": "synth", "overrides": {"init": None}}, 422,
          "missing_checkpoint"),
+        ({"stage": "distill", "dataset": "synth", "overrides": {"teacher": "/x.pt"}}, 422,
+         "reserved_override"),
     ],
 )  # fmt: skip
 def test_job_requests_are_checked_before_queueing(service, request_body, status, reason):

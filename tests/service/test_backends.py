@@ -41,7 +41,10 @@ def test_calibration_batch_is_dark_moving_and_deterministic(tiny_artifact: Path)
 def test_every_cpu_candidate_runs_and_agrees_with_fp32(trial_run) -> None:
     _, manifest, _, batch, built, trials = trial_run
     by_name = {t.name: t for t in trials}
-    assert list(by_name) == ["fp32", "bf16", "onnx", "openvino", "openvino-bf16"]
+    # bf16 candidates only where the CPU computes bf16 natively (emulated, they crawl)
+    bf16 = ["bf16", "openvino-bf16"] if torch.ops.mkldnn._is_mkldnn_bf16_supported() else []
+    assert sorted(by_name) == sorted(["fp32", "onnx", "openvino", *bf16])
+    assert next(iter(by_name)) == "fp32"  # the reference
     reference = built["fp32"](batch)
     assert reference.shape == (4, len(manifest.labels))
     np.testing.assert_allclose(reference.sum(axis=1), 1.0, rtol=1e-5)
@@ -49,7 +52,7 @@ def test_every_cpu_candidate_runs_and_agrees_with_fp32(trial_run) -> None:
         assert by_name[name].kept and by_name[name].seconds > 0
         np.testing.assert_allclose(built[name](batch), reference, atol=1e-4)
     assert by_name["fp32"].agreement == 1.0
-    for name in ("bf16", "openvino-bf16"):  # fewer bits: they serve only where they agree
+    for name in bf16:  # fewer bits: they serve only where they agree
         assert by_name[name].error is None and 0.0 <= by_name[name].agreement <= 1.0
 
 
