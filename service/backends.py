@@ -195,9 +195,10 @@ def calibration_batch(spec: ClipSpec, batch: int, seed: int = 0) -> np.ndarray:
 
 
 def onnx_file(network: Student, spec: ClipSpec, weights: Path, cache_dir: Path) -> Path:
-    """The network's ONNX export, cached by the weights' content so a new version re-exports."""
+    """The network's ONNX export, cached by the weights' content and the clip's shape, so a new
+    version re-exports, and so does the same weights' network on clips of another length."""
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
-    path = cache_dir / f"student-{digest}.onnx"
+    path = cache_dir / f"student-{digest}-{spec.frames}x{spec.crop}.onnx"
     if not path.is_file():
         tmp = path.with_name(f".{path.name}.{time.time_ns()}.tmp")
         export_onnx(network, spec, tmp)

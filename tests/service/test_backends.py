@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
@@ -98,3 +99,16 @@ def test_bf16_copy_leaves_the_fp32_network_untouched(trial_run) -> None:
     TorchCpu(network, manifest.clip, bf16=True)
     weight = next(p for p in network.parameters() if p.ndim == 5)
     assert weight.is_contiguous() and weight.dtype == torch.float32
+
+
+def test_the_onnx_cache_tells_clip_lengths_apart(tiny_artifact: Path, tmp_path: Path) -> None:
+    """One set of weights serves clips of any length; its export fixes one, so the cache must
+    not hand a 16-frame graph to a 32-frame model."""
+    network, manifest = load_artifact(tiny_artifact)
+    longer = manifest.clip.model_copy(update={"frames": 2 * manifest.clip.frames})
+    weights = tiny_artifact / "model.safetensors"
+    exported = [onnx_file(network, spec, weights, tmp_path) for spec in (manifest.clip, longer)]
+    frames = [
+        onnx.load(path).graph.input[0].type.tensor_type.shape.dim[2].dim_value for path in exported
+    ]
+    assert frames == [manifest.clip.frames, longer.frames]
