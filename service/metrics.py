@@ -11,6 +11,7 @@ then say how their per-process values combine.
 
 import atexit
 import os
+from pathlib import Path
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -126,10 +127,26 @@ if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     atexit.register(_forget_live_gauges)
 
 
+class _SizedFilesCollector(multiprocess.MultiProcessCollector):
+    """prometheus_client's multi-process collector, minus the files of processes that are just
+    starting: a new file exists for a moment before it is sized, and reading it raises (a scrape
+    that raced a worker's start answered 500)."""
+
+    def collect(self):  # noqa: ANN201 (prometheus_client's signature)
+        files = []
+        for path in Path(self._path).glob("*.db"):
+            try:
+                if path.stat().st_size >= 8:
+                    files.append(str(path))
+            except FileNotFoundError:  # its process exited meanwhile
+                continue
+        return self.merge(files, accumulate=True)
+
+
 def render() -> tuple[bytes, str]:
     """The exposition text of this process, or of all processes in multi-process mode."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        _SizedFilesCollector(registry)
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
