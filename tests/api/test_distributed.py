@@ -127,7 +127,7 @@ def test_workers_share_the_load_and_metrics_cover_every_process(deployment, tmp_
             assert pending.status_code == 202
             wait_for(
                 lambda: client.get("/readyz").json()["checks"]["queue"]["depth"]["files"] >= 2,
-                30,
+                60,
                 "the upload lane to fill",
             )
             refused = upload(client, tmp_path / "short.mp4")
@@ -136,7 +136,7 @@ def test_workers_share_the_load_and_metrics_cover_every_process(deployment, tmp_
             # ...and the camera's live lane overflows, each drop counted by the ingest process.
             wait_for(
                 lambda: exposed(scrape(client), "lumos_stream_frames_dropped_total"),
-                30,
+                60,
                 "a live clip to be dropped",
             )
 
@@ -154,7 +154,7 @@ def test_workers_share_the_load_and_metrics_cover_every_process(deployment, tmp_
 
             wait_for(
                 lambda: client.get("/v1/streams/cam/predictions").json()["results"],
-                30,
+                60,
                 "camera predictions",
             )
             camera.restart()  # the source goes away and comes back: a reconnect
