@@ -120,3 +120,9 @@ def make_dataset(root: Path) -> Path:
         capture_output=True,
     )
     return root
+
+
+def job_state(client: httpx.Client, job_id: str, *states: str) -> dict | None:
+    """The job's record once it is in one of `states` (for `wait_for`), else None."""
+    job = client.get(f"/v1/jobs/{job_id}").json()
+    return job if job["state"] in states else None

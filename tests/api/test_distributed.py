@@ -20,7 +20,14 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.api.conftest import Service, make_dataset, service_env, start_service, upload
+from tests.api.conftest import (
+    Service,
+    job_state,
+    make_dataset,
+    service_env,
+    start_service,
+    upload,
+)
 from tests.conftest import ARID_LABELS, dark_frames
 from tests.servers import ROOT, RedisServer, RtspCamera, lumos_process, wait_for
 from training.video import write_video
@@ -196,16 +203,13 @@ def test_a_job_whose_trainer_is_killed_fails_once_its_lease_runs_out(deployment)
     trainer = lumos_process("trainer", env, log)
     try:
         with deployment.api.client() as client:
-
-            def state(job_id: str, *states: str) -> dict | None:
-                current = client.get(f"/v1/jobs/{job_id}").json()
-                return current if current["state"] in states else None
-
             # Full cpu-small epochs: far longer than the test.
             job = client.post(
                 "/v1/jobs", json={"stage": "ssl", "dataset": "synth", "overrides": {"init": None}}
             ).json()
-            running = wait_for(lambda: state(job["id"], "running"), 120, "the trainer to start it")
+            running = wait_for(
+                lambda: job_state(client, job["id"], "running"), 120, "the trainer to start it"
+            )
             assert running["worker"] == "doomed"
             started = rf"job {job['id']} \(ssl\) started, pid (\d+)"
             pid = int(wait_for(lambda: re.search(started, log.read_text()), 10, "its pid")[1])
@@ -216,7 +220,9 @@ def test_a_job_whose_trainer_is_killed_fails_once_its_lease_runs_out(deployment)
             os.killpg(pid, signal.SIGKILL)
 
             # Its lease lapses at most lease_s after the kill; the slack is for a busy machine.
-            failed = wait_for(lambda: state(job["id"], "failed"), lease_s + 10, "the job to fail")
+            failed = wait_for(
+                lambda: job_state(client, job["id"], "failed"), lease_s + 10, "the job to fail"
+            )
             assert time.monotonic() - killed < lease_s + 10
             assert failed["error"].startswith("trainer died: doomed ")
             assert failed["finished"] is not None and failed["step"] is None
@@ -230,23 +236,24 @@ def test_a_job_whose_trainer_is_killed_fails_once_its_lease_runs_out(deployment)
 def test_trainer_process_runs_and_cancels_queued_jobs(deployment):
     deployment.start("trainer")
     with deployment.api.client() as client:
-
-        def state(job: dict, *states: str) -> dict | None:
-            current = client.get(f"/v1/jobs/{job['id']}").json()
-            return current if current["state"] in states else None
-
         long = client.post(
             "/v1/jobs", json={"stage": "ssl", "dataset": "synth", "overrides": {"init": None}}
         ).json()
         evaluation = client.post(
             "/v1/jobs", json={"stage": "eval", "dataset": "synth", "model": "tiny-1"}
         ).json()
-        wait_for(lambda: state(long, "running"), 60, "the trainer to take the first job")
-        assert state(evaluation, "queued")  # one job at a time
+        wait_for(
+            lambda: job_state(client, long["id"], "running"),
+            60,
+            "the trainer to take the first job",
+        )
+        assert job_state(client, evaluation["id"], "queued")  # one job at a time
         assert client.delete(f"/v1/jobs/{long['id']}").status_code == 202
-        wait_for(lambda: state(long, "cancelled"), 30, "the cancel")
+        wait_for(lambda: job_state(client, long["id"], "cancelled"), 30, "the cancel")
 
-        done = wait_for(lambda: state(evaluation, "succeeded", "failed"), 120, "the eval job")
+        done = wait_for(
+            lambda: job_state(client, evaluation["id"], "succeeded", "failed"), 120, "the eval job"
+        )
         assert done["state"] == "succeeded", done["log_tail"]
         top1 = [v for k, v in done["metrics"].items() if k.endswith("single.top1")]
         assert top1 and all(0 <= v <= 1 for v in top1)

@@ -1,10 +1,9 @@
 """Training jobs through a real `lumos serve` (trainer thread + `lumos train` subprocesses): checks
 on requests, cancel, and a tiny pipeline that registers a model version the service then serves."""
 
-import httpx
 import pytest
 
-from tests.api.conftest import Service, make_dataset, service_env, upload
+from tests.api.conftest import Service, job_state, make_dataset, service_env, upload
 from tests.servers import wait_for
 
 # The cpu-small pipeline shrunk to seconds: one epoch per stage, a width-4 net on 8 x 32 x 32.
@@ -31,11 +30,6 @@ def service(service_factory, tiny_artifact, tmp_path_factory) -> Service:
     make_dataset(root / "data" / "synth")
     (root / "data" / "escape").symlink_to(tmp_path_factory.mktemp("outside"))
     return service_factory("serve", env)
-
-
-def job_state(client: httpx.Client, job_id: str, *states: str) -> dict | None:
-    job = client.get(f"/v1/jobs/{job_id}").json()
-    return job if job["state"] in states else None
 
 
 @pytest.mark.parametrize(
