@@ -26,6 +26,7 @@ import torch
 from model.clip import ClipSpec
 from model.export import INPUT, OUTPUT, export_onnx
 from model.networks import Student
+from model.precision import cpu_has_native_bf16, mixed_precision
 
 log = logging.getLogger(__name__)
 # The ONNX exporter's optimiser logs each of its hundreds of rewrites at INFO.
@@ -131,7 +132,7 @@ class TorchCuda(Backend):
         self.device = torch.device("cuda")
         self.spec = spec
         self.amp = amp
-        self.dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.dtype = mixed_precision(self.device)
         self.network = (
             copy.deepcopy(network).to(self.device).to(memory_format=torch.channels_last_3d)
         )
@@ -223,9 +224,9 @@ def factories(
         "openvino": lambda: OpenVino(onnx(), spec, threads),
         "openvino-bf16": lambda: OpenVino(onnx(), spec, threads, bf16=True),
     }
-    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        # Without AVX-512 bf16 or AMX, bf16 is emulated: a hundred times slower than fp32, so
-        # slow that timing it at start-up would hold a paper-size model's worker for minutes.
+    if not cpu_has_native_bf16():
+        # Emulated bf16 is so slow that timing it at start-up would hold a paper-size model's
+        # worker for minutes.
         del candidates["bf16"], candidates["openvino-bf16"]
     return candidates
 

@@ -35,7 +35,8 @@ class RunConfig(Section):
     checkpoint_every: int = Field(0, ge=0)
     """Optimizer steps between mid-epoch checkpoints; 0 keeps only the one at each epoch's end."""
     channels_last: bool = True
-    """channels_last_3d memory format: about 30% faster 3D convolutions on CPU and GPU."""
+    """channels_last_3d memory format, which GPUs' mixed-precision convolutions want. Measure it
+    on a CPU: on a 2-core AMX Xeon it made cpu-small's training steps 5-60% slower."""
 
 
 class DataConfig(Section):
@@ -74,7 +75,8 @@ class OptimConfig(Section):
     warmup: float = Field(0.3, gt=0, lt=1)
     """onecycle: fraction of the steps spent rising to `lr`."""
     amp: bool = True
-    """Mixed precision on CUDA (bf16 where supported, else fp16 with loss scaling); off on CPU."""
+    """Mixed precision: on CUDA bf16 where supported, else fp16 with loss scaling; on CPUs with
+    native bf16 (AVX-512 BF16, AMX) bf16, about 2x faster steps; fp32 on other CPUs."""
 
 
 class StageConfig(Section):

@@ -29,6 +29,7 @@ from training.engine import (
     clip_dataset,
     init_runtime,
     load_checkpoint,
+    memory_format,
     seed_everything,
 )
 from training.evaluate import validator
@@ -63,7 +64,7 @@ def train_distill(config: DistillConfig) -> FitResult:
     teacher, options = None, {}
     if config.teacher:
         teacher, enhance, teacher_labels = load_teacher(config.teacher, spec)
-        teacher = teacher.to(runtime.device, memory_format=torch.channels_last_3d)
+        teacher = teacher.to(runtime.device, memory_format=memory_format(config.run))
         teacher_inputs = TeacherInputs(enhancer(enhance), spec)
         options = enhanced_clips(enhance, config.data)
     train, classes = clip_dataset(config.data, "train", train=True, **options)

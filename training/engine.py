@@ -1,9 +1,10 @@
 """The loop every training stage shares, and the process it runs in.
 
 The three stages differ only in their loss, so the loop lives here once: seeding, device and
-torchrun process group, AdamW with its schedule, gradient accumulation, mixed precision on CUDA,
-checkpoints that resume at the optimizer step they were written at, and metrics as JSON lines,
-TensorBoard events and a progress bar. A stage hands `Trainer.fit` a data set and a loss function.
+torchrun process group, AdamW with its schedule, gradient accumulation, mixed precision (on CUDA
+and on CPUs with native bf16), checkpoints that resume at the optimizer step they were written
+at, and metrics as JSON lines, TensorBoard events and a progress bar. A stage hands
+`Trainer.fit` a data set and a loss function.
 """
 
 import itertools
@@ -30,9 +31,10 @@ from tqdm import tqdm
 from model.clip import ClipSpec
 from model.ig65m import import_backbone
 from model.networks import ArchConfig, Student, Teacher, build_network
+from model.precision import mixed_precision
 from model.state import load_strict
 from training.clips import ClipDataset
-from training.config import DataConfig, StageConfig
+from training.config import DataConfig, RunConfig, StageConfig
 from training.datasets import load_dataset
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,10 @@ def init_runtime(device: str = "auto") -> Runtime:
         dist.init_process_group("nccl" if target.type == "cuda" else "gloo")
     rank = dist.get_rank() if dist.is_initialized() else 0
     return Runtime(target, rank, world_size)
+
+
+def memory_format(run: RunConfig) -> torch.memory_format:
+    return torch.channels_last_3d if run.channels_last else torch.preserve_format
 
 
 def close_runtime() -> None:
@@ -245,8 +251,7 @@ class Trainer:
             )
         self.accumulate = effective // per_step
         run, optim = config.run, config.optim
-        memory_format = torch.channels_last_3d if run.channels_last else torch.preserve_format
-        self.module = module.to(runtime.device, memory_format=memory_format)
+        self.module = module.to(runtime.device, memory_format=memory_format(run))
         self.model: nn.Module = (
             DistributedDataParallel(self.module) if runtime.distributed else self.module
         )
@@ -255,9 +260,7 @@ class Trainer:
             lr=optim.lr,
             weight_decay=optim.weight_decay,
         )
-        self.amp_dtype: torch.dtype | None = None
-        if optim.amp and runtime.device.type == "cuda":
-            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.amp_dtype = mixed_precision(runtime.device) if optim.amp else None
         # Loss scaling guards fp16's narrow range; bf16 and fp32 need none.
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.checkpoints = run.output_dir / "checkpoints"
@@ -267,10 +270,10 @@ class Trainer:
         self.metrics: dict[str, float] = {}
 
     def precision(self) -> Any:
-        """Autocast context for forward passes: mixed precision on CUDA when enabled."""
+        """Autocast context for forward passes: mixed precision where the device has it."""
         if self.amp_dtype is None:
             return nullcontext()
-        return torch.autocast("cuda", dtype=self.amp_dtype)
+        return torch.autocast(self.runtime.device.type, dtype=self.amp_dtype)
 
     def _scheduler(self, steps_per_epoch: int) -> Any:
         if self.optim.schedule == "onecycle":

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from model.artifact import load_artifact
+from model.precision import cpu_has_native_bf16
 from service.backends import (
     TorchCpu,
     calibration_batch,
@@ -43,7 +44,7 @@ def test_every_cpu_candidate_runs_and_agrees_with_fp32(trial_run) -> None:
     _, manifest, _, batch, built, trials = trial_run
     by_name = {t.name: t for t in trials}
     # bf16 candidates only where the CPU computes bf16 natively (emulated, they crawl)
-    bf16 = ["bf16", "openvino-bf16"] if torch.ops.mkldnn._is_mkldnn_bf16_supported() else []
+    bf16 = ["bf16", "openvino-bf16"] if cpu_has_native_bf16() else []
     assert sorted(by_name) == sorted(["fp32", "onnx", "openvino", *bf16])
     assert next(iter(by_name)) == "fp32"  # the reference
     reference = built["fp32"](batch)
