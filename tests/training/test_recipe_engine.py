@@ -10,6 +10,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from model.networks import ArchConfig
+from model.precision import cpu_has_native_bf16
 from training.config import (
     DataConfig,
     OptimConfig,
@@ -155,3 +156,21 @@ def test_resuming_refuses_a_checkpoint_of_another_recipe(tmp_path: Path) -> None
     fit(toy_config(tmp_path, epochs=2), [])  # more epochs of the same recipe continue
     with pytest.raises(ValueError, match="another config"):
         fit(toy_config(tmp_path, epochs=3, lr=0.01), [])
+
+
+@pytest.mark.parametrize("amp", [True, False])
+def test_cpu_steps_run_in_bf16_only_where_the_cpu_computes_it(tmp_path: Path, amp: bool) -> None:
+    dtypes: list[torch.dtype] = []
+
+    def loss_fn(model: nn.Module, batch: tuple) -> tuple[torch.Tensor, dict]:
+        output = model(batch[0])
+        dtypes.append(output.dtype)
+        return output.float().sub(1).pow(2).mean(), {}
+
+    trainer = Trainer(
+        "toy", nn.Linear(3, 1), toy_config(tmp_path, amp=amp), init_runtime("cpu"), {}
+    )
+    trainer.fit(toy_data(), loss_fn)
+    # Emulated bf16 would make training many times slower, so it is used only where it is native.
+    expected = torch.bfloat16 if amp and cpu_has_native_bf16() else torch.float32
+    assert set(dtypes) == {expected}
