@@ -1,5 +1,5 @@
 """The bundled demo model as a user first meets it: `lumos classify` with no settings at all, on
-a dark clip of the generated benchmark that no training run saw (another seed)."""
+dark clips of the generated benchmark that no training run saw (another seed)."""
 
 import json
 import os
@@ -7,40 +7,27 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-import pytest
-
 from model.artifact import load_manifest
 from tests.servers import ROOT
-from training.synth import render_clip
-from training.video import write_video
 
 
-@pytest.mark.parametrize("action", ["Jump", "Run"])  # 100% and 90% of their test clips
-def test_the_bundled_model_names_the_action_of_a_generated_dark_clip(action, tmp_path: Path):
-    frames = render_clip(action, np.random.default_rng([99, 1, 0]), 48, (160, 120))
-    video = tmp_path / f"{action}.mp4"
-    write_video(video, frames, 24.0)
+def test_the_bundled_model_names_the_actions_of_generated_dark_clips(tmp_path: Path) -> None:
     env = {key: value for key, value in os.environ.items() if not key.startswith("LUMOS_")}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "service.cli",
-            "--log-level",
-            "WARNING",
-            "classify",
-            video,
-            "--json",
-        ],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    [answer] = json.loads(result.stdout)
+
+    def lumos(*args: str | Path) -> str:
+        command = [sys.executable, "-m", "service.cli", "--log-level", "WARNING", *map(str, args)]
+        result = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    data = tmp_path / "seed99"
+    synth = ["--clips-per-class", "0", "--test-clips-per-class", "3", "--seed", "99"]
+    lumos("data", "synth", "--out", data, *synth)
+    videos = sorted((data / "clips_v1").glob("*/*.mp4"))
+    answers = json.loads(lumos("classify", *videos, "--json"))
+    assert len(answers) == len(videos) == 33
     demo = load_manifest(ROOT / "artifacts" / "demo")
-    assert answer["model_version"] == demo.version
-    assert answer["video"]["top"][0]["label"] == action, answer["video"]["top"]
+    assert {answer["model_version"] for answer in answers} == {demo.version}
+    right = [a for a in answers if a["video"]["top"][0]["label"] == Path(a["file"]).parent.name]
+    # It scores 73% on a fresh test set (artifacts/demo/MODEL_CARD.md); chance is 1 in 11.
+    assert len(right) >= len(answers) // 2, [a["video"]["top"][0] for a in answers]
