@@ -36,14 +36,12 @@ def raw_caps(args: argparse.Namespace) -> str:
 
 
 def dark_scene(args: argparse.Namespace, index: int) -> str:
-    """Launch text for a generated dark, noisy scene (each path's ball starts elsewhere). The
-    compositor's background is black, not its default checkerboard, which it shows in the first
-    frames before its live inputs have arrived."""
+    """Launch text for a generated dark, noisy scene (each path's ball starts elsewhere)."""
     return (
         f"videotestsrc is-live=true pattern=ball motion=sweep foreground-color=0xff3a3a3a "
         f"background-color=0xff060606 horizontal-speed={index + 1} ! {raw_caps(args)} ! mix. "
         f"videotestsrc is-live=true pattern=snow ! {raw_caps(args)} ! mix. "
-        f"compositor name=mix background=black sink_1::alpha=0.08 ! videoconvert"
+        f"compositor name=mix sink_1::alpha=0.08 ! videoconvert"
     )
 
 
