@@ -26,8 +26,7 @@ import torch
 from model.clip import ClipSpec
 from model.export import INPUT, OUTPUT, export_onnx
 from model.networks import Student
-from model.precision import cpu_has_native_bf16, mixed_precision
-from service.sigstack import roomy_signal_stack
+from model.precision import cpu_has_native_bf16, mixed_precision, roomy_signal_stack
 
 log = logging.getLogger(__name__)
 # The ONNX exporter's optimiser logs each of its hundreds of rewrites at INFO.
@@ -112,7 +111,7 @@ class OpenVino(Backend):
             config["INFERENCE_NUM_THREADS"] = str(threads)
         source = str(model) if isinstance(model, Path) else model
         self.model = openvino.Core().compile_model(source, "CPU", config)
-        roomy_signal_stack()  # OpenVINO gave this thread a stack too small for AMX signal frames
+        roomy_signal_stack()  # OpenVINO sets this thread one too small for AMX signal frames
         self.spec = spec
 
     def start(self, frames: np.ndarray) -> Wait:

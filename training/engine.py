@@ -31,7 +31,7 @@ from tqdm import tqdm
 from model.clip import ClipSpec
 from model.ig65m import import_backbone
 from model.networks import ArchConfig, Student, Teacher, build_network
-from model.precision import mixed_precision
+from model.precision import mixed_precision, roomy_signal_stack
 from model.state import load_strict
 from training.clips import ClipDataset
 from training.config import DataConfig, RunConfig, StageConfig
@@ -261,6 +261,8 @@ class Trainer:
             weight_decay=optim.weight_decay,
         )
         self.amp_dtype = mixed_precision(runtime.device) if optim.amp else None
+        if self.amp_dtype == torch.bfloat16 and runtime.device.type == "cpu":
+            roomy_signal_stack()  # AMX kernels will run on this thread (model/precision.py)
         # Loss scaling guards fp16's narrow range; bf16 and fp32 need none.
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.checkpoints = run.output_dir / "checkpoints"

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from model.artifact import load_artifact
-from model.precision import cpu_has_native_bf16
+from model.precision import SIGNAL_STACK, cpu_has_native_bf16, signal_stack_size
 from service.backends import (
     TorchCpu,
     calibration_batch,
@@ -113,3 +113,10 @@ def test_the_onnx_cache_tells_clip_lengths_apart(tiny_artifact: Path, tmp_path: 
         onnx.load(path).graph.input[0].type.tensor_type.shape.dim[2].dim_value for path in exported
     ]
     assert frames == [manifest.clip.frames, longer.frames]
+
+
+def test_openvino_leaves_its_thread_a_signal_stack_that_fits_amx_frames(trial_run) -> None:
+    # The trial built OpenVINO backends on this thread; the stack OpenVINO set up for it would
+    # overflow with AMX state in the frame (model/precision.py).
+    size = signal_stack_size()
+    assert size is None or size >= SIGNAL_STACK
