@@ -1,4 +1,5 @@
-"""Which reduced precision a device computes natively, shared by training and serving.
+"""Which reduced precision a device computes natively, shared by training and serving, and the
+signal stack a thread needs once it runs AMX kernels.
 
 bf16 halves the bytes every convolution moves and, on hardware made for it, doubles the matmul
 rate; where it is emulated it is far slower than fp32. So reduced precision is chosen per device
