@@ -173,6 +173,8 @@ def probe_video(path: Path, limits: UploadLimits) -> VideoInfo:
         if not container.streams.video:
             raise Problem(415, "no_video_stream", "the container holds no video stream")
         stream = container.streams.video[0]
+        if stream.codec_context is None:  # e.g. a forged codec id: FFmpeg has no decoder for it
+            raise Problem(422, "undecodable", "the video stream's codec has no decoder here")
         _check_frames(stream)
         duration = _duration(container, stream)
         if duration > limits.max_seconds:

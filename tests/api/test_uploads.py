@@ -123,11 +123,14 @@ def test_each_invalid_upload_gets_its_reason(service, make_video, tmp_path):
     (tmp_path / "empty.mp4").write_bytes(b"")
     (tmp_path / "random.mp4").write_bytes(np.random.default_rng(7).bytes(5000))
     (tmp_path / "truncated.mp4").write_bytes(good[: len(good) // 2])
+    # A video stream whose codec FFmpeg does not know: PyAV gives it no codec context.
+    (tmp_path / "forged_codec.mp4").write_bytes(good.replace(b"avc1", b"zzzz"))
     (tmp_path / "big.mp4").write_bytes(np.random.default_rng(8).bytes(MAX_BYTES + 50_000))
     cases = {
         "empty.mp4": (400, "empty_file"),
         "random.mp4": (415, "invalid_container"),
         "truncated.mp4": (415, "invalid_container"),
+        "forged_codec.mp4": (422, "undecodable"),
         "audio.wav": (415, "no_video_stream"),
         "one_frame.mp4": (422, "too_few_frames"),
         "long.mp4": (422, "too_long"),
