@@ -206,7 +206,7 @@ def test_training_job_progress_moves(page: Page):
         "\n".join(
             [
                 "init = null",  # from scratch: no teacher checkpoint exists here
-                "optim.epochs = 3",
+                "optim.epochs = 500",  # long enough to watch and cancel, even in bf16
                 "data.batch_size = 8",
                 "arch.width = 4",
                 "arch.frames = 8",
