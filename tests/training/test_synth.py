@@ -38,16 +38,6 @@ def test_layout_is_read_by_the_arid_reader(benchmark: Path) -> None:
     assert test.items[7].path == benchmark / "clips_v1" / "Stand" / "Stand_2_1.mp4"
 
 
-AVX512 = "avx512f" in Path("/proc/cpuinfo").read_text()
-
-
-@pytest.mark.xfail(
-    AVX512,
-    reason="open: on AVX-512 hosts, clips rendered in different processes differ in a few pixel "
-    "levels (same-process renders and encodes are identical; not numpy's SIMD dispatch, not the "
-    "hash seed)",
-    strict=False,
-)
 def test_same_seed_same_frames_whatever_the_workers(benchmark: Path, tmp_path: Path) -> None:
     again = tmp_path / "again"
     write_benchmark(SynthConfig(out=again, seed=5, workers=2, **TINY))
