@@ -4,10 +4,10 @@ dark clips of the generated benchmark that no training run saw (another seed).""
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 from model.artifact import load_manifest
+from tests.cli.test_cli import command
 from tests.servers import ROOT
 
 
@@ -15,8 +15,7 @@ def test_the_bundled_model_names_the_actions_of_generated_dark_clips(tmp_path: P
     env = {key: value for key, value in os.environ.items() if not key.startswith("LUMOS_")}
 
     def lumos(*args: str | Path) -> str:
-        command = [sys.executable, "-m", "service.cli", "--log-level", "WARNING", *map(str, args)]
-        result = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
+        result = subprocess.run(command(*args), env=env, cwd=ROOT, capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
         return result.stdout
 
