@@ -94,8 +94,11 @@ def test_pipeline_job_registers_a_model_that_serves(service, make_video, tmp_pat
     video = make_video(tmp_path / "dark.mp4", frames=24)
     seen: list[tuple[float, str | None]] = []
     with service.client(timeout=120) as client:
+        # SSL long enough to be seen running: in bf16 one epoch of these clips takes well under
+        # the half-second poll.
+        overrides = {**TINY, "ssl.optim.epochs": 30}
         posted = client.post(
-            "/v1/jobs", json={"stage": "pipeline", "dataset": "synth", "overrides": TINY}
+            "/v1/jobs", json={"stage": "pipeline", "dataset": "synth", "overrides": overrides}
         )
         assert posted.status_code == 201, posted.text
         job_id = posted.json()["id"]
