@@ -124,12 +124,12 @@ class TorchCuda(Backend):
     """The GPU path: uint8 frames go up through pinned memory on a copy stream (4x fewer bytes
     than float input; normalised on the GPU), compute runs on its own stream after the copy's
     event, probabilities come back into pinned memory without blocking. The next batch's upload
-    thus overlaps this batch's compute. `amp` runs the network under fp16/bf16 autocast."""
+    thus overlaps this batch's compute. `amp` runs the network under fp16/bf16 autocast.
+    Without `streams` everything runs on the default stream, one batch at a time: the
+    comparison that shows what the streams buy."""
 
-    pipelined = True
-
-    def __init__(self, network: Student, spec: ClipSpec, amp: bool) -> None:
-        self.name = "cuda-amp" if amp else "cuda-fp32"
+    def __init__(self, network: Student, spec: ClipSpec, amp: bool, streams: bool = True) -> None:
+        self.name = ("cuda-amp" if amp else "cuda-fp32") + ("" if streams else "-serial")
         self.device = torch.device("cuda")
         self.spec = spec
         self.amp = amp
@@ -137,8 +137,10 @@ class TorchCuda(Backend):
         self.network = (
             copy.deepcopy(network).to(self.device).to(memory_format=torch.channels_last_3d)
         )
-        self.copy_stream = torch.cuda.Stream(self.device)
-        self.compute_stream = torch.cuda.Stream(self.device)
+        self.pipelined = streams
+        default = torch.cuda.default_stream(self.device)
+        self.copy_stream = torch.cuda.Stream(self.device) if streams else default
+        self.compute_stream = torch.cuda.Stream(self.device) if streams else default
 
     def start(self, frames: np.ndarray) -> Wait:
         host = torch.from_numpy(frames).pin_memory()
@@ -209,13 +211,19 @@ def onnx_file(network: Student, spec: ClipSpec, weights: Path, cache_dir: Path) 
 
 
 def factories(
-    network: Student, spec: ClipSpec, weights: Path, cache_dir: Path, threads: int, cuda: bool
+    network: Student,
+    spec: ClipSpec,
+    weights: Path,
+    cache_dir: Path,
+    threads: int,
+    cuda: bool,
+    cuda_streams: bool = True,
 ) -> dict[str, Callable[[], Backend]]:
     """Every candidate for this machine, built on demand; the first is the reference."""
     if cuda:
         return {
-            "cuda-fp32": lambda: TorchCuda(network, spec, amp=False),
-            "cuda-amp": lambda: TorchCuda(network, spec, amp=True),
+            "cuda-fp32": lambda: TorchCuda(network, spec, amp=False, streams=cuda_streams),
+            "cuda-amp": lambda: TorchCuda(network, spec, amp=True, streams=cuda_streams),
         }
     onnx = lambda: onnx_file(network, spec, weights, cache_dir)  # noqa: E731
     candidates = {

@@ -307,7 +307,7 @@ def _config(args: argparse.Namespace) -> int:
     return 0
 
 
-BENCHMARKS = ("inference", "decode", "queue", "classify", "streams", "enhance")
+BENCHMARKS = ("inference", "cuda", "decode", "queue", "classify", "streams", "enhance")
 
 
 def register_bench(commands: argparse._SubParsersAction) -> None:

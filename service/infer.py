@@ -86,6 +86,7 @@ def load_engine(path: Path, settings: Settings) -> Engine:
         settings.cache_dir,
         torch.get_num_threads(),
         cuda,
+        settings.cuda_streams,
     )
     wanted = {"auto": list(candidates), "cuda": ["cuda-amp"]}.get(
         settings.backend, [settings.backend]

@@ -129,6 +129,11 @@ class Settings(BaseSettings):
         "auto", description="Inference backend; auto measures the candidates at start-up."
     )
     threads: int = Field(0, ge=0, description="CPU inference threads; 0 = the library default.")
+    cuda_streams: bool = Field(
+        True,
+        description="On a GPU, upload the next batch on a copy stream while this one computes; "
+        "off runs every batch on the default stream, one at a time.",
+    )
     top_k: int = Field(5, ge=1, description="Labels reported per clip.")
     model_poll_s: float = Field(
         2.0, gt=0, description="How often workers look for a newly activated model."

@@ -10,7 +10,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from model.networks import ArchConfig
-from model.precision import cpu_has_native_bf16
+from model.precision import cpu_has_native_bf16, mixed_precision
 from training.config import (
     DataConfig,
     OptimConfig,
@@ -174,3 +174,20 @@ def test_cpu_steps_run_in_bf16_only_where_the_cpu_computes_it(tmp_path: Path, am
     # Emulated bf16 would make training many times slower, so it is used only where it is native.
     expected = torch.bfloat16 if amp and cpu_has_native_bf16() else torch.float32
     assert set(dtypes) == {expected}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_steps_run_under_autocast_and_save_the_same_checkpoint(tmp_path: Path) -> None:
+    seen: list[tuple[torch.dtype, str]] = []
+
+    def loss_fn(model: nn.Module, batch: tuple) -> tuple[torch.Tensor, dict]:
+        output = model(batch[0])
+        seen.append((output.dtype, batch[0].device.type))
+        return output.float().sub(1).pow(2).mean(), {}
+
+    trainer = Trainer("toy", nn.Linear(3, 1), toy_config(tmp_path), init_runtime("cuda"), {})
+    result = trainer.fit(toy_data(), loss_fn)
+    assert set(seen) == {(mixed_precision(torch.device("cuda")), "cuda")}
+    checkpoint = load_checkpoint(result.last)  # readable where there is no GPU
+    assert checkpoint["model"]["weight"].device.type == "cpu"
+    assert checkpoint["epoch"] == 2 and checkpoint["step"] == 12
