@@ -51,8 +51,9 @@ def test_batches_in_flight_come_back_whole_and_own_their_input(student) -> None:
 def test_the_worker_serves_on_the_gpu(tiny_artifact: Path, tmp_path: Path, streams: bool) -> None:
     config = settings(tmp_path, backend="auto", cuda_streams=streams)
     engine = load_engine(tiny_artifact, config)
-    suffix = "" if streams else "-serial"
-    assert {t.name for t in engine.trials} == {f"cuda-fp32{suffix}", f"cuda-amp{suffix}"}
+    assert {t.name for t in engine.trials} == {"cuda-fp32", "cuda-amp"}  # what `backend` names
+    assert engine.backend.pipelined is streams
+    assert engine.backend.name.endswith("" if streams else "-serial")  # what results report
     frames = [tiny_frames(i) for i in range(10)]
     expected = engine.backend(np.stack(frames))
 
