@@ -63,7 +63,8 @@ def test_the_worker_serves_on_the_gpu(tiny_artifact: Path, tmp_path: Path, strea
             results = await harness.classify(clips)
             for result, probs in zip(results, expected, strict=True):
                 # the harness's worker times the candidates again: either may win
-                assert result.backend in {t.name for t in engine.trials} and result.error is None
+                assert result.backend.removesuffix("-serial") in {t.name for t in engine.trials}
+                assert result.backend.endswith("-serial") is not streams and result.error is None
                 got = [result.scores[label] for label in engine.labels]
                 np.testing.assert_allclose(got, probs, atol=2e-2)
 
