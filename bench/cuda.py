@@ -105,14 +105,14 @@ def main(argv: list[str] | None = None) -> int:
             backend = TorchCuda(network, spec, amp=amp, streams=streams)
             points = sweep(backend, clips, min(args.max_batch, args.clips), args.seconds)
             best = max(points, key=lambda p: p.clips_per_s)
-            labels = np.concatenate([backend(clips[i : i + 8]) for i in range(0, len(clips), 8)])
+            probs = np.concatenate([backend(clips[i : i + 8]) for i in range(0, len(clips), 8)])
             rows[backend.name] = {
                 "points": [asdict(p) for p in points],
                 "batch1_clips_per_s": points[0].clips_per_s,
                 "best_batch": best.batch,
                 "best_clips_per_s": best.clips_per_s,
                 "tflop_per_s": round(gflops * best.clips_per_s / 1000, 1),
-                "agreement": float((labels.argmax(1) == reference).mean()),
+                "agreement": float((probs.argmax(1) == reference).mean()),
             }
     for name, row in rows.items():
         serial = rows[name.removesuffix("-serial") + "-serial"]
