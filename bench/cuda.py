@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from bench import models
-from bench.report import Run, add_options, table
+from bench.report import Run, add_options, doublings, table
 from model.artifact import load_artifact
 from model.profile import profile
 from service.backends import Backend, TorchCpu, TorchCuda, calibration_batch
@@ -60,15 +60,13 @@ def stream_through(backend: Backend, clips: np.ndarray, batch: int, seconds: flo
 
 def sweep(backend: Backend, clips: np.ndarray, max_batch: int, seconds: float) -> list[Point]:
     """Batch 1, then doublings while each buys at least 5% more clips/s."""
-    points: list[Point] = []
-    batch = 1
-    while batch <= max_batch:
-        points.append(stream_through(backend, clips, batch, seconds))
-        print(f"  {backend.name:16s} batch {batch:3d}: {points[-1].clips_per_s:9.1f} clips/s")
-        if len(points) > 1 and points[-1].clips_per_s < 1.05 * points[-2].clips_per_s:
-            break
-        batch *= 2
-    return points
+
+    def measure(batch: int) -> Point:
+        point = stream_through(backend, clips, batch, seconds)
+        print(f"  {backend.name:16s} batch {batch:3d}: {point.clips_per_s:9.1f} clips/s")
+        return point
+
+    return doublings(measure, lambda point: point.clips_per_s, max_batch)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from bench import models
-from bench.report import SCRATCH, Run, add_options, table, verdict
+from bench.report import SCRATCH, Run, add_options, doublings, table, verdict
 from model.artifact import load_artifact
 from model.clip import ClipSpec
 from model.networks import Student
@@ -182,18 +182,15 @@ def run_at(backend: Backend, clips: np.ndarray, batch: int) -> tuple[Point, np.n
 
 def sweep(backend: Backend, clips: np.ndarray, max_batch: int) -> list[tuple[Point, np.ndarray]]:
     """Batch 1, then doublings while each buys at least 5% more clips/s."""
-    points: list[tuple[Point, np.ndarray]] = []
-    batch = 1
-    while batch <= max_batch:
+
+    def measure(batch: int) -> tuple[Point, np.ndarray]:
         point, probs = run_at(backend, clips, batch)
-        points.append((point, probs))
         print(
             f"  {backend.name:14s} batch {batch:2d}: {point.ms_per_clip:9.1f} ms/clip", flush=True
         )
-        if len(points) > 1 and point.clips_per_s < 1.05 * points[-2][0].clips_per_s:
-            break
-        batch *= 2
-    return points
+        return point, probs
+
+    return doublings(measure, lambda measured: measured[0].clips_per_s, max_batch)
 
 
 def main(argv: list[str] | None = None) -> int:

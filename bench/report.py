@@ -15,16 +15,19 @@ import re
 import shlex
 import statistics
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 DOC = ROOT / "docs" / "benchmarks.md"
 SCRATCH = ROOT / "runs" / "bench"
 """Generated inputs (videos, exports) kept between runs; never committed."""
+
+T = TypeVar("T")
 
 _PACKAGES = ("torch", "onnxruntime", "openvino", "nncf", "av", "redis", "fastapi", "uvicorn")
 
@@ -176,3 +179,16 @@ def verdict(value: float, target: float, higher_is_better: bool = True) -> str:
     ok = value >= target if higher_is_better else value <= target
     bound = ">=" if higher_is_better else "<="
     return f"{'met' if ok else 'missed'} ({value:.2f}, target {bound} {target})"
+
+
+def doublings(measure: Callable[[int], T], rate: Callable[[T], float], max_batch: int) -> list[T]:
+    """`measure` at batch 1, then at doubled batches while each doubling buys at least 5% more
+    `rate` (clips/s): how the batcher's best batch is found."""
+    points: list[T] = []
+    batch = 1
+    while batch <= max_batch:
+        points.append(measure(batch))
+        if len(points) > 1 and rate(points[-1]) < 1.05 * rate(points[-2]):
+            break
+        batch *= 2
+    return points
