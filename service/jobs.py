@@ -40,6 +40,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 from redis import Redis
 
+from service.connections import thread_client
 from service.metrics import JOBS
 from service.models import ModelRegistry, RegistryError
 from service.settings import Settings
@@ -724,4 +725,4 @@ def job_store(settings: Settings) -> JobStore:
     """Redis-backed records when the service runs as several processes, else in-process."""
     if settings.redis_url is None:
         return MemoryJobStore()
-    return RedisJobStore(Redis.from_url(settings.redis_url))
+    return RedisJobStore(thread_client(settings.redis_url))

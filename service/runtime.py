@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 
 from model.clip import ClipSpec
 from service.cameras import CameraRegistry, MemoryCameras, RedisCameras
+from service.connections import loop_client, open_all, thread_client
 from service.ingest import CameraIngest, FileIngest, ingest_file
 from service.models import MemoryPointer, ModelRegistry, RedisPointer
 from service.queue.base import ClipQueue, ClipResult, ResultStore, Summary, summarize
@@ -83,7 +84,8 @@ class Runtime:
 
     @classmethod
     def from_settings(cls, settings: Settings, roles: Iterable[str] = ROLES) -> "Runtime":
-        """In-memory parts, or Redis ones when `settings.redis_url` is set (connects lazily)."""
+        """In-memory parts, or Redis ones when `settings.redis_url` is set (connected by
+        `start()`)."""
         bounds = (settings.queue_files_max, settings.queue_live_max, settings.staleness_s)
         if settings.redis_url is None:
             models = ModelRegistry(settings.model_root, MemoryPointer(), settings.model_dir)
@@ -95,8 +97,8 @@ class Runtime:
                 models,
                 roles,
             )
-        client = Redis.from_url(settings.redis_url)
-        pointer = RedisPointer(redis.Redis.from_url(settings.redis_url))
+        client = loop_client(settings.redis_url, settings.redis_connections)
+        pointer = RedisPointer(thread_client(settings.redis_url))
         return cls(
             settings,
             RedisQueue(client, *bounds),
@@ -110,8 +112,12 @@ class Runtime:
     async def start(self) -> None:
         """Start this process's background roles (camera ingest, inference) and the queue-depth
         monitor; returns at once."""
+        if self.redis is not None:
+            await open_all(self.redis)
         if isinstance(self.queue, RedisQueue):
             await self.queue.ensure_groups()
+        if isinstance(self.results, RedisResults) and "api" in self.roles:
+            self._spawn(self.results.listen(self._stopping))
         self._spawn(self._watch_depth())
         if "ingest" in self.roles:
             ingest = CameraIngest(self.cameras, self.queue, self.models, self.settings)

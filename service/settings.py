@@ -46,6 +46,12 @@ class Settings(BaseSettings):
         description="Redis for a multi-process deployment (queues, results, cameras, active "
         "model). Unset: everything runs in one process with in-memory queues.",
     )
+    redis_connections: int = Field(
+        8,
+        ge=3,
+        description="Redis connections each process opens at start and keeps; commands wait "
+        "for a free one. A fixed number, so that replicas cannot exhaust Redis's maxclients.",
+    )
     host: str = Field("127.0.0.1", description="Address the HTTP API listens on.")
     port: int = Field(8000, ge=0, le=65535, description="Port the HTTP API listens on.")
     model_dir: Path = Field(

@@ -4,16 +4,17 @@ Each lane is a stream read by one consumer group. An entry holds the encoded cli
 id (so a drop can be counted per stream without decoding the frames). Acknowledging deletes the
 entry, so a lane's length is exactly its unfinished work. Results are JSON under their clip id,
 written with SET NX (first write wins), indexed per stream in a sorted set by clip start and
-announced on a per-stream channel that waiters subscribe to.
+announced (the stream's id) on one channel, which each API process subscribes to once.
 """
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Iterable, Sequence
 
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from service.clip import Clip, ClipFormatError, decode, encode
 from service.metrics import STREAM_FRAMES_DROPPED
@@ -23,6 +24,10 @@ log = logging.getLogger(__name__)
 
 GROUP = "lumos-infer"
 _PREFIX = "lumos:"
+_ANNOUNCE = f"{_PREFIX}stored"
+_RECHECK_S = 5.0
+"""How often a waiter looks for its results unwoken: announcements made while the subscription
+is down (Redis restarting) are lost."""
 
 # Append to a live lane, first deleting its oldest undelivered entries beyond the bound, in one
 # atomic step. Entries already delivered (pending on a consumer) are not dropped: their work is
@@ -159,6 +164,7 @@ class RedisResults(ResultStore):
     def __init__(self, redis: Redis, ttl_s: int) -> None:
         self.redis = redis
         self.ttl_s = ttl_s
+        self._waiting: dict[str, set[asyncio.Event]] = {}
 
     @staticmethod
     def _key(clip_id: str) -> str:
@@ -179,7 +185,7 @@ class RedisResults(ResultStore):
             pipe.zadd(index, {result.clip_id: result.start})
             pipe.zremrangebyscore(index, "-inf", time.time() - self.ttl_s)
             pipe.expire(index, self.ttl_s)
-            pipe.publish(index, result.clip_id)
+            pipe.publish(_ANNOUNCE, result.stream)
             await pipe.execute()
         return True
 
@@ -196,19 +202,43 @@ class RedisResults(ResultStore):
         found = await self.get_many([i.decode() for i in ids])
         return list(found.values())
 
+    async def listen(self, stopping: asyncio.Event) -> None:
+        """Wake this process's waiters as their streams' results are announced, over one
+        subscription for the process's life (one per upload would open and close a socket and cost
+        three round trips each time)."""
+        while not stopping.is_set():
+            try:
+                async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.subscribe(_ANNOUNCE)
+                    while not stopping.is_set():
+                        message = await pubsub.get_message(timeout=1.0)
+                        if message is not None:
+                            for woken in self._waiting.get(message["data"].decode(), ()):
+                                woken.set()
+            except (RedisError, OSError) as exc:
+                log.warning("result announcements interrupted, subscribing again: %s", exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), 1.0)
+
     async def wait(self, stream: str, ids: Sequence[str], timeout: float) -> list[ClipResult]:
         deadline = asyncio.get_running_loop().time() + timeout
-        missing = set(ids)
-        async with self.redis.pubsub() as pubsub:
-            # Subscribe before looking, so a result stored in between is announced, not missed.
-            await pubsub.subscribe(self._index(stream))
-            missing -= set(await self.get_many(list(missing)))
-            while missing:
+        found: dict[str, ClipResult] = {}
+        woken = asyncio.Event()
+        waiting = self._waiting.setdefault(stream, set())
+        waiting.add(woken)
+        try:
+            while True:
+                woken.clear()  # before looking: a result stored meanwhile wakes the wait below
+                found |= await self.get_many([i for i in ids if i not in found])
+                missing = len(set(ids) - found.keys())
+                if not missing:
+                    return [found[i] for i in ids]
                 left = deadline - asyncio.get_running_loop().time()
                 if left <= 0:
-                    raise TimeoutError(f"{len(missing)} of {len(ids)} results still missing")
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=left)
-                if message is not None:
-                    missing.discard(message["data"].decode())
-        found = await self.get_many(list(ids))
-        return [found[i] for i in ids]
+                    raise TimeoutError(f"{missing} of {len(ids)} results still missing")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(woken.wait(), min(left, _RECHECK_S))
+        finally:
+            waiting.discard(woken)
+            if not waiting:
+                del self._waiting[stream]

@@ -29,9 +29,13 @@ def run(request: pytest.FixtureRequest) -> Callable[..., None]:
             client = Redis.from_url(server.url)
             queue = RedisQueue(client, files_max, live_max, staleness_s)
             await queue.ensure_groups()
+            results, stopping = RedisResults(client, 3600), asyncio.Event()
+            listening = asyncio.create_task(results.listen(stopping))
             try:
-                await test(queue, RedisResults(client, 3600))
+                await test(queue, results)
             finally:
+                stopping.set()
+                await listening
                 await client.aclose()
 
         asyncio.run(main())

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import av
 import pytest
+import redis
 
 from service.runtime import NoActiveModel, Runtime
 from service.settings import Settings
@@ -110,3 +111,44 @@ def test_readiness_and_queue_load(make_settings) -> None:
             await runtime.stop()
 
     asyncio.run(main())
+
+
+def test_over_redis_a_process_keeps_a_fixed_set_of_connections(
+    redis_server, tiny_artifact: Path, make_video, tmp_path: Path
+) -> None:
+    """Its sockets are known from start: the loop's pool is opened whole, the threads share one
+    connection, and waiting uploads share one subscription however many overlap."""
+    video = make_video(tmp_path / "v.mp4", frames=48, fps=12)
+    settings = Settings(
+        redis_url=redis_server.url,
+        redis_connections=5,
+        model_dir=tiny_artifact,
+        model_root=tmp_path / "models",
+        cache_dir=tmp_path / "cache",
+        backend="fp32",
+        batch_wait_ms=20,
+    )
+    runtime = Runtime.from_settings(settings)
+    probe = redis.Redis.from_url(redis_server.url)
+
+    def theirs() -> int:
+        return len(probe.client_list()) - 1  # the probe's own connection aside
+
+    async def main() -> tuple[int, list[int], int]:
+        await runtime.start()
+        try:
+            opened = theirs()
+            uploads = asyncio.gather(*(runtime.classify(video, timeout=120) for _ in range(6)))
+            seen: list[int] = []
+            while not uploads.done():
+                seen.append(theirs())
+                await asyncio.sleep(0.02)
+            assert all(answer.summary.clips > 0 for answer in await uploads)
+            return opened, seen, probe.pubsub_numsub("lumos:stored")[0][1]
+        finally:
+            await runtime.stop()
+
+    opened, seen, subscribers = asyncio.run(main())
+    assert opened in (5, 6)  # the pool; the threads' connection once they first need it
+    assert max(seen) == 6, seen
+    assert subscribers == 1

@@ -17,16 +17,21 @@ EVERY_S = 2.0
 
 
 def trend(first: list[ProcStats], last: list[ProcStats]) -> dict[str, float]:
-    """A process's resources in the first and the last window of samples once warm: resident
-    memory by median (its growth in %), open files and threads by maximum."""
-    rss = [statistics.median(s.rss_kb for s in window) for window in (first, last)]
+    """A process's resources in the first and the last window of samples once warm, each by its
+    median: an upload in flight at one sample (its file, its decoder's threads) is not growth,
+    while a leak, which grows with every upload or clip, moves the median."""
+
+    def medians(field: str) -> list[float]:
+        return [statistics.median(getattr(s, field) for s in window) for window in (first, last)]
+
+    rss, fds, threads = medians("rss_kb"), medians("fds"), medians("threads")
     return {
         "rss_mb": round(rss[1] / 1024),
         "rss_growth_pct": round(100 * (rss[1] / rss[0] - 1), 2),
-        "fds_first": max(s.fds for s in first),
-        "fds_last": max(s.fds for s in last),
-        "threads_first": max(s.threads for s in first),
-        "threads_last": max(s.threads for s in last),
+        "fds_first": fds[0],
+        "fds_last": fds[1],
+        "threads_first": threads[0],
+        "threads_last": threads[1],
     }
 
 
