@@ -4,6 +4,9 @@ The student, started from the self-supervised backbone, learns from the labels a
 teacher's softened scores: cross-entropy + lambda_kd * T^2 * KL(teacher || student) at T = 4. It
 sees the dark clip only; the teacher gets its enhanced copy too, so what the enhancement reveals
 reaches a network that never needs it. The best student becomes a model artifact.
+
+With `kd_targets: cached` the teacher scores each training video once, before the first epoch,
+instead of every batch (see `DistillConfig.kd_targets`).
 """
 
 import logging
@@ -14,13 +17,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import Dataset
 
 from model.artifact import Manifest, save_artifact
 from model.clip import ClipSpec
 from model.losses import kd_loss
 from model.networks import ArchConfig, Teacher, build_network
 from model.state import load_strict
-from training.clips import collate_clips
+from training.clips import ClipDataset, collate_clips
 from training.config import DataConfig, DistillConfig, EnhanceConfig, TeacherConfig
 from training.engine import (
     FitResult,
@@ -51,6 +55,40 @@ def load_teacher(path: Path, spec: ClipSpec) -> tuple[Teacher, EnhanceConfig, li
     return teacher.eval().requires_grad_(False), config.enhance, checkpoint["meta"]["labels"]
 
 
+@torch.no_grad()
+def teacher_logits(
+    teacher: Teacher,
+    inputs: TeacherInputs,
+    clips: ClipDataset,
+    batch_size: int,
+    device: torch.device,
+) -> torch.Tensor:
+    """The teacher's logits for every item of `clips`, in order; zeros for an unreadable video
+    (training skips it as well)."""
+    rows = torch.zeros(len(clips), teacher.arch.num_classes)
+    for first in range(0, len(clips), batch_size):
+        indices = range(first, min(first + batch_size, len(clips)))
+        kept = [(i, item[0]) for i in indices if (item := clips[i]) is not None]
+        if kept:
+            frames = torch.stack([frames for _, frames in kept]).to(device)
+            rows[[i for i, _ in kept]] = teacher(*inputs(frames)).logits.float().cpu()
+    return rows
+
+
+class WithTargets(Dataset):
+    """A data set's `(clip, label)` items, each with its row of `targets` appended."""
+
+    def __init__(self, dataset: Dataset, targets: torch.Tensor) -> None:
+        self.dataset, self.targets = dataset, targets
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int) -> tuple | None:
+        item = self.dataset[index]
+        return None if item is None else (*item, self.targets[index])
+
+
 def describe_data(data: DataConfig, train_clips: int) -> dict:
     return {"root": str(data.root), "split": data.split, "train_clips": train_clips}
 
@@ -67,7 +105,8 @@ def train_distill(config: DistillConfig) -> FitResult:
         teacher = teacher.to(runtime.device, memory_format=memory_format(config.run))
         teacher_inputs = TeacherInputs(enhancer(enhance), spec)
         options = enhanced_clips(enhance, config.data)
-    train, classes = clip_dataset(config.data, "train", train=True, **options)
+    online = teacher is not None and config.kd_targets == "online"
+    train, classes = clip_dataset(config.data, "train", train=True, **(options if online else {}))
     if teacher and teacher_labels != list(classes):
         raise ValueError(f"teacher {config.teacher} knows {teacher_labels}, the data {classes}")
     arch = config.arch.model_copy(update={"num_classes": len(classes)})
@@ -78,13 +117,16 @@ def train_distill(config: DistillConfig) -> FitResult:
         return model(spec.to_input(frames[..., :3])).logits  # the dark channels only
 
     def loss_fn(model: nn.Module, batch: tuple) -> tuple[torch.Tensor, dict]:
-        frames, labels = batch
+        frames, labels, *cached = batch
         output = logits(model, frames)
         ce = F.cross_entropy(output, labels)
         if teacher is None:
             return ce, {}
-        with torch.no_grad():
-            target = teacher(*teacher_inputs(frames)).logits
+        if cached:
+            target = cached[0]
+        else:
+            with torch.no_grad():
+                target = teacher(*teacher_inputs(frames)).logits
         kd = kd_loss(output, target, config.kd_temperature)
         return ce + config.lambda_kd * kd, {"ce": ce, "kd": kd}
 
@@ -93,9 +135,16 @@ def train_distill(config: DistillConfig) -> FitResult:
         test, _ = clip_dataset(config.data, "test", train=False)
         validate = validator(logits, test, classes, config.data.batch_size, runtime.device)
     meta = {"arch": arch.model_dump(mode="json"), "labels": list(classes)}
-    result = Trainer("distill", student, config, runtime, meta).fit(
-        train, loss_fn, validate, collate_clips
-    )
+    trainer = Trainer("distill", student, config, runtime, meta)
+    if teacher is not None and not online:
+        scored, _ = clip_dataset(config.data, "train", train=False, **options)
+        with trainer.precision():
+            targets = teacher_logits(
+                teacher, teacher_inputs, scored, config.data.batch_size, runtime.device
+            )
+        log.info("distill: the teacher scored %d training videos once", len(targets))
+        train = WithTargets(train, targets)
+    result = trainer.fit(train, loss_fn, validate, collate_clips)
     if config.export_dir and runtime.is_main:
         export(config, result, describe_data(config.data, len(train)))
     return result

@@ -18,14 +18,14 @@ from model.networks import ArchConfig, Student
 from service.cli import main
 from training.ablate import SSL_ROWS, STUDENTS, TEACHERS, render, run_ablation
 from training.clips import ClipDataset
-from training.config import DataConfig, DistillConfig, EnhanceConfig, load_config
+from training.config import DataConfig, DistillConfig, EnhanceConfig, TeacherConfig, load_config
 from training.datasets import ARID_CLASSES, load_dataset
-from training.distill import load_teacher
+from training.distill import WithTargets, load_teacher, teacher_logits
 from training.engine import RawClipSpec, build_stage_network, load_checkpoint
 from training.evaluate import EvalViews, crop_boxes, score
 from training.pipeline import stage_overrides
 from training.synth import SynthConfig, write_benchmark
-from training.teacher import EnhancedClips
+from training.teacher import EnhancedClips, TeacherInputs, enhancer
 
 CONFIGS = Path(__file__).parents[2] / "configs" / "cpu-small"
 LUMOS = Path(sys.executable).parent / "lumos"
@@ -193,6 +193,39 @@ def test_stages_start_from_the_backbone_of_their_init_checkpoint(pipeline: Path)
 
     with pytest.raises(ValueError, match="is a ssl checkpoint, not a teacher one"):
         load_teacher(path, DataConfig().clip)
+
+
+def test_cached_kd_targets_are_the_teacher_scores_of_each_centred_clip(
+    pipeline: Path, benchmark: Path
+) -> None:
+    path = pipeline / "teacher" / "checkpoints" / "best.pt"
+    clip = TeacherConfig.model_validate(load_checkpoint(path)["config"]).data.clip
+    teacher, enhance, _ = load_teacher(path, clip)
+    spec = RawClipSpec(**clip.model_dump())
+    inputs = TeacherInputs(enhancer(enhance), clip)
+    videos = load_dataset(benchmark, 1, "train")
+    clips = ClipDataset(videos.items, spec, train=False)
+    targets = teacher_logits(teacher, inputs, clips, 4, torch.device("cpu"))
+    assert targets.shape == (len(clips), len(ARID_CLASSES))
+    for index in (0, len(clips) - 1):  # the first and last batch, each scored on its own
+        with torch.no_grad():
+            alone = teacher(*inputs(clips[index][0][None])).logits[0]
+        assert torch.allclose(targets[index], alone, atol=1e-4)
+    frames, label, target = WithTargets(ClipDataset(videos.items, spec, True), targets)[2]
+    assert frames.shape == (8, 32, 32, 3) and label == videos.items[2].label
+    assert torch.equal(target, targets[2])
+
+
+def test_online_kd_scores_every_batch_and_trains_too(pipeline: Path, benchmark: Path) -> None:
+    args = ["--config", str(CONFIGS / "distill.yaml"), *stage_args("distill")]
+    args += [f"--set=data.root={benchmark}", "--set=kd_targets=online"]
+    args += [f"--set=teacher={pipeline / 'teacher' / 'checkpoints' / 'best.pt'}"]
+    args += [f"--set=run.output_dir={pipeline / 'online'}", "--set=init=null"]
+    assert main(["train", "distill", *args]) == 0
+    online = load_checkpoint(pipeline / "online" / "checkpoints" / "last.pt")
+    assert online["config"]["kd_targets"] == "online"
+    cached = load_checkpoint(pipeline / "distill" / "checkpoints" / "last.pt")
+    assert cached["config"]["kd_targets"] == "cached"  # the cpu-small recipe's
 
 
 def test_cached_enhancement_rides_along_as_three_more_channels(benchmark: Path) -> None:
