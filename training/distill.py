@@ -70,8 +70,9 @@ def teacher_logits(
         indices = range(first, min(first + batch_size, len(clips)))
         kept = [(i, item[0]) for i in indices if (item := clips[i]) is not None]
         if kept:
-            frames = torch.stack([frames for _, frames in kept]).to(device)
-            rows[[i for i, _ in kept]] = teacher(*inputs(frames)).logits.float().cpu()
+            readable, frames = zip(*kept, strict=True)
+            logits = teacher(*inputs(torch.stack(frames).to(device))).logits
+            rows[list(readable)] = logits.float().cpu()
     return rows
 
 
@@ -105,8 +106,8 @@ def train_distill(config: DistillConfig) -> FitResult:
         teacher = teacher.to(runtime.device, memory_format=memory_format(config.run))
         teacher_inputs = TeacherInputs(enhancer(enhance), spec)
         options = enhanced_clips(enhance, config.data)
-    online = teacher is not None and config.kd_targets == "online"
-    train, classes = clip_dataset(config.data, "train", train=True, **(options if online else {}))
+    cached = teacher is not None and config.kd_targets == "cached"
+    train, classes = clip_dataset(config.data, "train", train=True, **({} if cached else options))
     if teacher and teacher_labels != list(classes):
         raise ValueError(f"teacher {config.teacher} knows {teacher_labels}, the data {classes}")
     arch = config.arch.model_copy(update={"num_classes": len(classes)})
@@ -117,13 +118,13 @@ def train_distill(config: DistillConfig) -> FitResult:
         return model(spec.to_input(frames[..., :3])).logits  # the dark channels only
 
     def loss_fn(model: nn.Module, batch: tuple) -> tuple[torch.Tensor, dict]:
-        frames, labels, *cached = batch
+        frames, labels, *scores = batch
         output = logits(model, frames)
         ce = F.cross_entropy(output, labels)
         if teacher is None:
             return ce, {}
-        if cached:
-            target = cached[0]
+        if scores:
+            target = scores[0]
         else:
             with torch.no_grad():
                 target = teacher(*teacher_inputs(frames)).logits
@@ -136,7 +137,7 @@ def train_distill(config: DistillConfig) -> FitResult:
         validate = validator(logits, test, classes, config.data.batch_size, runtime.device)
     meta = {"arch": arch.model_dump(mode="json"), "labels": list(classes)}
     trainer = Trainer("distill", student, config, runtime, meta)
-    if teacher is not None and not online:
+    if cached:
         scored, _ = clip_dataset(config.data, "train", train=False, **options)
         with trainer.precision():
             targets = teacher_logits(

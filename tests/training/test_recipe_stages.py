@@ -216,7 +216,7 @@ def test_cached_kd_targets_are_the_teacher_scores_of_each_centred_clip(
     assert torch.equal(target, targets[2])
 
 
-def test_online_kd_scores_every_batch_and_trains_too(pipeline: Path, benchmark: Path) -> None:
+def test_online_kd_trains_too(pipeline: Path, benchmark: Path) -> None:
     args = ["--config", str(CONFIGS / "distill.yaml"), *stage_args("distill")]
     args += [f"--set=data.root={benchmark}", "--set=kd_targets=online"]
     args += [f"--set=teacher={pipeline / 'teacher' / 'checkpoints' / 'best.pt'}"]
