@@ -1,8 +1,8 @@
 """`lumos bench queue`: clips/s through the Redis clip queue against raw Redis, same payload.
 
-Lumos: one producer puts N clips (`RedisQueue.put`: the upload lane checks its depth for
-backpressure, the live lane appends through its bounding script), then one consumer takes them
-in batches of `batch_max` and acknowledges each batch (XREADGROUP, then XACK + XDEL), as the
+Lumos: one producer puts N clips (`RedisQueue.put`: XADD and the lane's XLEN in one pipeline,
+the depth being what backpressure and the live lane's bound act on), then one consumer takes
+them in batches of `batch_max` and acknowledges each batch (XREADGROUP, then XACK + XDEL), as the
 inference worker does. Raw: redis-benchmark, one connection, XADD of a payload of the same size,
 then XREADGROUP COUNT `batch_max`. The overhead is Lumos's time per clip over the raw one. Rounds
 alternate Lumos and raw on a private redis-server; the median round counts.

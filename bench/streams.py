@@ -3,8 +3,11 @@
 One GStreamer RTSP test camera (25 fps, 1280 x 720, H.264, a generated dark scene) is encoded
 once and shared: each subscription opens its own RTSP session to it (the URLs differ by a query
 string), so Lumos receives and decodes every one as a separate camera while the camera's own cost
-stays that of one encoder. `lumos serve` (default CPU backend, chosen at its start-up) classifies
-each camera every 2 s: the clip stride is 2 s of the model's sampled frames.
+stays that of one encoder. `--camera loop` serves a few seconds of such a scene, encoded once at
+start, from `bench/camera.py` instead: no encoder runs while measuring, and it needs no GStreamer
+(the GPU machine has none). `lumos serve` (the backend it chooses at start-up: the default CPU
+one, or CUDA where there is a GPU) classifies each camera every 2 s: the clip stride is 2 s of the
+model's sampled frames.
 
 A camera count is sustained when, over the measuring window, the cameras got at least 90% of the
 predictions due (one per camera per 2 s) and the p95 end-to-end latency (from a clip's last frame
@@ -21,6 +24,7 @@ import time
 from collections import Counter
 
 import httpx
+import torch
 
 from bench import models
 from bench.inference import run_at, service_backend
@@ -35,6 +39,15 @@ TARGET = 0.8
 INTERVAL_S = 2.0
 DUE = 0.9
 """Fraction of the due predictions a sustained count must deliver."""
+
+
+class LoopCamera(RtspCamera):
+    """`bench/camera.py`: a pre-encoded dark scene served in a loop, in this Python."""
+
+    def command(self) -> list[str]:
+        width, height = self.size
+        command = [sys.executable, "-m", "bench.camera", "--port", str(self.port)]
+        return command + ["--fps", str(self.fps), "--width", str(width), "--height", str(height)]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -148,6 +161,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=float, default=20.0, help="seconds measured per count")
     parser.add_argument("--max-cameras", type=int, default=32)
     parser.add_argument("--profile", action="store_true", help="py-spy the first failing count")
+    parser.add_argument(
+        "--camera", choices=("gstreamer", "loop"), default="gstreamer", help="the test camera"
+    )
+    parser.add_argument(
+        "--no-cuda-streams",
+        dest="cuda_streams",
+        action="store_false",
+        help="on a GPU, serve with LUMOS_CUDA_STREAMS=false",
+    )
     add_options(parser)
     args = parser.parse_args(argv)
 
@@ -158,8 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     model, random_weights = models.student(size)
     spec = models.clip_spec(size)
     stride = round(INTERVAL_S * spec.fps)
-    run = Run("streams", f"{size}-{height}p", argv, args)
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    config = f"{size}-{height}p" + ("-loop" if args.camera == "loop" else "")
+    config += ("-cuda" if args.cuda_streams else "-cuda-serial") if device else ""
+    run = Run("streams", config, argv, args)
     settings = {"LUMOS_CLIP_STRIDE": str(stride), "LUMOS_LEASE_MS": "3000"}
+    settings["LUMOS_CUDA_STREAMS"] = str(args.cuda_streams).lower()
     log = SCRATCH / "logs" / "streams-server.log"
     with lumos_server(model, settings, log) as server:
         backend, _ = service_backend(model, server.backend)
@@ -167,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         rate = run_at(backend, calibration_batch(spec, 4 * batch, seed=1), batch)[0].clips_per_s
         del backend
         print(f"server ready, backend {server.backend}: {rate:.1f} clips/s at batch {batch}")
-        camera = RtspCamera(fps=25, size=(width, height)).start()
+        camera = (LoopCamera if args.camera == "loop" else RtspCamera)(fps=25, size=(width, height))
+        camera.start()
         try:
 
             def run_trial(count: int, sampler: Sampler | None = None) -> dict:
@@ -202,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
             "model": str(model),
             "random_weights": random_weights,
             "backend": server.backend,
+            "device": device,
+            "camera_server": args.camera,
             "backend_clips_per_s": rate,
             "camera": {"width": width, "height": height, "fps": 25},
             "interval_s": INTERVAL_S,

@@ -87,9 +87,11 @@ def decode_frames(
 ) -> Iterator[Frame]:
     """Frames of the first video stream, sampled to `fps` on their timestamps.
 
-    A frame is kept when its time reaches the next due time; the due time then advances by one
-    step from the later of (due, frame time), so a gap in the source resynchronises the sampler
-    instead of letting it keep every frame until it catches up. `realtime` paces a file to its
+    A frame is kept when its time reaches the next due time (within half a source frame); the
+    due time then advances by one step, from the due time itself, so that frames kept a little
+    late (25 fps sampled to 12) do not stretch the rate, or from the frame's time after a gap of
+    more than a step, so that a gap resynchronises the sampler instead of letting it keep every
+    frame until it catches up. `realtime` paces a file to its
     timestamps, so that it can stand in for a camera.
     """
     if not container.streams.video:
@@ -112,7 +114,7 @@ def decode_frames(
         pts = frame.time if frame.time is not None else pts + source_step
         if due is not None and pts < due - tolerance:
             continue
-        due = max(due if due is not None else pts, pts) + step
+        due = (due if due is not None and pts - due < step else pts) + step
         if realtime:
             origin = origin or (time.time() - pts)
             time.sleep(max(0.0, origin + pts - time.time()))

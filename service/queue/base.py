@@ -51,13 +51,18 @@ class ClipQueue(ABC):
         self.last_depth = dict.fromkeys(LANES, 0)
 
     async def put(self, clip: Clip) -> None:
-        """Enqueue `clip`: a file clip waits for room, a live clip makes room (drops counted)."""
+        """Enqueue `clip`: a file clip waits for room, a live clip makes room (drops counted).
+
+        Room in the upload lane is judged by the depth the last append (or depth check) saw, so
+        a put is one round trip to a shared queue rather than two; the price is that each
+        concurrent put may overshoot the bound by its one clip.
+        """
         lane = lane_of(clip)
-        if lane == "files":
-            await self._wait_for_room(lane)
-            await self._append(lane, clip)
-            return
-        for stream in await self._append(lane, clip):
+        while lane == "files" and self.last_depth[lane] >= self.bounds[lane]:
+            await asyncio.sleep(0.05)
+            await self.depth()
+        self.last_depth[lane], dropped = await self._append(lane, clip)
+        for stream in dropped:
             STREAM_FRAMES_DROPPED.labels(stream=stream, reason="overflow").inc()
 
     async def get(self, consumer: str, count: int, timeout: float) -> list[Delivery]:
@@ -95,15 +100,10 @@ class ClipQueue(ABC):
         self.last_depth = depths
         return depths
 
-    async def _wait_for_room(self, lane: str) -> None:
-        """Backpressure for the lane that must not drop: poll until it has room."""
-        while (await self.depth())[lane] >= self.bounds[lane]:
-            await asyncio.sleep(0.05)
-
     @abstractmethod
-    async def _append(self, lane: str, clip: Clip) -> list[str]:
-        """Add `clip`; for the live lane drop the oldest undelivered clips beyond the bound and
-        return their stream ids."""
+    async def _append(self, lane: str, clip: Clip) -> tuple[int, list[str]]:
+        """Add `clip`; for the live lane drop the oldest undelivered clips beyond the bound.
+        Returns the lane's depth after it and the stream ids of the dropped clips."""
 
     @abstractmethod
     async def _read(self, consumer: str, count: int, timeout: float) -> list[Delivery]: ...

@@ -24,7 +24,7 @@ class MemoryQueue(ClipQueue):
         self._tokens = itertools.count()
         self._changed = asyncio.Condition()
 
-    async def _append(self, lane: str, clip: Clip) -> list[str]:
+    async def _append(self, lane: str, clip: Clip) -> tuple[int, list[str]]:
         waiting = self._lanes[lane]
         dropped = []
         while lane == "live" and waiting and self._lane_depth(lane) >= self.bounds[lane]:
@@ -32,7 +32,7 @@ class MemoryQueue(ClipQueue):
         waiting.append(Delivery(clip, lane, str(next(self._tokens)), time.time()))
         async with self._changed:
             self._changed.notify_all()
-        return dropped
+        return self._lane_depth(lane), dropped
 
     async def _read(self, consumer: str, count: int, timeout: float) -> list[Delivery]:
         async with self._changed:

@@ -29,29 +29,28 @@ _RECHECK_S = 5.0
 """How often a waiter looks for its results unwoken: announcements made while the subscription
 is down (Redis restarting) are lost."""
 
-# Append to a live lane, first deleting its oldest undelivered entries beyond the bound, in one
-# atomic step. Entries already delivered (pending on a consumer) are not dropped: their work is
-# under way. Returns the stream ids of the dropped clips, to count them.
-_APPEND_BOUNDED = """
+# Drop a live lane's oldest undelivered entries beyond its bound, older than the entry just
+# appended (ARGV[3]), in one atomic step. Entries already delivered (pending on a consumer) are not
+# dropped: their work is under way. Returns the stream ids of the dropped clips, to count them.
+_DROP_OLDEST = """
 local dropped = {}
-local excess = redis.call('XLEN', KEYS[1]) - tonumber(ARGV[1]) + 1
-if excess > 0 then
-  local start = '-'
-  for _, group in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
-    for i = 1, #group, 2 do
-      if group[i] == 'name' and group[i + 1] ~= ARGV[2] then break end
-      if group[i] == 'last-delivered-id' then start = '(' .. group[i + 1] end
-    end
-  end
-  for _, entry in ipairs(redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', excess)) do
-    redis.call('XDEL', KEYS[1], entry[1])
-    local fields = entry[2]
-    for i = 1, #fields, 2 do
-      if fields[i] == 'stream' then table.insert(dropped, fields[i + 1]) end
-    end
+local excess = redis.call('XLEN', KEYS[1]) - tonumber(ARGV[1])
+if excess <= 0 then return dropped end
+local start = '-'
+for _, group in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+  for i = 1, #group, 2 do
+    if group[i] == 'name' and group[i + 1] ~= ARGV[2] then break end
+    if group[i] == 'last-delivered-id' then start = '(' .. group[i + 1] end
   end
 end
-redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
+local older = redis.call('XRANGE', KEYS[1], start, '(' .. ARGV[3], 'COUNT', excess)
+for _, entry in ipairs(older) do
+  redis.call('XDEL', KEYS[1], entry[1])
+  local fields = entry[2]
+  for i = 1, #fields, 2 do
+    if fields[i] == 'stream' then table.insert(dropped, fields[i + 1]) end
+  end
+end
 return dropped
 """
 
@@ -64,7 +63,7 @@ class RedisQueue(ClipQueue):
     def __init__(self, redis: Redis, files_max: int, live_max: int, staleness_s: float) -> None:
         super().__init__(files_max, live_max, staleness_s)
         self.redis = redis
-        self._append_bounded = redis.register_script(_APPEND_BOUNDED)
+        self._drop_oldest = redis.register_script(_DROP_OLDEST)
         self._keys = {lane: lane_key(lane) for lane in LANES}
         self._lanes = {key.encode(): lane for lane, key in self._keys.items()}
 
@@ -77,17 +76,19 @@ class RedisQueue(ClipQueue):
                 if "BUSYGROUP" not in str(exc):
                     raise
 
-    async def _append(self, lane: str, clip: Clip) -> list[str]:
-        fields = {"clip": encode(clip), "stream": clip.stream}
+    async def _append(self, lane: str, clip: Clip) -> tuple[int, list[str]]:
+        """Append and read the lane's depth in one round trip; only a live lane past its bound
+        costs a second (the drop), so the common case moves the clip's bytes once and no script
+        copies them."""
         key = self._keys[lane]
-        if lane == "files":
-            await self.redis.xadd(key, fields)
-            return []
-        args = [self.bounds[lane], GROUP]
-        for name, value in fields.items():
-            args += [name, value]
-        dropped = await self._append_bounded(keys=[key], args=args)
-        return [s.decode() for s in dropped]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xadd(key, {"clip": encode(clip), "stream": clip.stream})
+            pipe.xlen(key)
+            entry_id, depth = await pipe.execute()
+        if lane == "files" or depth <= self.bounds[lane]:
+            return depth, []
+        dropped = await self._drop_oldest(keys=[key], args=[self.bounds[lane], GROUP, entry_id])
+        return depth - len(dropped), [s.decode() for s in dropped]
 
     async def _read(self, consumer: str, count: int, timeout: float) -> list[Delivery]:
         streams = dict.fromkeys(self._keys.values(), ">")

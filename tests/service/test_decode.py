@@ -31,6 +31,14 @@ def test_frames_are_sampled_to_the_model_rate(
     assert frames[0].step == pytest.approx(1 / min(source_fps, target_fps))
 
 
+def test_sampling_25_fps_to_12_keeps_the_rate_over_time(make_video, tmp_path: Path) -> None:
+    # Kept frames land up to half a source frame after their due time; advancing from the frame
+    # instead of the due time stretched the rate to 11.5 fps (117 frames here, a clip every
+    # 2.08 s on a camera whose clips should come every 2 s).
+    frames = sampled(make_video(tmp_path / "25.mp4", frames=250, fps=25), 12)
+    assert len(frames) == 120
+
+
 def test_frames_come_resized_and_centre_cropped(make_video, tmp_path: Path) -> None:
     path = make_video(tmp_path / "v.mp4", frames=12, size=(96, 48))
     frames = sampled(path, 12, Geometry(width=60, height=30, crop=30))
