@@ -12,8 +12,9 @@ model's sampled frames.
 A camera count is sustained when, over the measuring window, the cameras got at least 90% of the
 predictions due (one per camera per 2 s) and the p95 end-to-end latency (from a clip's last frame
 being decoded to its result being stored) stayed within the 2 s interval. Counts double (from
-`--min-cameras`) until one fails, then are bisected to within an eighth. The pipeline's throughput at the largest sustained count is set
-against the clips/s of the same backend on the same model, measured here without the pipeline.
+`--min-cameras`) until one fails, then are bisected to within an eighth. The pipeline's
+throughput at the largest sustained count is set against the clips/s of the same backend on the
+same model, measured here without the pipeline.
 """
 
 import argparse
