@@ -33,6 +33,7 @@ from service.backends import (
     Backend,
     OpenVino,
     TorchCpu,
+    TorchCuda,
     Trial,
     calibration_batch,
     choose,
@@ -93,8 +94,12 @@ def service_candidates(
 
 
 def service_backend(artifact: Path, name: str) -> tuple[Backend, ClipSpec]:
-    """The service's backend `name` for the student in `artifact`."""
+    """The service's backend `name` for the student in `artifact` (CPU or CUDA)."""
     network, manifest = load_artifact(artifact)
+    if name.startswith("cuda"):
+        streams = not name.endswith("-serial")
+        amp = name.startswith("cuda-amp")
+        return TorchCuda(network, manifest.clip, amp=amp, streams=streams), manifest.clip
     return service_candidates(artifact, network, manifest.clip)[name](), manifest.clip
 
 
