@@ -14,6 +14,7 @@ from typing import Literal
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 #: Frame-folder naming of the TSN / R(2+1)D-BERT convention that the dark-video repositories follow.
 FRAME_PATTERN = "img_%05d.jpg"
@@ -58,10 +59,11 @@ def read_video(path: Path | str, size: tuple[int, int] | None = None) -> np.ndar
     """
     path = Path(path)
     width, height = size if size is not None else (None, None)
+    scaler = VideoReformatter()  # one scaling context for the file, not one per frame
     with _open_stream(path) as (container, stream):
         try:
             frames = [
-                frame.to_ndarray(width=width, height=height, format="rgb24")
+                scaler.reformat(frame, width=width, height=height, format="rgb24").to_ndarray()
                 for frame in container.decode(stream)
             ]
         except (av.FFmpegError, OSError) as error:
