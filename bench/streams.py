@@ -82,9 +82,17 @@ async def trial(
             (await http.post("/v1/streams", json=subscription)).raise_for_status()
 
         async def results(camera_id: str, since: float) -> list[dict]:
-            response = await http.get(
-                f"/v1/streams/{camera_id}/predictions", params={"since": since, "limit": 1000}
-            )
+            """The camera's results; a GET that meets a closing keep-alive connection (likelier
+            when the cameras starve the machine) is asked again."""
+            url = f"/v1/streams/{camera_id}/predictions"
+            for attempt in range(3):
+                try:
+                    response = await http.get(url, params={"since": since, "limit": 1000})
+                    break
+                except httpx.TransportError:
+                    if attempt == 2:
+                        raise
+                    await asyncio.sleep(0.5)
             return response.json()["results"]
 
         # Warm-up: connections, first key frames, the first clip of every camera.
