@@ -49,19 +49,24 @@ class ClipQueue(ABC):
         self.bounds = {"files": files_max, "live": live_max}
         self.staleness_s = staleness_s
         self.last_depth = dict.fromkeys(LANES, 0)
+        """Per lane, as the depth monitor last read it (the gauge, the API's admission check)."""
+        self._files_after_put = 0
+        """The upload lane's depth right after this process's last put: its backpressure."""
 
     async def put(self, clip: Clip) -> None:
         """Enqueue `clip`: a file clip waits for room, a live clip makes room (drops counted).
 
-        Room in the upload lane is judged by the depth the last append (or depth check) saw, so
-        a put is one round trip to a shared queue rather than two; the price is that each
-        concurrent put may overshoot the bound by its one clip.
+        Room in the upload lane is judged by the depth the last put left, so a put is one round
+        trip to a shared queue rather than two; the price is that each concurrent put may
+        overshoot the bound by its one clip.
         """
         lane = lane_of(clip)
-        while lane == "files" and self.last_depth[lane] >= self.bounds[lane]:
+        while lane == "files" and self._files_after_put >= self.bounds[lane]:
             await asyncio.sleep(0.05)
-            await self.depth()
-        self.last_depth[lane], dropped = await self._append(lane, clip)
+            self._files_after_put = (await self.depth())[lane]
+        depth, dropped = await self._append(lane, clip)
+        if lane == "files":
+            self._files_after_put = depth
         for stream in dropped:
             STREAM_FRAMES_DROPPED.labels(stream=stream, reason="overflow").inc()
 
