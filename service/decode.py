@@ -92,8 +92,8 @@ def decode_frames(
     due time then advances by one step, from the due time itself, so that frames kept a little
     late (25 fps sampled to 12) do not stretch the rate, or from the frame's time after a gap of
     more than a step, so that a gap resynchronises the sampler instead of letting it keep every
-    frame until it catches up. `realtime` paces a file to its
-    timestamps, so that it can stand in for a camera.
+    frame until it catches up. `realtime` paces a file to its timestamps, so that it can stand in
+    for a camera.
     """
     if not container.streams.video:
         raise ValueError("the source has no video stream")
