@@ -91,7 +91,8 @@ def test_ten_times_the_serviceable_upload_rate_is_shed_not_queued(system, record
         f"the {rate:.2f}/s two clients are served at (median {latency:.2f} s each); 2 cameras "
         "streaming",
         "the excess refused at once with 503 overloaded + Retry-After; upload lane within its "
-        "bound; API memory and admitted latency bounded; live clips dropped oldest-first, counted",
+        "bound (plus at most one clip per upload decoder); API memory and admitted latency "
+        "bounded; live clips dropped oldest-first, counted",
         offered=count,
         admitted=len(admitted),
         shed_503=len(shed),
