@@ -88,7 +88,7 @@ async def refuse_when_overloaded(
     or when this process already works on `upload_max_in_flight` uploads (requests and async
     classifications). Admitted uploads then never wait behind an unbounded crowd.
     """
-    depth, bound = await runtime.queue_load()
+    depth, bound = runtime.queue_load()
     busy = request.app.state.uploads_in_flight + len(tasks)
     limit = runtime.settings.upload_max_in_flight
     cause = None
