@@ -1,7 +1,8 @@
-"""Overload: ten times the upload rate the deployment can serve, offered open-loop (requests
-leave on schedule whatever the answers). The API sheds what it cannot serve with 503 and
-Retry-After; the upload lane, the API's memory and the latency of the uploads it admits stay
-bounded; the cameras' live lane drops its oldest clips, counted.
+"""Overload: ten times the upload rate the deployment can serve (at most 200/s, see
+MAX_OFFERED), offered open-loop (requests leave on schedule whatever the answers). The API
+sheds what it cannot serve with 503 and Retry-After; the upload lane, the API's memory and the
+latency of the uploads it admits stay bounded; the cameras' live lane drops its oldest clips,
+counted.
 
 tests/api/test_distributed.py covers the 503 while inference is down, tests/service/test_live.py a
 slow consumer's drops and the staleness budget.
@@ -23,6 +24,10 @@ from tests.system.load import Answer, Uploads, timed_upload
 
 OVERLOAD_S = 10.0
 FACTOR = 10
+MAX_OFFERED = 200.0
+"""Uploads/s at most: the flood's client runs on the same 2 cores as the deployment, and beyond
+about 250/s the pair saturates them (refusing costs CPU too: shed answers then took 4-10 s and a
+few connections were reset), which measures the machine, not the shedding."""
 
 
 def capacity(system: System, video) -> tuple[float, float]:
@@ -39,7 +44,7 @@ def capacity(system: System, video) -> tuple[float, float]:
 
 def test_ten_times_the_serviceable_upload_rate_is_shed_not_queued(system, record, clip_video):
     rate, latency = capacity(system, clip_video)
-    offered = FACTOR * rate
+    offered = min(FACTOR * rate, MAX_OFFERED)
     count = max(20, round(offered * OVERLOAD_S))
     api = system.pids()["api"]
     store = system.store()
@@ -87,9 +92,9 @@ def test_ten_times_the_serviceable_upload_rate_is_shed_not_queued(system, record
     bound = int(SETTINGS["queue_files_max"])
     record(
         "Overload: 10x the serviceable upload rate",
-        f"{count} uploads offered open-loop at {offered:.1f}/s for {OVERLOAD_S:g} s, ten times "
-        f"the {rate:.2f}/s two clients are served at (median {latency:.2f} s each); 2 cameras "
-        "streaming",
+        f"{count} uploads offered open-loop at {offered:.1f}/s for {OVERLOAD_S:g} s, "
+        f"{offered / rate:.1f} times the {rate:.2f}/s two clients are served at (median "
+        f"{latency:.2f} s each; ten times, at most {MAX_OFFERED:g}/s); 2 cameras streaming",
         "the excess refused at once with 503 overloaded + Retry-After; upload lane within its "
         "bound (plus at most one clip per upload decoder); API memory and admitted latency "
         "bounded; live clips dropped oldest-first, counted",
