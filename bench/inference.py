@@ -33,7 +33,6 @@ from service.backends import (
     Backend,
     OpenVino,
     TorchCpu,
-    TorchCuda,
     Trial,
     calibration_batch,
     choose,
@@ -84,23 +83,25 @@ def quantized(onnx: Path, spec: ClipSpec, clips: np.ndarray) -> object:
 
 
 def service_candidates(
-    artifact: Path, network: Student, spec: ClipSpec
+    artifact: Path, network: Student, spec: ClipSpec, cuda: bool = False, cuda_streams: bool = True
 ) -> dict[str, Callable[[], Backend]]:
     """The service's own candidates for this machine, as its inference worker builds them."""
     cache = SCRATCH / "cache"
     cache.mkdir(parents=True, exist_ok=True)
     weights = artifact / "model.safetensors"
-    return factories(network, spec, weights, cache, torch.get_num_threads(), cuda=False)
+    threads = torch.get_num_threads()
+    return factories(network, spec, weights, cache, threads, cuda=cuda, cuda_streams=cuda_streams)
 
 
 def service_backend(artifact: Path, name: str) -> tuple[Backend, ClipSpec]:
-    """The service's backend `name` for the student in `artifact` (CPU or CUDA)."""
+    """The service's backend `name` for the student in `artifact`; a CUDA backend named
+    `-serial` is the one built with the CUDA streams off."""
     network, manifest = load_artifact(artifact)
-    if name.startswith("cuda"):
-        streams = not name.endswith("-serial")
-        amp = name.startswith("cuda-amp")
-        return TorchCuda(network, manifest.clip, amp=amp, streams=streams), manifest.clip
-    return service_candidates(artifact, network, manifest.clip)[name](), manifest.clip
+    streams = not name.endswith("-serial")
+    candidates = service_candidates(
+        artifact, network, manifest.clip, cuda=name.startswith("cuda"), cuda_streams=streams
+    )
+    return candidates[name.removesuffix("-serial")](), manifest.clip
 
 
 def candidates(

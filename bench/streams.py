@@ -34,7 +34,7 @@ from bench.report import SCRATCH, Run, add_options, percentiles, table, verdict
 from bench.server import Server, lumos_server
 from service.backends import calibration_batch
 from service.settings import Settings
-from tests.servers import RtspCamera
+from tests.servers import ROOT, RtspCamera
 
 TARGET = 0.8
 INTERVAL_S = 2.0
@@ -43,12 +43,18 @@ DUE = 0.9
 
 
 class LoopCamera(RtspCamera):
-    """`bench/camera.py`: a pre-encoded dark scene served in a loop, in this Python."""
+    """`bench/camera.py`: a pre-encoded dark scene of `seconds` served in a loop, in this Python
+    (run as a script, so from any working directory)."""
+
+    def __init__(self, fps: int, size: tuple[int, int], seconds: int = 4) -> None:
+        super().__init__(fps=fps, size=size)
+        self.seconds = seconds
 
     def command(self) -> list[str]:
         width, height = self.size
-        command = [sys.executable, "-m", "bench.camera", "--port", str(self.port)]
-        return command + ["--fps", str(self.fps), "--width", str(width), "--height", str(height)]
+        command = [sys.executable, str(ROOT / "bench" / "camera.py"), "--port", str(self.port)]
+        command += ["--fps", str(self.fps), "--width", str(width), "--height", str(height)]
+        return command + ["--seconds", str(self.seconds)]
 
 
 def cpu_seconds(pid: int) -> float:

@@ -1,28 +1,15 @@
 """The pure-Python RTSP test camera (bench/camera.py), watched by FFmpeg's own RTSP client."""
 
-import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import av
 import numpy as np
 import pytest
 
-from tests.servers import ROOT, _Server
+from bench.streams import LoopCamera
 
 FPS = 25
 SIZE = (320, 240)
-
-
-class PyCamera(_Server):
-    """bench/camera.py run as a script, so that it starts from any working directory."""
-
-    def command(self) -> list[str]:
-        command = [sys.executable, str(ROOT / "bench" / "camera.py"), "--port", str(self.port)]
-        command += ["--fps", str(FPS), "--width", str(SIZE[0]), "--height", str(SIZE[1])]
-        return command + ["--seconds", "1"]  # a short loop: the test crosses its end
-
-    def url(self, viewer: str) -> str:
-        return f"rtsp://127.0.0.1:{self.port}/cam?viewer={viewer}"
 
 
 def watch(url: str, count: int = 30) -> list[tuple[tuple[int, int], float, float | None]]:
@@ -39,8 +26,9 @@ def watch(url: str, count: int = 30) -> list[tuple[tuple[int, int], float, float
 
 @pytest.mark.timeout(60)
 def test_two_concurrent_sessions_each_get_dark_frames_of_the_size_asked_at_its_rate() -> None:
-    with PyCamera() as camera, ThreadPoolExecutor(2) as pool:
-        sessions = list(pool.map(watch, [camera.url("a"), camera.url("b")]))
+    camera = LoopCamera(FPS, SIZE, seconds=1)  # a short loop: the sessions cross its end
+    with camera, ThreadPoolExecutor(2) as pool:
+        sessions = list(pool.map(watch, [f"{camera.url()}?viewer={v}" for v in "ab"]))
 
     for frames in sessions:
         assert len(frames) >= 20
