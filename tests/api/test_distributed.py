@@ -154,6 +154,12 @@ def test_workers_share_the_load_and_metrics_cover_every_process(deployment, tmp_
             )
             assert answer["status"] == "done" and answer["clip_count"] == 12
             assert answer["video"]["top"][0]["label"] in ARID_LABELS
+            # Admission reads the depth monitor (every 0.5 s): wait for it to see the drained lane.
+            wait_for(
+                lambda: client.get("/readyz").json()["checks"]["queue"]["depth"]["files"] < 2,
+                10,
+                "the upload lane to drain",
+            )
             short = upload(client, tmp_path / "short.mp4").json()
             assert short["model_version"] == "tiny-1" and short["clip_count"] == 3
             black = upload(client, tmp_path / "black.mp4").json()
