@@ -36,7 +36,6 @@ from service.metrics import (
     QUEUE_WAIT,
     set_model_version,
 )
-from service.models import ModelRegistry
 from service.queue.base import (
     ClipQueue,
     ClipResult,
@@ -45,6 +44,7 @@ from service.queue.base import (
     Prediction,
     ResultStore,
 )
+from service.registry import ModelRegistry
 from service.settings import Settings
 from service.webhooks import WebhookSender
 

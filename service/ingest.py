@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 
 from model.clip import ClipSpec
 from service.cameras import Camera, CameraRegistry, Ownership
-from service.clip import Clip, Integrity
+from service.clips import Clip, Integrity
 from service.decode import Frame, Geometry, decode_frames, is_live, open_source, redact_url
 from service.illumination import gate, measure
 from service.metrics import (
@@ -38,8 +38,8 @@ from service.metrics import (
     STREAM_RECONNECTS,
     STREAM_UP,
 )
-from service.models import ModelRegistry
 from service.queue.base import ClipQueue
+from service.registry import ModelRegistry
 from service.settings import Settings
 
 log = logging.getLogger(__name__)

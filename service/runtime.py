@@ -25,10 +25,10 @@ from model.clip import ClipSpec
 from service.cameras import CameraRegistry, MemoryCameras, RedisCameras
 from service.connections import loop_client, open_all, thread_client
 from service.ingest import CameraIngest, FileIngest, ingest_file
-from service.models import MemoryPointer, ModelRegistry, RedisPointer
 from service.queue.base import ClipQueue, ClipResult, ResultStore, Summary, summarize
 from service.queue.memory import MemoryQueue, MemoryResults
 from service.queue.redis import RedisQueue, RedisResults
+from service.registry import MemoryPointer, ModelRegistry, RedisPointer
 from service.settings import Settings
 
 if TYPE_CHECKING:

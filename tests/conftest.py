@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from model.artifact import Manifest, save_artifact
+from model.artifact import save_artifact
 from model.clip import ClipSpec
-from model.networks import ArchConfig, build_network
+from model.manifest import ArchConfig, Manifest
+from model.networks import build_network
 from tests.servers import RedisServer, RtspCamera
 from training.video import Codec, write_video
 

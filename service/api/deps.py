@@ -9,8 +9,9 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from service.api.errors import Problem
 from service.api.tasks import ClassifyTasks
-from service.jobs import JobPlanner, JobStore
-from service.models import ModelRegistry
+from service.jobs.planner import JobPlanner
+from service.jobs.store import JobStore
+from service.registry import ModelRegistry
 from service.runtime import Runtime
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from service.clip import Clip, ClipFormatError, decode, encode
+from service.clips import Clip, ClipFormatError, decode, encode
 from service.metrics import STREAM_FRAMES_DROPPED
 from service.queue.base import LANES, ClipQueue, ClipResult, Delivery, ResultStore
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from service.infer import InferenceWorker, load_engine
-from service.models import MemoryPointer, ModelRegistry
 from service.queue.memory import MemoryQueue, MemoryResults
+from service.registry import MemoryPointer, ModelRegistry
 from service.settings import Settings
 from tests.conftest import ARID_LABELS, TINY_CLIP, make_artifact
 from tests.service.clips import make_clip, metric

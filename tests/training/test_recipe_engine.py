@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from model.networks import ArchConfig
+from model.manifest import ArchConfig
 from model.precision import cpu_has_native_bf16, mixed_precision
 from training.config import (
     DataConfig,
