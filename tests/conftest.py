@@ -27,6 +27,30 @@ ARID_LABELS = [
     "Walk",
     "Wave",
 ]
+TIERS = {
+    "system": (
+        "tests/system/",
+        "tests/api/test_uploads.py",
+        "tests/api/test_streams.py",
+        "tests/api/test_distributed.py",
+        "tests/api/test_jobs.py",
+    ),
+    "browser": ("tests/console/",),
+    "deploy": ("tests/deploy/",),
+    "gpu": ("tests/service/test_cuda.py",),
+}
+"""The slow tiers by module (markers in pyproject.toml); a test elsewhere may mark itself."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    root = Path(__file__).parent.parent
+    for item in items:
+        path = item.path.relative_to(root).as_posix()
+        for marker, prefixes in TIERS.items():
+            if path.startswith(prefixes):
+                item.add_marker(marker)
+
+
 TINY_CLIP = ClipSpec(frames=8, crop=32, resize=(44, 32), fps=12.0, normalize="per_clip")
 
 

@@ -10,12 +10,16 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 PROGRESS = "progress.json"
 
 
 class StageProgress(BaseModel):
+    # A diverging loss is NaN or infinite: written as such, not as null (which reads back as no
+    # float at all and would make the whole file unreadable).
+    model_config = ConfigDict(ser_json_inf_nan="constants")
+
     stage: str
     epochs: int = Field(ge=1)
     """Epochs the stage will run."""

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.jobs.overrides import check_diff
+from service.jobs.overrides import check_overrides
 from service.jobs.records import Job, JobError, JobRequest
 from service.jobs.roots import Roots
 from service.registry import ModelRegistry, RegistryError
@@ -105,7 +105,9 @@ class JobPlanner:
                     raise JobError("missing_config", f"no config {self.roots.relative(str(path))}")
                 assemble = (_KINDS[stage], stage, self.config_dir, data, Path("."))
                 configs[stage] = schemas.stage_config(*assemble, sets)
-                check_diff(stage, schemas.stage_config(*assemble, []), configs[stage], self.roots)
+                pinned = schemas.stage_config(*assemble, [])
+                items = schemas.stage_overrides(sets, stage)
+                check_overrides(stage, items, pinned, configs[stage], self.roots)
                 self._check_checkpoints(stage, configs[stage], wired=request.stage == "pipeline")
         except ValueError as exc:  # pydantic's ValidationError, and malformed keys
             raise JobError("invalid_overrides", str(exc)) from exc
