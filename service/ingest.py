@@ -38,6 +38,7 @@ from service.metrics import (
     STREAM_RECONNECTS,
     STREAM_UP,
 )
+from service.pause import pause
 from service.queue.base import ClipQueue
 from service.registry import ModelRegistry
 from service.settings import Settings
@@ -327,10 +328,7 @@ class CameraIngest:
             if active is not None:
                 return active.manifest.clip
             log.error("no active model: cameras wait until one is activated")
-            try:
-                await asyncio.wait_for(stopping.wait(), self.settings.model_poll_s)
-            except TimeoutError:
-                pass
+            await pause(stopping, self.settings.model_poll_s)
         return None
 
     async def _watch_spec(self, stopping: asyncio.Event) -> None:
