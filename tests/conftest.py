@@ -34,6 +34,12 @@ TIERS = {
         "tests/api/test_streams.py",
         "tests/api/test_distributed.py",
         "tests/api/test_jobs.py",
+        # End to end through `lumos` subprocesses: CLI, training recipes, DDP, killed workers.
+        "tests/cli/",
+        "tests/model/test_model_cli.py",
+        "tests/training/test_recipe_stages.py",
+        "tests/training/test_ddp.py",
+        "tests/service/test_workers.py",
     ),
     "browser": ("tests/console/",),
     "deploy": ("tests/deploy/",),
