@@ -212,7 +212,7 @@ class LocalClient:
         self.runtime = Runtime.from_settings(self.settings, roles=roles)
 
     async def __aenter__(self) -> "LocalClient":
-        if await asyncio.to_thread(self.runtime.models.active) is None:
+        if await self.runtime.active.get() is None:
             raise ClientError(
                 f"no model at {self.settings.model_dir}: point LUMOS_MODEL_DIR at an artifact, "
                 "or use --server"
@@ -235,7 +235,7 @@ class LocalClient:
             info = await asyncio.to_thread(probe_video, path, _limits(self.runtime))
         except Problem as problem:
             raise ClientError(problem.detail) from problem
-        spec = await asyncio.to_thread(self.runtime.clip_spec)
+        spec = await self.runtime.clip_spec()
         stride = self.settings.clip_stride or spec.frames
         expected = max(1, math.floor((info.duration * spec.fps - spec.frames) / stride) + 1)
         stream = uuid.uuid4().hex

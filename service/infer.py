@@ -36,7 +36,6 @@ from service.metrics import (
     QUEUE_WAIT,
     set_model_version,
 )
-from service.pause import pause
 from service.queue.base import (
     ClipQueue,
     ClipResult,
@@ -45,7 +44,7 @@ from service.queue.base import (
     Prediction,
     ResultStore,
 )
-from service.registry import ModelRegistry
+from service.registry import ActiveModel
 from service.settings import Settings
 from service.webhooks import WebhookSender
 
@@ -116,17 +115,16 @@ class InferenceWorker:
         self,
         queue: ClipQueue,
         results: ResultStore,
-        models: ModelRegistry,
+        active: ActiveModel,
         settings: Settings,
     ) -> None:
         self.queue = queue
         self.results = results
-        self.models = models
+        self.active = active
         self.settings = settings
         self.consumer = settings.worker_id
         self.engine: Engine | None = None
         self.previous: Engine | None = None
-        self._bad: Path | None = None
         self._backlog: list[Delivery] = []
         self._held: set[tuple[str, str]] = set()
         """(lane, token) of every clip this worker holds, waiting or in a batch."""
@@ -140,7 +138,7 @@ class InferenceWorker:
         if self.engine is None:
             return
         helpers = [
-            asyncio.create_task(self._every(self.settings.model_poll_s, self._check_model)),
+            asyncio.create_task(self._swap_models()),
             asyncio.create_task(self._every(self.settings.claim_idle_ms / 2000, self._reclaim)),
         ]
         deliveries = asyncio.create_task(self.webhooks.run())
@@ -174,15 +172,12 @@ class InferenceWorker:
             self._executor.shutdown(wait=False)
 
     async def _first_engine(self, stopping: asyncio.Event) -> Engine | None:
-        while not stopping.is_set():
-            active = await asyncio.to_thread(self.models.active)
-            if active is not None:
-                engine = await asyncio.to_thread(load_engine, active.path, self.settings)
-                set_model_version(engine.version)
-                return engine
-            log.error("no active model: waiting for one to be activated")
-            await pause(stopping, self.settings.model_poll_s)
-        return None
+        active = await self.active.first(stopping)
+        if active is None:
+            return None
+        engine = await asyncio.to_thread(load_engine, active.path, self.settings)
+        set_model_version(engine.version)
+        return engine
 
     async def _every(self, seconds: float, action: Callable[[], Awaitable[None]]) -> None:
         while True:
@@ -192,23 +187,25 @@ class InferenceWorker:
             except (RedisError, OSError) as exc:
                 log.warning("%s failed: %s", action.__name__, exc)
 
-    async def _check_model(self) -> None:
-        """Swap in a newly activated version. One that fails to load is reported once, and the
-        serving one stays until another version is activated."""
-        active = await asyncio.to_thread(self.models.active)
-        if active is None or self.engine is None or active.path in (self.engine.path, self._bad):
-            return
-        try:
-            engine = await asyncio.to_thread(load_engine, active.path, self.settings)
-        except (ValueError, RuntimeError, OSError) as exc:
-            log.error(
-                "cannot serve model %s, keeping %s: %s", active.version, self.engine.version, exc
-            )
-            self._bad = active.path
-            return
-        self.previous, self.engine = self.engine, engine
-        set_model_version(engine.version)
-        log.info("now serving model %s (was %s)", engine.version, self.previous.version)
+    async def _swap_models(self) -> None:
+        """Swap in each newly activated version. One that fails to load is reported once, and
+        the serving one stays until another version is activated."""
+        assert self.engine is not None
+        seen = self.engine.path
+        while True:
+            active = await self.active.changed(seen)
+            seen = active.path
+            if seen == self.engine.path:
+                continue
+            try:
+                engine = await asyncio.to_thread(load_engine, seen, self.settings)
+            except (ValueError, RuntimeError, OSError) as exc:
+                serving = self.engine.version
+                log.error("cannot serve model %s, keeping %s: %s", active.version, serving, exc)
+                continue
+            self.previous, self.engine = self.engine, engine
+            set_model_version(engine.version)
+            log.info("now serving model %s (was %s)", engine.version, self.previous.version)
 
     async def _reclaim(self) -> None:
         """Take over clips idle past `claim_idle_ms` on any consumer: a dead worker's, or (after

@@ -38,9 +38,8 @@ from service.metrics import (
     STREAM_RECONNECTS,
     STREAM_UP,
 )
-from service.pause import pause
 from service.queue.base import ClipQueue
-from service.registry import ModelRegistry
+from service.registry import ActiveModel
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -294,20 +293,21 @@ class CameraIngest:
         self,
         registry: CameraRegistry,
         queue: ClipQueue,
-        models: ModelRegistry,
+        active: ActiveModel,
         settings: Settings,
     ) -> None:
         self.registry = registry
         self.queue = queue
-        self.models = models
+        self.active = active
         self.settings = settings
         self.running: dict[str, tuple[Camera, asyncio.Task[None]]] = {}
         self._spec: ClipSpec | None = None
 
     async def run(self, stopping: asyncio.Event) -> None:
-        self._spec = await self._active_spec(stopping)
-        if self._spec is None:
+        active = await self.active.first(stopping)
+        if active is None:
             return
+        self._spec = active.manifest.clip
         ownership = Ownership(
             self.registry,
             self.settings.worker_id,
@@ -315,27 +315,17 @@ class CameraIngest:
             self._start,
             self._stop,
         )
-        watch = asyncio.create_task(self._watch_spec(stopping))
+        watch = asyncio.create_task(self._follow_spec(active.path))
         try:
             await ownership.run(stopping)
         finally:
             watch.cancel()
 
-    async def _active_spec(self, stopping: asyncio.Event) -> ClipSpec | None:
-        """The active model's clip spec, waiting (and saying so) while there is none."""
-        while not stopping.is_set():
-            active = await asyncio.to_thread(self.models.active)
-            if active is not None:
-                return active.manifest.clip
-            log.error("no active model: cameras wait until one is activated")
-            await pause(stopping, self.settings.model_poll_s)
-        return None
-
-    async def _watch_spec(self, stopping: asyncio.Event) -> None:
-        while not stopping.is_set():
-            await asyncio.sleep(self.settings.model_poll_s)
-            active = await asyncio.to_thread(self.models.active)
-            if active is not None and active.manifest.clip != self._spec:
+    async def _follow_spec(self, seen: Path) -> None:
+        while True:
+            active = await self.active.changed(seen)
+            seen = active.path
+            if active.manifest.clip != self._spec:
                 log.info("model %s wants other clips: restarting cameras", active.version)
                 self._spec = active.manifest.clip
                 for camera, _ in list(self.running.values()):

@@ -4,10 +4,13 @@ A version is a directory `ROOT/<version>/` holding an artifact (manifest.json + 
 the manifest's `version` names it. Registering copies a finished training run's artifact in
 atomically (copy aside, then rename), so a reader never sees half a version. Which version serves
 is one pointer, the artifact directory's path, kept in Redis (`ACTIVE_KEY`) when the service runs
-as separate processes or in this process otherwise; inference workers watch it and swap models
-between batches.
+as separate processes or in this process otherwise. Each process reads it through one
+`ActiveModel`, owned by its runtime: the API's routers ask it, and its workers wait on it to swap
+models between batches.
 """
 
+import asyncio
+import logging
 import re
 import shutil
 import tempfile
@@ -17,9 +20,13 @@ from pathlib import Path
 from typing import Protocol
 
 from redis import Redis
+from redis.exceptions import RedisError
 
 from model.manifest import MANIFEST, WEIGHTS, ArtifactError, Manifest, load_manifest
 from service.errors import ServiceError
+from service.pause import pause
+
+log = logging.getLogger(__name__)
 
 ACTIVE_KEY = "lumos:model:active"
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -153,3 +160,80 @@ class ModelRegistry:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         return read_version(self.root / name)
+
+
+class ActiveModel:
+    """The active version as this process sees it: one watcher per process, so however many
+    routers and workers want it, the pointer is read once every `poll_s`.
+
+    While `run` goes, `get()` answers from memory (at most `poll_s` old, or fresh after this
+    process's own `activate`); before it starts, each `get()` reads the pointer.
+    """
+
+    def __init__(self, registry: ModelRegistry, poll_s: float) -> None:
+        self.registry = registry
+        self.poll_s = poll_s
+        self._current: ModelVersion | None = None
+        self._watching = False
+        self._changed = asyncio.Condition()
+
+    async def get(self) -> ModelVersion | None:
+        return self._current if self._watching else await self.refresh()
+
+    async def refresh(self) -> ModelVersion | None:
+        """Read the pointer now (raises RedisError / OSError where Redis is out of reach)."""
+        async with self._changed:
+            active = await asyncio.to_thread(self.registry.active)
+            if _path(active) != _path(self._current):
+                self._current = active
+                self._changed.notify_all()
+        return active
+
+    async def activate(self, version: str) -> ModelVersion:
+        """Point every process at `version` (RegistryError if there is no such version)."""
+        entry = await asyncio.to_thread(self.registry.activate, version)
+        await self.refresh()
+        return entry
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Read the pointer every `poll_s` until `stopping`, waking whoever waits for a change."""
+        missing = False
+        try:
+            while not stopping.is_set():
+                try:
+                    active = await self.refresh()
+                except (RedisError, OSError) as exc:
+                    log.warning("cannot read the active model: %s", exc)
+                else:
+                    if active is None and not missing:
+                        log.error("no active model: waiting for one to be activated")
+                    missing = active is None
+                self._watching = True  # from the first read on, `get()` answers from memory
+                await pause(stopping, self.poll_s)
+        finally:
+            self._watching = False
+
+    async def changed(self, seen: Path | None) -> ModelVersion:
+        """The active version once it is one other than the artifact at `seen` (waits while
+        there is none)."""
+        async with self._changed:
+            await self._changed.wait_for(
+                lambda: self._current is not None and self._current.path != seen
+            )
+            assert self._current is not None
+            return self._current
+
+    async def first(self, stopping: asyncio.Event) -> ModelVersion | None:
+        """The active version, waiting until there is one; None if `stopping` comes first."""
+        found = asyncio.ensure_future(self.changed(None))
+        stop = asyncio.ensure_future(stopping.wait())
+        await asyncio.wait({found, stop}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if not found.done():
+            found.cancel()
+            return None
+        return found.result()
+
+
+def _path(entry: ModelVersion | None) -> Path | None:
+    return entry.path if entry is not None else None

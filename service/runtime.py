@@ -29,7 +29,7 @@ from service.pause import pause
 from service.queue.base import ClipQueue, ClipResult, ResultStore, Summary, summarize
 from service.queue.memory import MemoryQueue, MemoryResults
 from service.queue.redis import RedisQueue, RedisResults
-from service.registry import MemoryPointer, ModelRegistry, RedisPointer
+from service.registry import ActiveModel, MemoryPointer, ModelRegistry, RedisPointer
 from service.settings import Settings
 
 if TYPE_CHECKING:
@@ -74,6 +74,9 @@ class Runtime:
         self.results = results
         self.cameras = cameras
         self.models = models
+        self.active = ActiveModel(models, settings.model_poll_s)
+        """The active version: this process's one reader of the pointer, which routers and
+        workers ask."""
         self.roles = frozenset(roles)
         if not self.roles <= ROLES:
             raise ValueError(f"unknown roles {sorted(self.roles - ROLES)}")
@@ -119,14 +122,15 @@ class Runtime:
             await self.queue.ensure_groups()
         if isinstance(self.results, RedisResults) and "api" in self.roles:
             self._spawn(self.results.listen(self._stopping))
+        self._spawn(self.active.run(self._stopping))
         self._spawn(self._watch_depth())
         if "ingest" in self.roles:
-            ingest = CameraIngest(self.cameras, self.queue, self.models, self.settings)
+            ingest = CameraIngest(self.cameras, self.queue, self.active, self.settings)
             self._spawn(ingest.run(self._stopping))
         if "infer" in self.roles:
             from service.infer import InferenceWorker  # torch-heavy: only where it runs
 
-            self.worker = InferenceWorker(self.queue, self.results, self.models, self.settings)
+            self.worker = InferenceWorker(self.queue, self.results, self.active, self.settings)
             self._spawn(self.worker.run(self._stopping))
 
     async def stop(self) -> None:
@@ -172,7 +176,7 @@ class Runtime:
         except (redis.RedisError, OSError) as exc:
             checks["queue"] = {"ok": False, "error": str(exc)}
         try:
-            active = await asyncio.to_thread(self.models.active)
+            active = await self.active.get()
         except (redis.RedisError, OSError) as exc:
             active = None
             checks["model"] = {"ok": False, "error": str(exc)}
@@ -192,8 +196,9 @@ class Runtime:
         enough to check before accepting each upload."""
         return self.queue.last_depth["files"], self.queue.bounds["files"]
 
-    def clip_spec(self) -> ClipSpec:
-        active = self.models.active()
+    async def clip_spec(self) -> ClipSpec:
+        """How the active model wants its clips cut (NoActiveModel while there is none)."""
+        active = await self.active.get()
         if active is None:
             raise NoActiveModel(
                 f"no active model version and no artifact at {self.settings.model_dir}"
@@ -206,7 +211,7 @@ class Runtime:
 
         Raises NoActiveModel, or av.FFmpegError / ValueError for a file that is not a video.
         """
-        spec = await asyncio.to_thread(self.clip_spec)
+        spec = await self.clip_spec()
         stream = stream or uuid.uuid4().hex
         return await ingest_file(path, stream, self.queue, spec, self.settings, self._decoders)
 

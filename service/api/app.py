@@ -69,7 +69,6 @@ def create_app(runtime: Runtime, run_trainer: bool = True) -> FastAPI:
         responses={401: errors.PROBLEM_RESPONSE, 503: errors.PROBLEM_RESPONSE},
     )
     app.state.runtime = runtime
-    app.state.registry = runtime.models
     app.state.jobs = store
     app.state.planner = planner
     app.state.classify_tasks = classify_tasks

@@ -12,7 +12,6 @@ from service.api.tasks import ClassifyTasks
 from service.jobs.planner import JobPlanner
 from service.jobs.store import JobStore
 from service.metrics import UPLOADS_IN_FLIGHT
-from service.registry import ModelRegistry
 from service.runtime import Runtime
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -24,10 +23,6 @@ _bearer = HTTPBearer(auto_error=False)
 
 def get_runtime(request: Request) -> Runtime:
     return request.app.state.runtime
-
-
-def get_registry(request: Request) -> ModelRegistry:
-    return request.app.state.registry
 
 
 def get_jobs(request: Request) -> JobStore:
@@ -43,7 +38,6 @@ def get_tasks(request: Request) -> ClassifyTasks:
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
-RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 JobsDep = Annotated[JobStore, Depends(get_jobs)]
 PlannerDep = Annotated[JobPlanner, Depends(get_planner)]
 TasksDep = Annotated[ClassifyTasks, Depends(get_tasks)]

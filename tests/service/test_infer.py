@@ -9,7 +9,7 @@ import pytest
 
 from service.infer import InferenceWorker, load_engine
 from service.queue.memory import MemoryQueue, MemoryResults
-from service.registry import MemoryPointer, ModelRegistry
+from service.registry import ActiveModel, MemoryPointer, ModelRegistry
 from service.settings import Settings
 from tests.conftest import ARID_LABELS, TINY_CLIP, make_artifact
 from tests.service.clips import make_clip, metric
@@ -30,10 +30,12 @@ class Harness:
     def __init__(self, registry: ModelRegistry, settings: Settings) -> None:
         self.queue = MemoryQueue(64, 64, 60.0)
         self.results = MemoryResults(3600)
-        self.worker = InferenceWorker(self.queue, self.results, registry, settings)
+        self.active = ActiveModel(registry, settings.model_poll_s)
+        self.worker = InferenceWorker(self.queue, self.results, self.active, settings)
         self.stopping = asyncio.Event()
 
     async def __aenter__(self) -> "Harness":
+        self.watcher = asyncio.create_task(self.active.run(self.stopping))
         self.task = asyncio.create_task(self.worker.run(self.stopping))
         async with asyncio.timeout(60):  # the model loads in about a second
             while self.worker.engine is None:
@@ -43,7 +45,7 @@ class Harness:
 
     async def __aexit__(self, *exc) -> None:
         self.stopping.set()
-        await asyncio.wait_for(self.task, 60)
+        await asyncio.wait_for(asyncio.gather(self.task, self.watcher), 60)
 
     async def classify(self, clips, timeout: float = 60.0):
         for clip in clips:

@@ -3,8 +3,6 @@
 file included.
 """
 
-import asyncio
-
 import av
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
@@ -52,7 +50,7 @@ async def frames(request: Request, runtime: RuntimeDep) -> KeyFrames:
     )
     try:
         await run_in_threadpool(probe_video, path, limits)
-        active = await asyncio.to_thread(runtime.models.active)
+        active = await runtime.active.get()
         if active is None:
             raise Problem(503, "no_model", "no active model to cut clips for")
         from service.keyframes import key_frames  # torch: loaded on the first key-frame request

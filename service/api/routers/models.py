@@ -1,12 +1,13 @@
 """Model versions: what the registry holds, and switching the one inference serves."""
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from service.api.deps import RegistryDep
+from service.api.deps import RuntimeDep
 from service.api.errors import PROBLEM_RESPONSE
 from service.registry import ModelVersion
 
@@ -40,14 +41,15 @@ def _out(entry: ModelVersion, active: str | None) -> ModelOut:
 
 
 @router.get("")
-def list_models(registry: RegistryDep) -> ModelList:
-    active = registry.active()
+async def list_models(runtime: RuntimeDep) -> ModelList:
+    active = await runtime.active.refresh()  # the pointer as it is now, whoever last moved it
     name = active.version if active else None
-    return ModelList(active=name, versions=[_out(v, name) for v in registry.versions()])
+    versions = await asyncio.to_thread(runtime.models.versions)
+    return ModelList(active=name, versions=[_out(v, name) for v in versions])
 
 
 @router.post("/{version}/activate", responses={404: PROBLEM_RESPONSE})
-def activate_model(version: str, registry: RegistryDep) -> ModelOut:
+async def activate_model(version: str, runtime: RuntimeDep) -> ModelOut:
     """Point inference at `version`; workers swap between batches, so no clip is lost."""
-    entry = registry.activate(version)
+    entry = await runtime.active.activate(version)
     return _out(entry, entry.version)

@@ -125,7 +125,7 @@ async def _status(runtime: Runtime, camera: Camera) -> StreamStatus:
     else:
         state = "live" if time.time() - latest.end < fresh_s else "reconnecting"
     fps = None
-    active = await asyncio.to_thread(runtime.models.active) if len(recent) >= 2 else None
+    active = await runtime.active.get() if len(recent) >= 2 else None
     if active is not None:
         sampling, stride = cadence(active.manifest.clip, runtime.settings, camera)
         fps = _frame_rate(recent, stride, sampling)
