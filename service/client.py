@@ -227,12 +227,11 @@ class LocalClient:
         import av
 
         from service.api.errors import Problem
-        from service.api.routers.classify import _limits
-        from service.api.uploads import probe_video
+        from service.api.uploads import UploadLimits, probe_video
         from service.runtime import NoActiveModel
 
         try:
-            info = await asyncio.to_thread(probe_video, path, _limits(self.runtime))
+            info = await asyncio.to_thread(probe_video, path, UploadLimits.of(self.settings))
         except Problem as problem:
             raise ClientError(problem.detail) from problem
         spec = await self.runtime.clip_spec()

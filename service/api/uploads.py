@@ -20,6 +20,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import parse_options_header
 
 from service.api.errors import Problem
+from service.settings import Settings
 
 _OTHER_PART_LIMIT = 64 * 1024  # bytes any non-file form field may hold
 # A frame must be decodable without gigabytes (8K at most) and show something (16 px a side);
@@ -29,12 +30,34 @@ _MIN_SIDE = 16
 _MAX_FPS = 1000.0
 
 
+# The OpenAPI request body of every route that takes a video as multipart field `file`.
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "required": ["file"],
+                }
+            }
+        },
+    }
+}
+
+
 @dataclass(frozen=True)
 class UploadLimits:
     max_bytes: int
     max_seconds: float
     min_frames: int
     field: str = "file"
+
+    @classmethod
+    def of(cls, settings: Settings) -> "UploadLimits":
+        """The limits every upload route (and the local client) applies."""
+        return cls(settings.upload_max_bytes, settings.upload_max_s, settings.upload_min_frames)
 
 
 class VideoInfo(BaseModel):

@@ -26,6 +26,7 @@ from service.api.deps import RuntimeDep, TasksDep, refuse_when_overloaded
 from service.api.errors import PROBLEM_RESPONSE, Problem, store_unavailable
 from service.api.tasks import ClassifyTasks
 from service.api.uploads import (
+    UPLOAD_BODY,
     UploadLimits,
     VideoInfo,
     ffmpeg_reason,
@@ -84,26 +85,7 @@ class UploadTask(BaseModel):
     problem: dict[str, Any] | None = None
 
 
-_MULTIPART_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {"file": {"type": "string", "format": "binary"}},
-                    "required": ["file"],
-                }
-            }
-        },
-    }
-}
 _ERRORS = {code: PROBLEM_RESPONSE for code in (400, 413, 415, 422, 503, 504)}
-
-
-def _limits(runtime: Runtime) -> UploadLimits:
-    s = runtime.settings
-    return UploadLimits(s.upload_max_bytes, s.upload_max_s, s.upload_min_frames)
 
 
 def _answer(
@@ -200,7 +182,7 @@ def _task(task_id: str, status: str, problem: Problem | None = None) -> UploadTa
 
 @router.post(
     "",
-    openapi_extra=_MULTIPART_BODY,
+    openapi_extra=UPLOAD_BODY,
     dependencies=[Depends(refuse_when_overloaded)],
     responses={202: {"model": UploadTask}, **_ERRORS},
 )
@@ -214,7 +196,7 @@ async def classify(
 ) -> Classification:
     """Classify the actions in an uploaded video (multipart field `file`)."""
     task_id = uuid.uuid4().hex
-    limits = _limits(runtime)
+    limits = UploadLimits.of(runtime.settings)
     started = time.perf_counter()
     path = await receive_upload(
         request.headers.get("content-type"),

@@ -10,8 +10,13 @@ from pydantic import BaseModel
 
 from service.api.deps import RuntimeDep, refuse_when_overloaded
 from service.api.errors import PROBLEM_RESPONSE, Problem
-from service.api.routers.classify import _MULTIPART_BODY, _limits
-from service.api.uploads import ffmpeg_reason, probe_video, receive_upload
+from service.api.uploads import (
+    UPLOAD_BODY,
+    UploadLimits,
+    ffmpeg_reason,
+    probe_video,
+    receive_upload,
+)
 
 router = APIRouter(prefix="/frames", tags=["frames"])
 
@@ -35,13 +40,13 @@ class KeyFrames(BaseModel):
 
 @router.post(
     "",
-    openapi_extra=_MULTIPART_BODY,
+    openapi_extra=UPLOAD_BODY,
     dependencies=[Depends(refuse_when_overloaded)],
     responses={code: PROBLEM_RESPONSE for code in (400, 413, 415, 422, 503)},
 )
 async def frames(request: Request, runtime: RuntimeDep) -> KeyFrames:
     """Each clip's key frame, dark and enhanced, of an uploaded video (multipart field `file`)."""
-    limits = _limits(runtime)
+    limits = UploadLimits.of(runtime.settings)
     path = await receive_upload(
         request.headers.get("content-type"),
         request.headers.get("content-length"),
