@@ -30,11 +30,11 @@ from redis.asyncio import Redis
 from bench import models
 from bench.profile import Sampler, show
 from bench.report import SCRATCH, Run, add_options, table, verdict
+from bench.servers import RedisServer
 from service.backends import calibration_batch
 from service.clips import Clip, Integrity, encode
 from service.illumination import measure
 from service.queue.redis import GROUP, RedisQueue, lane_key
-from tests.servers import RedisServer
 
 TARGET = 0.10
 

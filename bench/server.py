@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 
 from bench.report import SCRATCH
-from tests.servers import free_port, lumos_process, wait_for
+from bench.servers import free_port, lumos_process, wait_for
 
 
 @dataclass(frozen=True)

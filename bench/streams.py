@@ -32,9 +32,9 @@ from bench.inference import run_at, service_backend
 from bench.profile import Sampler, show
 from bench.report import SCRATCH, Run, add_options, percentiles, table, verdict
 from bench.server import Server, lumos_server
+from bench.servers import ROOT, RtspCamera
 from service.backends import calibration_batch
 from service.settings import Settings
-from tests.servers import ROOT, RtspCamera
 
 TARGET = 0.8
 INTERVAL_S = 2.0

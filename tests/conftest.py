@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
+from bench.servers import RedisServer, RtspCamera
 from model.artifact import save_artifact
 from model.clip import ClipSpec
 from model.manifest import ArchConfig, Manifest
 from model.networks import build_network
-from tests.servers import RedisServer, RtspCamera
 from training.video import Codec, write_video
 
 ARID_LABELS = [

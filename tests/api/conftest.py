@@ -13,10 +13,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from bench.servers import ROOT, free_port, lumos_process, wait_for
 from service.api.app import create_app
 from service.runtime import Runtime
 from service.settings import Settings
-from tests.servers import ROOT, free_port, lumos_process, wait_for
 
 API_KEY = "test-key-0123456789"
 

@@ -4,8 +4,8 @@ import os
 import subprocess
 import sys
 
+from bench.servers import ROOT
 from service.settings import Settings
-from tests.servers import ROOT
 
 
 def test_configuration_doc_is_generated_from_settings():

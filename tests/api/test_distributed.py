@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.servers import ROOT, RedisServer, RtspCamera, lumos_process, wait_for
 from tests.api.conftest import (
     Service,
     job_state,
@@ -29,7 +30,6 @@ from tests.api.conftest import (
     upload,
 )
 from tests.conftest import ARID_LABELS, dark_frames
-from tests.servers import ROOT, RedisServer, RtspCamera, lumos_process, wait_for
 from training.video import write_video
 
 REQUIRED_METRICS = [

@@ -8,7 +8,7 @@ import yaml
 from prometheus_client import REGISTRY
 
 import service.metrics  # noqa: F401  (registers every metric)
-from tests.servers import ROOT
+from bench.servers import ROOT
 
 GRAFANA = ROOT / "docker" / "grafana"
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.servers import wait_for
 from tests.api.conftest import Service, job_state, make_dataset, service_env, upload
-from tests.servers import wait_for
 
 # The cpu-small pipeline shrunk to seconds: one epoch per stage, a width-4 net on 8 x 32 x 32.
 TINY = {

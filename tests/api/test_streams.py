@@ -9,9 +9,9 @@ from itertools import pairwise
 import httpx
 import pytest
 
+from bench.servers import WebhookReceiver, wait_for
 from tests.api.conftest import Service, service_env
 from tests.conftest import ARID_LABELS
-from tests.servers import WebhookReceiver, wait_for
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ import av
 import numpy as np
 import pytest
 
+from bench.servers import wait_for
 from tests.api.conftest import API_KEY, Service, service_env, upload
 from tests.conftest import ARID_LABELS
-from tests.servers import wait_for
 
 MAX_BYTES = 300_000
 

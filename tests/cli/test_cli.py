@@ -16,9 +16,9 @@ import httpx
 import numpy as np
 import pytest
 
+from bench.servers import ROOT
 from tests.api.conftest import API_KEY, Service, service_env, start_service, upload
 from tests.conftest import ARID_LABELS
-from tests.servers import ROOT
 
 PREDICTION = re.compile(rf"^\d\d:\d\d:\d\d  ({'|'.join(ARID_LABELS)}) \d\.\d{{3}}")
 

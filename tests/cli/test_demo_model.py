@@ -6,9 +6,9 @@ import os
 import subprocess
 from pathlib import Path
 
+from bench.servers import ROOT
 from model.manifest import load_manifest
 from tests.cli.test_cli import command
-from tests.servers import ROOT
 
 
 def test_the_bundled_model_names_the_actions_of_generated_dark_clips(tmp_path: Path) -> None:

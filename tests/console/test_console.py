@@ -11,10 +11,10 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from bench.servers import ROOT
 from tests.api.conftest import API_KEY, Service, service_env, start_service, upload
 from tests.api.test_jobs import make_dataset
 from tests.conftest import ARID_LABELS, make_artifact
-from tests.servers import ROOT
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

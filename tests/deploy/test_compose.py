@@ -22,6 +22,7 @@ import httpx
 import pytest
 import yaml
 
+from bench.servers import free_port, wait_for
 from tests.deploy.conftest import (
     ROOT,
     compose,
@@ -30,7 +31,6 @@ from tests.deploy.conftest import (
     labels_of,
     upload,
 )
-from tests.servers import free_port, wait_for
 
 # The first test's setup may include a cold `make images` (about 6 min) and the stack's start.
 pytestmark = pytest.mark.timeout(1800)

@@ -8,9 +8,9 @@ import subprocess
 import httpx
 import pytest
 
+from bench.servers import free_port, wait_for
 from model.manifest import load_manifest
 from tests.deploy.conftest import DEMO_ARTIFACT, labels_of, upload
-from tests.servers import free_port, wait_for
 
 # This test's setup may include a cold `make images` (about 6 min here).
 pytestmark = pytest.mark.timeout(1800)

@@ -7,8 +7,8 @@ import pytest
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
+from bench.servers import RedisServer
 from service.cameras import Camera, CameraRegistry, MemoryCameras, Ownership, RedisCameras
-from tests.servers import RedisServer
 
 
 @pytest.fixture(params=["memory", "redis"])

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.servers import ROOT, free_port, lumos_process, wait_for
+from bench.servers import ROOT, free_port, lumos_process, wait_for
 
 
 def lumos(*args: str, **env: str) -> subprocess.CompletedProcess:

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
+from bench.servers import free_port, wait_for
 from service.cameras import Camera
 from service.queue.redis import lane_key
 from service.runtime import Runtime
 from service.settings import Settings
 from tests.conftest import TINY_CLIP, make_artifact
-from tests.servers import free_port, wait_for
 from tests.service.clips import metric
 
 

@@ -7,10 +7,10 @@ from collections.abc import Awaitable, Callable
 import pytest
 from redis.asyncio import Redis
 
+from bench.servers import RedisServer
 from service.queue.base import ClipQueue, ClipResult, Latency, Prediction, ResultStore, summarize
 from service.queue.memory import MemoryQueue, MemoryResults
 from service.queue.redis import RedisQueue, RedisResults, lane_key
-from tests.servers import RedisServer
 from tests.service.clips import make_clip, metric
 
 Test = Callable[[ClipQueue, ResultStore], Awaitable[None]]

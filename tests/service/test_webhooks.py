@@ -3,9 +3,9 @@ costs counted deliveries, never the sender."""
 
 import asyncio
 
+from bench.servers import WebhookReceiver, free_port, wait_for
 from service.queue.base import ClipResult, Latency
 from service.webhooks import WebhookSender
-from tests.servers import WebhookReceiver, free_port, wait_for
 from tests.service.clips import make_clip, metric
 
 

@@ -13,10 +13,10 @@ import pytest
 import redis
 from redis.asyncio import Redis
 
+from bench.servers import RedisServer, free_port, lumos_process, wait_for
 from service.cameras import Camera, RedisCameras
 from service.queue.base import ClipResult, Latency
 from service.queue.redis import GROUP, RedisQueue, RedisResults, lane_key
-from tests.servers import RedisServer, free_port, lumos_process, wait_for
 from tests.service.clips import make_clip
 from tests.service.test_infer import tiny_frames
 

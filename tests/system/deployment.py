@@ -18,9 +18,7 @@ import httpx
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.queue.redis import GROUP, lane_key
-from tests.api.conftest import API_KEY, Service, service_env, upload
-from tests.servers import (
+from bench.servers import (
     SYSTEM_PYTHON,
     RedisServer,
     RtspCamera,
@@ -28,6 +26,8 @@ from tests.servers import (
     lumos_process,
     wait_for,
 )
+from service.queue.redis import GROUP, lane_key
+from tests.api.conftest import API_KEY, Service, service_env, upload
 
 WORKERS = ("ingest-a", "ingest-b", "infer")
 STARTUP_S = 420

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.servers import ROOT
+from bench.servers import ROOT
 from tests.system.results import RESULTS, load
 
 DOC = ROOT / "docs" / "reliability.md"

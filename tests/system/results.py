@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.servers import ROOT
+from bench.servers import ROOT
 
 RESULTS = Path(
     os.environ.get("LUMOS_RELIABILITY_RESULTS", ROOT / "runs" / "reliability" / "results.json")

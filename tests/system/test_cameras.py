@@ -13,7 +13,7 @@ import time
 
 import httpx
 
-from tests.servers import RtspCamera, free_port, wait_for
+from bench.servers import RtspCamera, free_port, wait_for
 from tests.system.deployment import CAMERAS, SETTINGS, FaultyCamera, System, metric
 
 STALL_S = float(SETTINGS["stall_timeout_s"])

@@ -12,8 +12,8 @@ import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bench.servers import wait_for
 from tests.api.conftest import upload
-from tests.servers import wait_for
 from tests.system.corpus import Case, cases, good_video, multipart, part
 from tests.system.deployment import SETTINGS, System, proc_stats
 

@@ -16,9 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
+from bench.servers import wait_for
 from service.queue.redis import lane_key
 from tests.api.conftest import API_KEY, upload
-from tests.servers import wait_for
 from tests.system.deployment import CAMERAS, SETTINGS, System, metric, proc_stats
 from tests.system.load import Answer, Uploads, timed_upload
 

@@ -9,9 +9,9 @@ import signal
 import time
 from collections import Counter
 
+from bench.servers import wait_for
 from service.clips import decode
 from service.queue.redis import lane_key
-from tests.servers import wait_for
 from tests.system.deployment import CAMERAS, System, metric
 from tests.system.load import Uploads, doubled, seqs
 

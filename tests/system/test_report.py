@@ -3,7 +3,7 @@ page names as covering a scenario exists."""
 
 import re
 
-from tests.servers import ROOT
+from bench.servers import ROOT
 from tests.system.report import COVERED, render
 
 

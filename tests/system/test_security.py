@@ -23,10 +23,10 @@ from pathlib import Path
 
 import pytest
 
+from bench.servers import ROOT, free_port, wait_for
 from service.api.deps import key_matches
 from tests.api.conftest import API_KEY, upload
 from tests.conftest import dark_frames
-from tests.servers import ROOT, free_port, wait_for
 from tests.system.deployment import CAMERAS, System
 from training.video import write_video
 

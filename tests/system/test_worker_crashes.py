@@ -10,8 +10,8 @@ import re
 import signal
 import time
 
+from bench.servers import wait_for
 from service.queue.redis import lane_key
-from tests.servers import wait_for
 from tests.system.deployment import CAMERAS, LEASE_MS, System, metric
 from tests.system.load import Uploads, upload_ledger
 

@@ -1,4 +1,6 @@
-"""Real servers for tests, each on a free port of 127.0.0.1, that a test may kill and restart.
+"""Real servers for tests and benchmarks, each on a free port of 127.0.0.1, that the caller may
+kill and restart. Here, not in tests/, because benchmarks launch them too and must not depend on
+the test package (tests may import bench, never the other way round).
 
 `RedisServer` is a private redis-server (nothing on disk), so a test can kill it without touching
 the shared one on 6379. `RtspCamera` is the GStreamer RTSP test camera
