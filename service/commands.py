@@ -321,7 +321,7 @@ def register_bench(commands: argparse._SubParsersAction) -> None:
 def _bench(args: argparse.Namespace) -> int:
     import subprocess
 
-    # The benchmarks need the checkout's bench/, tests/ helpers and docs/, which no install has;
+    # The benchmarks need the checkout's bench/ and docs/, which no install has;
     # as `python -m` in the checkout they find them, and run in a fresh process of their own.
     root = Path(__file__).resolve().parent.parent
     if not (root / "bench" / f"{args.name}.py").is_file():

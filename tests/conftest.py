@@ -12,21 +12,10 @@ from model.artifact import save_artifact
 from model.clip import ClipSpec
 from model.manifest import ArchConfig, Manifest
 from model.networks import build_network
+from training.datasets import ARID_CLASSES
 from training.video import Codec, write_video
 
-ARID_LABELS = [
-    "Drink",
-    "Jump",
-    "Pick",
-    "Pour",
-    "Push",
-    "Run",
-    "Sit",
-    "Stand",
-    "Turn",
-    "Walk",
-    "Wave",
-]
+ARID_LABELS = list(ARID_CLASSES)
 TIERS = {
     "system": (
         "tests/system/",

@@ -240,6 +240,11 @@ def ffmpeg_reason(exc: Exception) -> str:
     return getattr(exc, "strerror", None) or str(exc)
 
 
+def undecodable(exc: Exception) -> Problem:
+    """A video that passed the probe but failed to decode further in: the upload's fault."""
+    return Problem(422, "undecodable", f"decoding the video failed: {ffmpeg_reason(exc)}")
+
+
 def _check_frames(stream: av.VideoStream) -> None:
     """Refuse frame sizes and rates that only a forged header declares, before any decoding."""
     width, height = stream.codec_context.width, stream.codec_context.height

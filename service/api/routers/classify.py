@@ -29,9 +29,9 @@ from service.api.uploads import (
     UPLOAD_BODY,
     UploadLimits,
     VideoInfo,
-    ffmpeg_reason,
     probe_video,
     receive_upload,
+    undecodable,
 )
 from service.queue.base import ClipResult, Summary
 from service.runtime import NoActiveModel, Runtime, VideoResult
@@ -135,9 +135,7 @@ async def _classify(
     except TimeoutError as exc:
         raise Problem(504, "inference_timeout", f"no results within {timeout:.0f} s") from exc
     except (av.FFmpegError, ValueError) as exc:  # passed the probe, failed further in
-        raise Problem(
-            422, "undecodable", f"decoding the video failed: {ffmpeg_reason(exc)}"
-        ) from exc
+        raise undecodable(exc) from exc
     finally:
         path.unlink(missing_ok=True)
     timings["classify"] = time.perf_counter() - started

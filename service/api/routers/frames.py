@@ -13,9 +13,9 @@ from service.api.errors import PROBLEM_RESPONSE, Problem
 from service.api.uploads import (
     UPLOAD_BODY,
     UploadLimits,
-    ffmpeg_reason,
     probe_video,
     receive_upload,
+    undecodable,
 )
 
 router = APIRouter(prefix="/frames", tags=["frames"])
@@ -62,9 +62,7 @@ async def frames(request: Request, runtime: RuntimeDep) -> KeyFrames:
 
         rendered = await run_in_threadpool(key_frames, path, active.manifest.clip, runtime.settings)
     except (av.FFmpegError, ValueError) as exc:  # passed the probe, failed further in
-        raise Problem(
-            422, "undecodable", f"decoding the video failed: {ffmpeg_reason(exc)}"
-        ) from exc
+        raise undecodable(exc) from exc
     finally:
         path.unlink(missing_ok=True)
     return KeyFrames(model_version=active.version, clips=[KeyFrame(**f) for f in rendered])
