@@ -53,7 +53,7 @@ def test_paper_layer4_map_for_a_64_frame_clip_is_512x8x7x7():
 @pytest.mark.parametrize("frames", [8, 16, 32, 64])
 @pytest.mark.parametrize("batch", [1, 3])
 def test_student_and_teacher_shapes(tiny, frames, batch):
-    dark, enhanced = torch.rand(2, batch, 3, frames, 112, 112)
+    dark, enhanced = torch.rand(2, batch, 3, frames, 64, 64)
     student = build_network(tiny()).eval()
     teacher = build_network(tiny(kind="teacher", fusion="dff")).eval()
     with torch.no_grad():

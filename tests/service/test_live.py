@@ -51,6 +51,7 @@ async def results_since(runtime: Runtime, stream: str, since: float, count: int,
     raise AssertionError(f"fewer than {count} results of {stream} after {timeout} s")
 
 
+@pytest.mark.system  # a fault held for 15 s of real time: the system tier's, not `make check`'s
 def test_predictions_resume_after_the_camera_is_down_for_15_s(
     rtsp_camera, tiny_artifact: Path, tmp_path: Path
 ) -> None:
