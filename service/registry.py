@@ -227,12 +227,12 @@ class ActiveModel:
         """The active version, waiting until there is one; None if `stopping` comes first."""
         found = asyncio.ensure_future(self.changed(None))
         stop = asyncio.ensure_future(stopping.wait())
-        await asyncio.wait({found, stop}, return_when=asyncio.FIRST_COMPLETED)
-        stop.cancel()
-        if not found.done():
+        try:
+            await asyncio.wait({found, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
             found.cancel()
-            return None
-        return found.result()
+            stop.cancel()
+        return found.result() if found.done() and not found.cancelled() else None
 
 
 def _path(entry: ModelVersion | None) -> Path | None:
