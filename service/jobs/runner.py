@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from service.jobs.overrides import leaves
 from service.jobs.planner import JobPlanner
 from service.jobs.records import Job, JobError, JobState
 from service.jobs.roots import Roots
@@ -54,15 +55,13 @@ def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> list[str]:
     return [row for row in rows if row][-lines:]
 
 
-def _flat(report: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def _scalars(report: dict[str, Any]) -> dict[str, Any]:
     """{"eval": {"top1": 0.9}} -> {"eval.top1": 0.9}: numbers and strings only, for the record."""
-    flat: dict[str, Any] = {}
-    for key, value in report.items():
-        if isinstance(value, dict):
-            flat.update(_flat(value, f"{prefix}{key}."))
-        elif isinstance(value, int | float | str | bool) or value is None:
-            flat[f"{prefix}{key}"] = value
-    return flat
+    return {
+        key: value
+        for key, value in leaves(report).items()
+        if isinstance(value, int | float | str | bool) or value is None
+    }
 
 
 class JobRunner:
@@ -220,7 +219,7 @@ class JobRunner:
 
     def _succeed(self, job: Job, directory: Path) -> None:
         artifact, report = self.planner.outcome(job, directory)
-        job = job.model_copy(update={"metrics": {**job.metrics, **_flat(report)}})
+        job = job.model_copy(update={"metrics": {**job.metrics, **_scalars(report)}})
         if artifact is not None:
             try:
                 entry = self.registry.register(artifact, version=f"job-{job.id}")
