@@ -208,7 +208,7 @@ class LocalClient:
     def __init__(self, settings: Settings, roles: set[str]) -> None:
         from service.runtime import Runtime  # torch: only for the in-process client
 
-        self.settings = settings.model_copy(update={"redis_url": None})
+        self.settings = settings.model_copy(update={"redis_url": None, "redis_sentinels": None})
         self.runtime = Runtime.from_settings(self.settings, roles=roles)
 
     async def __aenter__(self) -> "LocalClient":

@@ -171,10 +171,11 @@ def _distributed_settings(command: str, **updates: object) -> "Settings":
     from service.settings import Settings
 
     settings = Settings()
-    if settings.redis_url is None:
+    if not settings.redis_enabled():
         sys.exit(
-            f"lumos {command}: set LUMOS_REDIS_URL; it shares work with other processes through "
-            "Redis (for everything in one process, run `lumos serve`)"
+            f"lumos {command}: set LUMOS_REDIS_URL or LUMOS_REDIS_SENTINELS; it shares work "
+            "with other processes through Redis (for everything in one process, run `lumos "
+            "serve`)"
         )
     return settings.model_copy(update={k: v for k, v in updates.items() if v is not None})
 

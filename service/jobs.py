@@ -723,6 +723,6 @@ class JobPlanner:
 
 def job_store(settings: Settings) -> JobStore:
     """Redis-backed records when the service runs as several processes, else in-process."""
-    if settings.redis_url is None:
+    if not settings.redis_enabled():
         return MemoryJobStore()
-    return RedisJobStore(thread_client(settings.redis_url))
+    return RedisJobStore(thread_client(settings))

@@ -35,6 +35,17 @@ def parse_backoff(schedule: str) -> list[tuple[float, int | None]]:
     return steps
 
 
+def parse_sentinels(addresses: str) -> list[tuple[str, int]]:
+    """ "s1:26379, [::1]:26379" -> [("s1", 26379), ("::1", 26379)]."""
+    parsed = []
+    for item in addresses.split(","):
+        host, _, port = item.strip().rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"sentinel {item.strip()!r} is not HOST:PORT")
+        parsed.append((host.strip("[]"), int(port)))
+    return parsed
+
+
 class Settings(BaseSettings):
     """The service's configuration; see each field's description (also in `lumos serve --help`)."""
 
@@ -74,6 +85,27 @@ class Settings(BaseSettings):
         le=65535,
         description="`lumos ingest`, `lumos infer` and `lumos trainer` serve /metrics, /healthz "
         "and /readyz on this port; 0 = off.",
+    )
+
+    # Redis that fails over: Sentinels name the primary, WAIT holds accepted uploads.
+    redis_sentinels: str | None = Field(
+        None,
+        description="Comma-separated HOST:PORT of Redis Sentinels. Set, every connection asks "
+        "them for the primary of `redis_master_name` (again after a failover), and "
+        "LUMOS_REDIS_URL, if also set, gives only the database number and credentials.",
+    )
+    redis_master_name: str = Field(
+        "lumos", description="The master name the Sentinels monitor (`sentinel monitor NAME`)."
+    )
+    redis_wait_replicas: int = Field(
+        0,
+        ge=0,
+        description="Replicas that must hold each queued upload clip (Redis WAIT) before its "
+        "upload counts as accepted, so that a failover cannot lose it; 0 = asynchronous "
+        "replication only.",
+    )
+    redis_wait_ms: int = Field(
+        1000, ge=1, description="How long WAIT waits for those replicas before it gives up."
     )
 
     # Ingest.
@@ -202,6 +234,20 @@ class Settings(BaseSettings):
 
     def api_key_list(self) -> list[str]:
         return [key.strip() for key in self.api_keys.get_secret_value().split(",") if key.strip()]
+
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        return parse_sentinels(self.redis_sentinels or "")
+
+    def redis_enabled(self) -> bool:
+        """Whether the parts share work through Redis (a URL or Sentinels), not in-process."""
+        return self.redis_url is not None or self.redis_sentinels is not None
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _valid_sentinels(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_sentinels(value)
+        return value
 
     @field_validator("reconnect_backoff")
     @classmethod
