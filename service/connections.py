@@ -32,6 +32,12 @@ class _LoopSentinelPool(aiosentinel.SentinelConnectionPool, aioredis.BlockingCon
 class _ThreadSentinelPool(redis.sentinel.SentinelConnectionPool, redis.BlockingConnectionPool):
     """The same for the threads' client."""
 
+    def disconnect(self, inuse_connections: bool = True) -> None:
+        """Sentinel drops the idle connections when the primary moves; the blocking pool can
+        only drop them all, which for the threads' one connection (about to reconnect) is the
+        same."""
+        super().disconnect()
+
 
 def _database(settings: Settings) -> dict[str, object]:
     """Database number and credentials from LUMOS_REDIS_URL (its host is Sentinel's to say)."""

@@ -1,6 +1,6 @@
 """The deployment files are valid and say what the code does.
 
-Kubernetes manifests (`kubectl kustomize k8s/overlays/{cpu,gpu}`) are validated against the
+Kubernetes manifests (`kubectl kustomize k8s/overlays/{cpu,gpu,ha}`) are validated against the
 Kubernetes schemas of kubernetes-validate (strict: unknown fields fail) and, for the KEDA and
 Prometheus Operator resources, against models generated from those projects' CRDs (cloudcoil); all
 from PyPI packages, nothing fetched. Then every name a deployment file shares with the code is
@@ -85,7 +85,7 @@ def metric_samples() -> set[str]:
     return names
 
 
-@pytest.fixture(scope="module", params=["cpu", "gpu"])
+@pytest.fixture(scope="module", params=["cpu", "gpu", "ha"])
 def overlay(request: pytest.FixtureRequest) -> tuple[str, list[dict]]:
     return request.param, kustomize(request.param)
 
@@ -283,3 +283,37 @@ def test_grafana_provisioning_matches_compose_and_the_metrics(docker_engine):
     assert used and used <= metric_samples(), used - metric_samples()
     uids = set(re.findall(r'"uid":\s*"([^"$]+)"', dashboard)) - {json.loads(dashboard)["uid"]}
     assert uids <= {source["uid"]}, "panels must query the provisioned datasource"
+
+
+def test_ha_overlay_reaches_redis_through_sentinel_and_spreads_every_replica():
+    resources = kustomize("ha")
+    config = next(iter(of_kind(resources, "ConfigMap").values()))["data"]
+    settings = Settings(**{k.removeprefix("LUMOS_").lower(): v for k, v in config.items()})
+    assert settings.redis_enabled() and settings.redis_wait_replicas >= 1
+    redis = of_kind(resources, "StatefulSet")["redis"]
+    assert redis["spec"]["replicas"] == 3
+    pods = {settings.sentinel_addresses()[i][0] for i in range(3)}
+    assert pods == {f"redis-{i}.redis" for i in range(3)}
+    containers = {c["name"] for c in pod_spec(redis)["containers"]}
+    assert containers == {"redis", "sentinel"}
+    monitored = pod_spec(redis)["containers"][1]["args"][0]
+    assert f"sentinel monitor {settings.redis_master_name} " in monitored
+    spread = pod_spec(redis)["affinity"]["podAntiAffinity"]
+    assert spread["requiredDuringSchedulingIgnoredDuringExecution"][0]["topologyKey"] == (
+        "kubernetes.io/hostname"
+    )
+    for name, deployment in of_kind(resources, "Deployment").items():
+        terms = pod_spec(deployment)["affinity"]["podAntiAffinity"]
+        (term,) = terms["preferredDuringSchedulingIgnoredDuringExecution"]
+        assert term["podAffinityTerm"]["labelSelector"]["matchLabels"] == {
+            "app.kubernetes.io/name": name
+        }
+    # KEDA asks the same Sentinels for the primary and reads the same lag (XINFO GROUPS).
+    triggers = of_kind(resources, "ScaledObject")["infer"]["spec"]["triggers"]
+    assert {t["type"] for t in triggers} == {"redis-sentinel-streams"}
+    for trigger in triggers:
+        meta = trigger["metadata"]
+        assert meta["sentinelMaster"] == settings.redis_master_name
+        hosts = {a.split(".")[0] + ".redis" for a in meta["addresses"].split(",")}
+        assert hosts == pods
+        assert "lagCount" in meta

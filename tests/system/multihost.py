@@ -10,8 +10,9 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 
 import httpx
@@ -123,7 +124,7 @@ class Deployment:
     def start(self, host: str, role: str, **env: str) -> subprocess.Popen:
         """`lumos ROLE` inside `host`, worker id = the host's name; `env` adds variables."""
         variables = {**self.env, "LUMOS_WORKER_ID": host, **env}
-        if role == "api":
+        if role in ("api", "serve"):
             variables |= {"LUMOS_HOST": self.hosts.addresses[host], "LUMOS_PORT": str(API_PORT)}
         command = self.hosts.command(host, [sys.executable, "-m", "service.cli", role])
         with (self.root / "logs" / f"{host}.log").open("ab") as log:
@@ -179,10 +180,41 @@ class Deployment:
             held += sum(c["pending"] for c in consumers if c["name"].decode() == worker)
         return held
 
+    def lag(self) -> int:
+        """Clips queued and not yet delivered to any worker, both lanes: the consumer group's
+        `lag` (XINFO GROUPS), the number KEDA's redis-streams trigger scales inference on."""
+        store = self.store()
+        groups = [store.xinfo_groups(lane_key(lane)) for lane in ("files", "live")]
+        return sum(g["lag"] or 0 for found in groups for g in found if g["name"] == GROUP.encode())
+
     def owners(self) -> dict[str, str | None]:
         store = self.store()
         leases = {c: store.get(f"lumos:lease:{c}") for c in CAMERAS}
         return {c: holder.decode() if holder else None for c, holder in leases.items()}
+
+
+class Sampler:
+    """Calls `read()` every `every` seconds in a thread while open; `values` keeps the answers
+    (a failed read is skipped: the link being read across may be the one under test)."""
+
+    def __init__(self, read: Callable[[], int], every: float = 0.5) -> None:
+        self.read, self.every = read, every
+        self.values: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "Sampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            with suppress(redis.RedisError):
+                self.values.append(self.read())
 
 
 @contextmanager

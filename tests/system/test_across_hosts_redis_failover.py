@@ -17,7 +17,7 @@ import redis
 from service.queue.redis import lane_key
 from tests.servers import wait_for
 from tests.system import hosts as network
-from tests.system.load import Uploads, upload_ledger
+from tests.system.load import Uploads, seqs, upload_ledger, upload_streams
 from tests.system.multihost import Deployment, HostRedis, hosts_for, sentinel_command
 
 pytestmark = [
@@ -66,19 +66,19 @@ def test_primary_killed_under_load_the_replica_takes_over_and_no_accepted_clip_i
             stack.callback(sentinel.kill)
             sentinel.start()
         sentinels = ",".join(f"{hosts.addresses[h]}:26379" for h in SENTINEL_HOSTS)
-        watcher = redis.Redis(hosts.addresses["api"], 26379, socket_timeout=2)
+        watcher = redis.Redis(
+            hosts.addresses["api"], 26379, socket_timeout=2, decode_responses=True
+        )
 
         def master() -> str:
-            return watcher.sentinel_get_master_addr_by_name("lumos")[0]
+            return watcher.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "lumos")[0]
 
-        wait_for(
-            lambda: (
-                watcher.sentinel_master("lumos")["num-slaves"] == 1
-                and watcher.sentinel_master("lumos")["num-other-sentinels"] == 2
-            ),
-            30,
-            "the Sentinels to see the replica and each other",
-        )
+        def sees_all() -> bool:
+            fields = watcher.execute_command("SENTINEL", "MASTER", "lumos")
+            found = dict(zip(fields[::2], fields[1::2], strict=True))
+            return found["num-slaves"] == "1" and found["num-other-sentinels"] == "2"
+
+        wait_for(sees_all, 30, "the Sentinels to see the replica and each other")
         deployment = Deployment(
             hosts,
             tmp_path,
@@ -112,6 +112,12 @@ def test_primary_killed_under_load_the_replica_takes_over_and_no_accepted_clip_i
         new = deployment.store()
         wait_for(lambda: new.xlen(lane_key("files")) == 0, 60, "the upload lane drained")
         ledger = upload_ledger(deployment, 0.0, 0.0)
+        # An upload's clips are queued in order, each put returning once a replica holds it: a
+        # clip lost after it was accepted leaves a hole before its upload's later clips. What
+        # the ledger misses beyond holes is the put that failed with the primary (the upload
+        # answered 503 store_unavailable, its clips never accepted).
+        positions = [seqs(new, stream) for stream in upload_streams(new)]
+        holes = sum(max(p) + 1 - len(set(p)) for p in positions if p)
         results_lost = sum(1 for key in before if not new.exists(key))
         replica_offset = new.info("replication")["master_repl_offset"]
         alive = deployment.processes["api"].poll() is None
@@ -132,7 +138,8 @@ def test_primary_killed_under_load_the_replica_takes_over_and_no_accepted_clip_i
         uploads_served_again_s=round(served_s, 1),
         upload_clips_cut=ledger.cut,
         upload_clips_classified=ledger.classified,
-        upload_clips_lost=ledger.lost,
+        upload_clips_refused=ledger.lost - holes,
+        accepted_upload_clips_lost=holes,
         upload_clips_duplicated=ledger.duplicated,
         results_stored_before_kill_lost=results_lost,
         replication_offset_at_kill=acked_before,
@@ -142,7 +149,8 @@ def test_primary_killed_under_load_the_replica_takes_over_and_no_accepted_clip_i
         put_samples=PUTS,
     )
     assert alive
-    assert ledger.cut > 0 and ledger.lost == 0 and ledger.duplicated == 0, ledger
+    assert ledger.cut > 0 and holes == 0 and ledger.duplicated == 0, ledger
+    assert ledger.lost - holes <= uploads.statuses().get("503 store_unavailable", 0)
     assert set(uploads.statuses()) <= {
         "200",
         "503 store_unavailable",
