@@ -6,6 +6,7 @@ Hosts: `redis`, `api`, `ingest-a`, `ingest-b`, `infer-a`, `infer-b`, `camera`, a
 Redis address is the relay's), so that the test can slow or stall that one link.
 """
 
+import os
 import signal
 import socket
 import subprocess
@@ -25,6 +26,7 @@ from tests.system.deployment import CAMERAS, LEASE_MS
 from tests.system.hosts import Hosts
 
 REDIS_PORT = 6379
+SENTINEL_PORT = 26379
 API_PORT = 8000
 CAMERA_PORT = 8554
 STARTUP_S = 300
@@ -48,17 +50,20 @@ SETTINGS = dict(
 
 
 class HostRedis(RedisServer):
-    """redis-server inside `host`, listening on its address (no persistence: a replica, or
-    nothing, keeps the data)."""
+    """redis-server inside `host`, listening on its address, its files (a replica's copy of the
+    primary) in `directory`; nothing saved on a schedule."""
 
-    def __init__(self, hosts: Hosts, host: str, *options: str) -> None:
+    def __init__(self, hosts: Hosts, host: str, directory: Path, *options: str) -> None:
         super().__init__(REDIS_PORT)
         self.hosts, self.host, self.options = hosts, host, options
+        self.directory = directory
         self.address = hosts.addresses[host]
 
     def command(self) -> list[str]:
+        self.directory.mkdir(parents=True, exist_ok=True)
         server = super().command() + ["--bind", "0.0.0.0", "--protected-mode", "no"]
-        return self.hosts.command(self.host, [*server, *self.options])
+        server += ["--dir", str(self.directory), *self.options]
+        return self.hosts.command(self.host, server)
 
     def ready(self) -> bool:
         try:
@@ -75,6 +80,28 @@ class HostRedis(RedisServer):
     @property
     def url(self) -> str:
         return f"redis://{self.address}:{self.port}/0"
+
+
+class HostSentinel(HostRedis):
+    """redis-sentinel inside `host` watching the redis-server of host `primary` as master
+    `lumos`; quick to judge it down (1 s), as a test needs."""
+
+    def __init__(self, hosts: Hosts, host: str, directory: Path, primary: str, quorum: int):
+        super().__init__(hosts, host, directory)
+        self.port = SENTINEL_PORT
+        self.primary, self.quorum = hosts.addresses[primary], quorum
+
+    def command(self) -> list[str]:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        config = self.directory / "sentinel.conf"  # Sentinel rewrites it as it learns
+        config.write_text(
+            f"port {self.port}\nbind 0.0.0.0\nprotected-mode no\ndir {self.directory}\n"
+            f"sentinel monitor lumos {self.primary} {REDIS_PORT} {self.quorum}\n"
+            "sentinel down-after-milliseconds lumos 1000\n"
+            "sentinel failover-timeout lumos 4000\n"
+            "sentinel parallel-syncs lumos 1\n"
+        )
+        return self.hosts.command(self.host, ["redis-sentinel", str(config)])
 
 
 class HostCamera(RtspCamera):
@@ -119,6 +146,7 @@ class Deployment:
         (root / "logs").mkdir(exist_ok=True)
         self.url = f"http://{hosts.addresses['api']}:{API_PORT}"
         self.processes: dict[str, subprocess.Popen] = {}
+        self.cpu: dict[str, float] = {}
         self.store_url = ""
 
     def start(self, host: str, role: str, **env: str) -> subprocess.Popen:
@@ -133,8 +161,19 @@ class Deployment:
             )
         return self.processes[host]
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user + system) each process has used, read from /proc while it runs; a
+        process killed keeps the last reading (`kill` reads it first)."""
+        for host, process in self.processes.items():
+            with suppress(FileNotFoundError, ProcessLookupError):
+                fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+                ticks = int(fields[11]) + int(fields[12])  # utime, stime
+                self.cpu[host] = ticks / os.sysconf("SC_CLK_TCK")
+        return dict(self.cpu)
+
     def kill(self, host: str) -> None:
         """SIGKILL of the host's process: the host is gone, with whatever it held."""
+        self.cpu_seconds()
         process = self.processes[host]
         process.send_signal(signal.SIGKILL)
         process.wait()
@@ -222,16 +261,3 @@ def hosts_for(*extra: str) -> Iterator[tuple[Hosts, ExitStack]]:
     """The hosts, and a stack that stops what the test starts in them before they go."""
     with Hosts(HOSTS + list(extra)) as hosts, ExitStack() as stack:
         yield hosts, stack
-
-
-def sentinel_command(hosts: Hosts, host: str, config: Path, primary: str, quorum: int) -> list:
-    """A redis-sentinel inside `host` watching `primary` as master `lumos` (`config` is
-    written here: Sentinel rewrites its own config file as it learns)."""
-    config.write_text(
-        f"port 26379\nbind 0.0.0.0\nprotected-mode no\ndir {config.parent}\n"
-        f"sentinel monitor lumos {hosts.addresses[primary]} {REDIS_PORT} {quorum}\n"
-        "sentinel down-after-milliseconds lumos 1000\n"
-        "sentinel failover-timeout lumos 4000\n"
-        "sentinel parallel-syncs lumos 1\n"
-    )
-    return hosts.command(host, ["redis-sentinel", str(config)])

@@ -50,7 +50,7 @@ def test_faults_between_hosts_lose_and_duplicate_no_accepted_clip(
 ):
     began = time.monotonic()
     with hosts_for() as (hosts, stack):
-        store = HostRedis(hosts, "redis")
+        store = HostRedis(hosts, "redis", tmp_path / "redis")
         stack.callback(store.kill)
         store.start()
         camera = HostCamera(hosts)
@@ -172,6 +172,17 @@ def test_faults_between_hosts_lose_and_duplicate_no_accepted_clip(
             int(n) for n in re.findall(r"reclaimed (\d+) clips", deployment.log("infer-b"))
         )
         alive = {h: p.poll() is None for h, p in deployment.processes.items()}
+        cpu = deployment.cpu_seconds()
+        traffic = store_client.info("stats")
+        memory = store_client.info("memory")
+        kept = [k for c in CAMERAS for k in store_client.zrange(f"lumos:results:{c}", 0, 49)]
+        result_bytes = statistics.mean(
+            store_client.memory_usage(b"lumos:result:" + key) for key in kept
+        ) + statistics.mean(
+            store_client.memory_usage(f"lumos:results:{c}")
+            / store_client.zcard(f"lumos:results:{c}")
+            for c in CAMERAS
+        )
     wall_s = time.monotonic() - began
 
     topology = "7 hosts (redis, api, ingest-a/b, infer-a/b, camera); uploads from 2 clients"
@@ -221,6 +232,22 @@ def test_faults_between_hosts_lose_and_duplicate_no_accepted_clip(
         group_lag_median=statistics.median(lag.values),
         faults_s=round(faults_s),
         test_wall_s=round(wall_s),
+    )
+    classified = ledger.classified + live_stored
+    record(
+        "Hosts: resources over the run (docs/scaling.md checks its model against these)",
+        f"the run above: {len(uploads.answers)} uploads of 4 clips (36 frames, 64x48), 2 "
+        "cameras at 96x72 and 10 fps, tiny model (8 x 32 x 32 clips), fp32, 1 thread",
+        "CPU seconds of each process (from /proc); Redis bytes in and out and peak memory",
+        cpu_s={host: round(seconds, 1) for host, seconds in sorted(cpu.items())},
+        uploads=len(uploads.answers),
+        clips_classified=classified,
+        redis_net_in_kb=round(traffic["total_net_input_bytes"] / 1024),
+        redis_net_out_kb=round(traffic["total_net_output_bytes"] / 1024),
+        redis_used_memory_peak_kb=round(memory["used_memory_peak"] / 1024),
+        redis_used_memory_kb=round(memory["used_memory"] / 1024),
+        redis_bytes_per_result=round(result_bytes),
+        seconds=round(faults_s),
     )
     assert ledger.cut > 0 and ledger.lost == 0 and ledger.duplicated == 0, ledger
     assert set(uploads.statuses()) <= {"200", "503 overloaded", "504 inference_timeout"}

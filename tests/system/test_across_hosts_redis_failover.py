@@ -18,7 +18,13 @@ from service.queue.redis import lane_key
 from tests.servers import wait_for
 from tests.system import hosts as network
 from tests.system.load import Uploads, seqs, upload_ledger, upload_streams
-from tests.system.multihost import Deployment, HostRedis, hosts_for, sentinel_command
+from tests.system.multihost import (
+    SENTINEL_PORT,
+    Deployment,
+    HostRedis,
+    HostSentinel,
+    hosts_for,
+)
 
 pytestmark = [
     pytest.mark.system,
@@ -50,24 +56,20 @@ def test_primary_killed_under_load_the_replica_takes_over_and_no_accepted_clip_i
     tiny_artifact, tmp_path, clip_video, record
 ):
     with hosts_for("redis-b") as (hosts, stack):
-        primary = HostRedis(hosts, "redis")
+        primary = HostRedis(hosts, "redis", tmp_path / "redis")
         stack.callback(primary.kill)
         primary.start()
-        replica = HostRedis(hosts, "redis-b", "--replicaof", primary.address, str(primary.port))
+        follow = ("--replicaof", primary.address, str(primary.port))
+        replica = HostRedis(hosts, "redis-b", tmp_path / "redis-b", *follow)
         stack.callback(replica.kill)
         replica.start()
         for host in SENTINEL_HOSTS:
-            config = tmp_path / f"sentinel-{host}" / "sentinel.conf"
-            config.parent.mkdir()
-            command = sentinel_command(hosts, host, config, "redis", quorum=2)
-            sentinel = HostRedis(hosts, host)
-            sentinel.command = lambda command=command: command  # type: ignore[method-assign]
-            sentinel.port = 26379
+            sentinel = HostSentinel(hosts, host, tmp_path / f"sentinel-{host}", "redis", quorum=2)
             stack.callback(sentinel.kill)
             sentinel.start()
-        sentinels = ",".join(f"{hosts.addresses[h]}:26379" for h in SENTINEL_HOSTS)
+        sentinels = ",".join(f"{hosts.addresses[h]}:{SENTINEL_PORT}" for h in SENTINEL_HOSTS)
         watcher = redis.Redis(
-            hosts.addresses["api"], 26379, socket_timeout=2, decode_responses=True
+            hosts.addresses["api"], SENTINEL_PORT, socket_timeout=2, decode_responses=True
         )
 
         def master() -> str:
