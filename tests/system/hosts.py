@@ -3,14 +3,15 @@
 Each host is a namespace with its own network stack, one veth link to a bridge in the test's own
 namespace, and an address on a private /24; the test process reaches every host through the
 bridge, as a client on the same network would. `cut(host)` / `restore(host)` take the host's
-link down and up (`ip link set`), and `run(host, command)` starts a process inside it.
+link down and up (`ip link set`), and `command(host, argv)` runs a command inside it.
 
-Names carry the test process's pid, so that runs never collide, and a run that died without
-cleaning up (SIGKILL, a crashed machine) is cleaned up by the next: namespaces and bridges whose
-pid is gone are deleted at start. Needs root (CAP_NET_ADMIN); `available()` says whether it
-is there.
+Names carry the test process's pid (and a count within it), so that runs never collide, and a
+run that died without cleaning up (SIGKILL, a crashed machine) is cleaned up by the next: the
+namespaces, bridges and links whose pid is gone are deleted at start. Needs root
+(CAP_NET_ADMIN); `available()` says whether it is there.
 """
 
+import itertools
 import os
 import re
 import subprocess
@@ -39,12 +40,12 @@ def _alive(pid: int) -> bool:
 
 
 def clean_leftovers() -> None:
-    """Delete the namespaces and bridges of earlier runs whose process is gone."""
+    """Delete the namespaces, bridges and links of earlier runs whose process is gone."""
     for line in _ip("netns", "list").stdout.splitlines():
         name = line.split()[0] if line.strip() else ""
         if (match := _NAME.match(name)) and not _alive(int(match[1])):
             _ip("netns", "delete", name, check=False)
-    for line in _ip("-o", "link", "show", "type", "bridge").stdout.splitlines():
+    for line in _ip("-o", "link", "show").stdout.splitlines():  # bridges, and veths left over
         name = line.split(":")[1].strip().split("@")[0]
         if (match := _NAME.match(name)) and not _alive(int(match[1])):
             _ip("link", "delete", name, check=False)
@@ -53,11 +54,13 @@ def clean_leftovers() -> None:
 class Hosts:
     """Namespaces `names` as hosts on 10.77.N.0/24 (N from the pid); the bridge is .254."""
 
+    _made = itertools.count()
+
     def __init__(self, names: list[str]) -> None:
-        pid = os.getpid()
-        self.tag = f"{_PREFIX}{pid}"
+        pid, made = os.getpid(), next(self._made)
+        self.tag = f"{_PREFIX}{pid}n{made}"  # a later set in this process never meets these
         self.bridge = f"{self.tag}br"
-        self.net = f"10.77.{pid % 250}"
+        self.net = f"10.77.{(pid + 17 * made) % 250}"
         self.gateway = f"{self.net}.254"
         """The test's own address on the bridge (where a relay between hosts listens)."""
         self.names = names
@@ -94,7 +97,8 @@ class Hosts:
         """Delete every namespace (their veth links go with them) and the bridge; the
         processes inside should be stopped first (`ip netns delete` does not kill them)."""
         for host in self.names:
-            _ip("netns", "delete", self.namespace(host), check=False)
+            _ip("link", "delete", self._links[host], check=False)  # now, not when the
+            _ip("netns", "delete", self.namespace(host), check=False)  # kernel gets to it
         _ip("link", "delete", self.bridge, check=False)
 
     def command(self, host: str, command: list[str]) -> list[str]:
