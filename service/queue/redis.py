@@ -61,7 +61,7 @@ def lane_key(lane: str) -> str:
 
 class RedisQueue(ClipQueue):
     """`replicas`: how many replicas must hold an upload clip (WAIT, up to `wait_ms`) before its
-    put returns; live clips never wait (a lost one is one frame of a stream that goes on)."""
+    put returns; live clips never wait (a lost one is one clip of a stream that goes on)."""
 
     def __init__(
         self,

@@ -15,7 +15,6 @@ class Relay:
         self.listen = listen
         self.target = target
         self.delay_s = 0.0
-        self.connections = 0
         self._flowing = threading.Event()
         self._flowing.set()
         self._loop = asyncio.new_event_loop()
@@ -49,7 +48,6 @@ class Relay:
         self._flowing.set()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
         except OSError:
