@@ -23,10 +23,7 @@ from tests.system.load import Uploads, upload_ledger
 from tests.system.multihost import Deployment, HostCamera, HostRedis, Sampler, hosts_for
 from tests.system.relay import Relay
 
-pytestmark = [
-    pytest.mark.system,
-    pytest.mark.skipif(not network.available(), reason="network namespaces need root"),
-]
+pytestmark = pytest.mark.skipif(not network.available(), reason="network namespaces need root")
 
 DELAY_S = 0.02
 STALL_S = 3.0

@@ -26,10 +26,7 @@ from tests.system.multihost import (
     hosts_for,
 )
 
-pytestmark = [
-    pytest.mark.system,
-    pytest.mark.skipif(not network.available(), reason="network namespaces need root"),
-]
+pytestmark = pytest.mark.skipif(not network.available(), reason="network namespaces need root")
 
 SENTINEL_HOSTS = ("redis", "redis-b", "api")
 PUTS = 200

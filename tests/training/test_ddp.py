@@ -70,7 +70,6 @@ def test_two_processes_write_the_single_process_checkpoint_format(
     assert 0 <= lines[-1]["top1"] <= 1
 
 
-@pytest.mark.system
 @pytest.mark.skipif(not network.available(), reason="network namespaces need root")
 def test_two_nodes_over_tcp_train_exactly_as_one_node_with_the_same_global_batch(
     benchmark: Path, tmp_path: Path
