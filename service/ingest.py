@@ -26,7 +26,7 @@ from redis.exceptions import RedisError
 from model.clip import ClipSpec
 from service.cameras import Camera, CameraRegistry, Ownership
 from service.clip import Clip, Integrity
-from service.decode import Frame, Geometry, decode_frames, is_live, open_source, redact_url
+from service.decode import Frame, Geometry, Limits, decode_frames, is_live, open_source, redact_url
 from service.illumination import gate, measure
 from service.metrics import (
     CLIPS_GATED,
@@ -37,10 +37,12 @@ from service.metrics import (
     STREAM_NOISE_SIGMA,
     STREAM_RECONNECTS,
     STREAM_UP,
+    forget_stream,
 )
 from service.models import ModelRegistry
 from service.queue.base import ClipQueue
 from service.settings import Settings
+from service.urls import camera_destinations
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +137,11 @@ def cut_file(
     """The clips of a video file, in order; stops early once `cancel` is set."""
     fps, stride = cadence(spec, settings)
     clipper = Clipper(stream, spec.frames, stride, live=False)
-    with open_source(str(path)) as container:
-        frames = decode_frames(container, geometry(spec), fps, threads=settings.decode_threads)
+    limits = Limits.of(settings, upload=True)
+    with open_source(str(path), limits) as container:
+        frames = decode_frames(
+            container, geometry(spec), fps, limits, threads=settings.decode_threads
+        )
         for frame in frames:
             if cancel.is_set():
                 return
@@ -245,10 +250,13 @@ class LiveIngest:
         settings = self.settings
         delays = settings.backoff_delays()
         epoch = 0
+        limits = Limits.of(settings, upload=False)
+        destinations = camera_destinations(settings)
         while not self._stopping.is_set():
             try:
                 with open_source(
-                    url,
+                    destinations.connect_url(url),  # checked again at every (re)connect
+                    limits,
                     transport=settings.rtsp_transport,
                     open_timeout=settings.open_timeout_s,
                     read_timeout=settings.stall_timeout_s,
@@ -260,6 +268,7 @@ class LiveIngest:
                         container,
                         geometry(self.spec),
                         self.fps,
+                        limits,
                         threads=settings.decode_threads,
                         epoch=epoch,
                         realtime=not is_live(url),  # a file standing in for a camera
@@ -277,6 +286,8 @@ class LiveIngest:
                 if loop.is_closed():  # the service stopped under us
                     return
                 log.warning("camera %s: %s", label, str(exc).replace(url, redact_url(url)))
+            if self._stopping.is_set():  # stopped: its series are being dropped, not zeroed
+                return
             STREAM_UP.labels(stream=label).set(0)
             epoch += 1
             self._stopping.wait(next(delays))
@@ -357,3 +368,4 @@ class CameraIngest:
                 await entry[1]
             except asyncio.CancelledError:
                 pass
+            forget_stream(camera_id)

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.servers import ROOT, free_port, lumos_process, wait_for
+from tests.servers import ROOT, TEST_NETWORKS, free_port, lumos_process, wait_for
 
 API_KEY = "test-key-0123456789"
 
@@ -58,6 +58,8 @@ def service_env(root: Path, artifact: Path, **settings: str) -> dict[str, str]:
         LUMOS_BACKEND="fp32",
         LUMOS_BATCH_WAIT_MS="5",
         LUMOS_MODEL_POLL_S="0.3",
+        LUMOS_CAMERA_NETWORKS=TEST_NETWORKS,
+        LUMOS_WEBHOOK_NETWORKS=TEST_NETWORKS,
         TMPDIR=str(root / "tmp"),
     )
     env.update({f"LUMOS_{k.upper()}": v for k, v in settings.items()})
