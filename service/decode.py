@@ -109,13 +109,16 @@ def open_source(
         "protocol_whitelist": _PROTOCOLS[kind],
         "max_pixels": str(limits.max_pixels),
     }
-    if kind == "file":
-        return av.open(url, options=options, metadata_errors="ignore")
     if kind == "rtsp":
         options["rtsp_transport"] = transport
-    return av.open(
-        url, options=options, timeout=(open_timeout, read_timeout), metadata_errors="ignore"
-    )
+    timeout = None if kind == "file" else (open_timeout, read_timeout)
+    container = av.open(url, options=options, timeout=timeout, metadata_errors="ignore")
+    # The open's options reach only the decoders FFmpeg peeks with while probing; the decoder
+    # that decodes must be told itself, before it opens.
+    for stream in container.streams.video:
+        if stream.codec_context is not None:
+            stream.codec_context.options = {"max_pixels": options["max_pixels"]}
+    return container
 
 
 class _Watch:

@@ -368,4 +368,14 @@ class CameraIngest:
                 await entry[1]
             except asyncio.CancelledError:
                 pass
+        await self._forget_if_deleted(camera_id)
+
+    async def _forget_if_deleted(self, camera_id: str) -> None:
+        """A deleted camera's metric series go (camera ids are unbounded); a camera merely
+        handed over or stopped with the worker keeps its counters."""
+        try:
+            deleted = await self.registry.get(camera_id) is None
+        except (RedisError, OSError):
+            return  # the next worker to hold it, or a restart, settles it
+        if deleted:
             forget_stream(camera_id)

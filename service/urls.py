@@ -275,14 +275,15 @@ _TOKEN_CHARS = re.compile(r"^[A-Za-z0-9_\-.~+=]+$")
 
 
 def _looks_like_token(segment: str) -> bool:
-    """Long, or mixing letters and digits, in token characters: `T0ABCDEF`, a UUID, 32 hex
-    digits, a base64url secret. Words and short numbers (`live`, `stream1`, `ch01`) pass."""
+    """Long and not a lower-case word (a base64url secret, 32 hex digits, a UUID), or mixing several
+    letters and digits outside a file name (`xoxb7f3k2Q9`). Words, short ids and file names
+    (`live`, `stream1`, `ch01`, `hls.m3u8`) stay readable."""
     text = unquote(segment)
-    if not _TOKEN_CHARS.match(text):
-        return len(text) >= 24
     letters = sum(c.isalpha() for c in text)
     digits = sum(c.isdigit() for c in text)
-    return len(text) >= 20 or (len(text) >= 8 and letters >= 2 and digits >= 2)
+    if len(text) >= 20:
+        return digits > 0 or text != text.lower() or not _TOKEN_CHARS.match(text)
+    return len(text) >= 10 and letters >= 3 and digits >= 3 and "." not in text
 
 
 def redact_url(url: str) -> str:
