@@ -12,8 +12,9 @@ from collections.abc import Iterator
 from itertools import repeat
 from pathlib import Path
 from typing import Literal
+from urllib.parse import quote, urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.urls import network_list, parse_endpoints
@@ -255,11 +256,27 @@ class Settings(BaseSettings):
         description="Event streams (/v1/streams/{id}/events) open at once per API process.",
     )
     cameras_max: int = Field(256, ge=1, description="Cameras that may be subscribed at once.")
+    redis_password: SecretStr = Field(
+        SecretStr(""),
+        description="Redis AUTH password, kept apart from `redis_url` so that it can come from a "
+        "Secret (added to the URL when the URL has none). For TLS use a rediss:// URL, with "
+        "?ssl_ca_certs=/path/ca.pem to check the server's certificate.",
+    )
     trusted_hosts: str = Field(
         "*",
         description="Host header values the API answers (comma-separated; `*.example.com` "
         "allowed); others get 400. `*` answers any (then DNS rebinding can reach open reads).",
     )
+
+    @model_validator(mode="after")
+    def _redis_auth(self) -> "Settings":
+        password = self.redis_password.get_secret_value()
+        if password and self.redis_url:
+            parts = urlsplit(self.redis_url)
+            if parts.password is None:
+                netloc = f"{parts.username or ''}:{quote(password, safe='')}@{parts.netloc}"
+                self.redis_url = urlunsplit(parts._replace(netloc=netloc))
+        return self
 
     @field_validator("camera_networks", "webhook_networks")
     @classmethod

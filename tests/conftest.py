@@ -1,6 +1,5 @@
 """Fixtures shared by every test package: real servers, a tiny model artifact, real video files."""
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -11,12 +10,8 @@ import torch
 from model.artifact import Manifest, save_artifact
 from model.clip import ClipSpec
 from model.networks import ArchConfig, build_network
-from tests.servers import TEST_NETWORKS, RedisServer, RtspCamera
+from tests.servers import RedisServer, RtspCamera
 from training.video import Codec, write_video
-
-# In-process services (Settings() in tests) reach the test servers on 127.0.0.1 too.
-os.environ.setdefault("LUMOS_CAMERA_NETWORKS", TEST_NETWORKS)
-os.environ.setdefault("LUMOS_WEBHOOK_NETWORKS", TEST_NETWORKS)
 
 ARID_LABELS = [
     "Drink",

@@ -470,7 +470,7 @@ def test_slow_and_greedy_clients_are_cut_off(guarded, record, clip_video, rtsp_c
         camera = rtsp_camera()
         assert client.post("/v1/streams", json={"id": "m1", "url": camera.url()}).is_success
         streams = [client.stream("GET", "/v1/streams/m1/events").__enter__() for _ in range(2)]
-        third_stream = client.get("/v1/streams/m1/events")
+        third_stream = client.get("/v1/streams/m1/events", timeout=10)
         for stream in streams:
             stream.close()
         subscribed = [

@@ -233,17 +233,24 @@ async def predictions(
     )
 
 
-def event_slot(request: Request, runtime: RuntimeDep) -> None:
+async def event_slot(request: Request, runtime: RuntimeDep) -> AsyncIterator[None]:
     """503 before an event stream starts when `sse_max_connections` are open: each one holds a
-    connection and polls the store for as long as its client stays."""
+    connection and polls the store for as long as its client stays. Held until the stream ends
+    (a dependency's exit runs after its response)."""
     limit = runtime.settings.sse_max_connections
-    if request.app.state.event_streams >= limit:
+    state = request.app.state
+    if state.event_streams >= limit:
         raise Problem(
             503,
             "too_many_event_streams",
             f"{limit} event streams are open here, the limit; retry later",
             headers={"Retry-After": str(runtime.settings.retry_after_s)},
         )
+    state.event_streams += 1
+    try:
+        yield
+    finally:
+        state.event_streams -= 1
 
 
 @router.get(
@@ -260,12 +267,8 @@ async def events(
 ) -> AsyncIterator[ServerSentEvent]:
     """Server-Sent Events: one `prediction` event per classified clip, as results arrive."""
     cursor = time.time() if since is None else since
-    request.app.state.event_streams += 1
-    try:
-        while not await request.is_disconnected():
-            for result in await runtime.results.for_stream(camera.id, since=cursor):
-                cursor = result.start
-                yield ServerSentEvent(data=result, event="prediction", id=result.clip_id)
-            await asyncio.sleep(_EVENT_POLL_S)
-    finally:
-        request.app.state.event_streams -= 1
+    while not await request.is_disconnected():
+        for result in await runtime.results.for_stream(camera.id, since=cursor):
+            cursor = result.start
+            yield ServerSentEvent(data=result, event="prediction", id=result.clip_id)
+        await asyncio.sleep(_EVENT_POLL_S)
