@@ -15,8 +15,9 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from service.http_source import HttpSource
 from service.settings import Settings
-from service.urls import CAMERA_SCHEMES
+from service.urls import CAMERA_SCHEMES, Destinations
 from service.urls import redact_url as redact_url  # where the ingest and camera code find it
 
 LIVE_SCHEMES = CAMERA_SCHEMES
@@ -96,23 +97,30 @@ def open_source(
     url: str,
     limits: Limits,
     *,
+    destinations: Destinations | None = None,
     transport: str = "tcp",
     open_timeout: float = 10.0,
     read_timeout: float = 10.0,
 ) -> av.container.InputContainer:
     """Open a file or live source with only container demuxers and the source's own protocols;
     the decoders refuse a frame over `limits.max_pixels` before allocating it. A live read that
-    blocks longer than `read_timeout` fails."""
+    blocks longer than `read_timeout` fails. An HTTP source is fetched by `HttpSource` under
+    `destinations` (required for one), so that its redirects are checked too."""
     kind = "file" if not is_live(url) else "rtsp" if url.lower().startswith("rtsp") else "http"
     options = {
         "format_whitelist": _FORMATS[kind],
         "protocol_whitelist": _PROTOCOLS[kind],
         "max_pixels": str(limits.max_pixels),
     }
+    source: str | HttpSource = url
     if kind == "rtsp":
         options["rtsp_transport"] = transport
-    timeout = None if kind == "file" else (open_timeout, read_timeout)
-    container = av.open(url, options=options, timeout=timeout, metadata_errors="ignore")
+    elif kind == "http":
+        if destinations is None:
+            raise ValueError("an HTTP source needs the destinations it may reach")
+        source = HttpSource(url, destinations, open_timeout, read_timeout)
+    timeout = (open_timeout, read_timeout) if kind == "rtsp" else None
+    container = av.open(source, options=options, timeout=timeout, metadata_errors="ignore")
     # The open's options reach only the decoders FFmpeg peeks with while probing; the decoder
     # that decodes must be told itself, before it opens.
     for stream in container.streams.video:

@@ -257,6 +257,7 @@ class LiveIngest:
                 with open_source(
                     destinations.connect_url(url),  # checked again at every (re)connect
                     limits,
+                    destinations=destinations,
                     transport=settings.rtsp_transport,
                     open_timeout=settings.open_timeout_s,
                     read_timeout=settings.stall_timeout_s,

@@ -103,6 +103,13 @@ class ParsedURL:
     def url(self) -> str:
         return self.with_host(self.host)
 
+    @property
+    def authority(self) -> str:
+        """host[:port] as a Host header names it."""
+        address = _address(self.host)
+        host = f"[{address}]" if isinstance(address, ipaddress.IPv6Address) else self.host
+        return host + (f":{self.parts.port}" if self.parts.port is not None else "")
+
     def with_host(self, host: str) -> str:
         """The URL with `host` in place of its own (an address, to connect where checked)."""
         address = _address(host)
@@ -228,8 +235,9 @@ class Destinations:
 
     def connect_url(self, url: str) -> str:
         """`url` checked now, for a connection now: an RTSP URL names the checked address, so
-        that FFmpeg connects where the check looked (an HTTP URL keeps its name: virtual hosts
-        and certificates need it)."""
+        that FFmpeg connects where the check looked; an HTTP URL keeps its name (virtual hosts
+        and certificates need it) for `HttpSource`, which connects to the address it checks,
+        redirect by redirect."""
         parsed, address = self.check(url)
         return parsed.with_host(str(address)) if parsed.scheme.startswith("rtsp") else parsed.url
 

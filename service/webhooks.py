@@ -55,8 +55,7 @@ class WebhookSender:
                 log.warning("webhook %s: not delivered: %s", redact_url(url), exc)
                 return
             # To the checked address; the name stays in Host and in TLS (SNI, certificate).
-            host = parsed.host + (f":{parsed.parts.port}" if parsed.parts.port else "")
-            headers = {"content-type": "application/json", "host": host}
+            headers = {"content-type": "application/json", "host": parsed.authority}
             try:
                 answer = await client.post(
                     parsed.with_host(str(address)),

@@ -5,7 +5,15 @@ from pathlib import Path
 import av
 import pytest
 
-from service.decode import Geometry, Limits, decode_frames, is_live, open_source, redact_url
+from service.decode import (
+    Geometry,
+    LimitExceeded,
+    Limits,
+    decode_frames,
+    is_live,
+    open_source,
+    redact_url,
+)
 from service.settings import Settings
 
 TINY = Geometry(44, 32, 32)
@@ -101,3 +109,33 @@ def test_realtime_paces_a_file_to_its_timestamps(make_video, tmp_path: Path) -> 
     pts = [f.pts - frames[0].pts for f in frames]
     assert walls[-1] == pytest.approx(11 / 12, abs=0.15)
     assert all(w >= p - 0.01 for w, p in zip(walls, pts, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("reason", "limits"),
+    [
+        ("bad_frame_rate", Limits(10**6, 5.0)),
+        ("too_long", Limits(10**6, 1000.0, max_seconds=1.0)),
+        ("decode_budget", Limits(10**6, 1000.0, budget_s=1e-6)),
+    ],
+)
+def test_every_decoded_frame_is_held_to_the_limits(
+    make_video, tmp_path: Path, reason: str, limits: Limits
+) -> None:
+    """Checked on the frames themselves, not on what the header declares: 48 frames of 64x48
+    at 12 fps (4 s), against a limit each breaks."""
+    path = make_video(tmp_path / "v.mp4", frames=48, fps=12, size=(64, 48))
+    with pytest.raises(LimitExceeded) as raised:
+        with open_source(str(path), limits) as container:
+            list(decode_frames(container, TINY, 12, limits))
+    assert raised.value.reason == reason
+
+
+def test_the_decoder_refuses_a_frame_over_the_pixel_limit_before_allocating_it(
+    make_video, tmp_path: Path
+) -> None:
+    path = make_video(tmp_path / "v.mp4", frames=12, fps=12, size=(64, 48))
+    limits = Limits(64 * 48 - 1, 1000.0)
+    with pytest.raises(av.FFmpegError):
+        with open_source(str(path), limits) as container:
+            list(decode_frames(container, TINY, 12, limits))

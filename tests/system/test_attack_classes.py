@@ -230,15 +230,19 @@ def test_redirects_to_a_denied_host_are_not_followed(guarded, denied, record, rt
                 json={"id": "redirected", "url": camera.url(), "webhook": f"{base}/hook"},
             )
             assert answer.status_code == 201, answer.text
-            wait_for(lambda: asked, 60, "a webhook POST to the redirector")
+            http_camera = client.post("/v1/streams", json={"id": "hop", "url": f"{base}/cam"})
+            assert http_camera.status_code == 201, http_camera.text
+            wait_for(lambda: {"/hook", "/cam"} <= set(asked), 60, "both at the redirector")
             time.sleep(2)
             client.delete("/v1/streams/redirected")
+            client.delete("/v1/streams/hop")
     finally:
         stop.set()
     record(
-        "Security: webhook redirects not followed",
-        "a camera whose webhook answers 302 to the denied address",
-        "the POST reaches the redirector only; the denied listener sees nothing",
+        "Security: redirects to a denied host not followed",
+        "a camera whose webhook answers 302 to the denied address; an HTTP camera that does",
+        "the POST and the camera's GET reach the redirector only (the camera's is retried); "
+        "the denied listener sees nothing",
         redirector_requests=len(asked),
         denied_listener_connections=len(denied.connections),
     )
