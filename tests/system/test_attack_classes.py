@@ -18,6 +18,7 @@ import struct
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -473,10 +474,10 @@ def test_slow_and_greedy_clients_are_cut_off(guarded, record, clip_video, rtsp_c
         # Event streams: two at most; cameras: four at most.
         camera = rtsp_camera()
         assert client.post("/v1/streams", json={"id": "m1", "url": camera.url()}).is_success
-        streams = [client.stream("GET", "/v1/streams/m1/events").__enter__() for _ in range(2)]
-        third_stream = client.get("/v1/streams/m1/events", timeout=10)
-        for stream in streams:
-            stream.close()
+        with ExitStack() as held:
+            for _ in range(2):
+                held.enter_context(client.stream("GET", "/v1/streams/m1/events"))
+            third_stream = client.get("/v1/streams/m1/events", timeout=10)
         subscribed = [
             client.post("/v1/streams", json={"url": f"rtsp://127.0.0.1:{free_port()}/c{i}"})
             for i in range(4)
