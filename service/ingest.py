@@ -42,7 +42,7 @@ from service.metrics import (
 from service.models import ModelRegistry
 from service.queue.base import ClipQueue
 from service.settings import Settings
-from service.urls import camera_destinations
+from service.urls import camera_destinations, redact_text
 
 log = logging.getLogger(__name__)
 
@@ -286,7 +286,7 @@ class LiveIngest:
             except Exception as exc:  # whatever the source did, this thread must live on
                 if loop.is_closed():  # the service stopped under us
                     return
-                log.warning("camera %s: %s", label, str(exc).replace(url, redact_url(url)))
+                log.warning("camera %s: %s", label, redact_text(str(exc)))
             if self._stopping.is_set():  # stopped: its series are being dropped, not zeroed
                 return
             STREAM_UP.labels(stream=label).set(0)

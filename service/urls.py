@@ -306,3 +306,12 @@ def redact_url(url: str) -> str:
         [(k, "***") for k, _ in parse_qsl(parts.query, keep_blank_values=True)], safe="*"
     )
     return urlunsplit((parts.scheme, netloc, path, query, ""))
+
+
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+
+
+def redact_text(text: str) -> str:
+    """`text` (an error message, say FFmpeg's, which quotes the URL it opened: perhaps the
+    checked address in place of the name) with every URL in it redacted."""
+    return _URL_IN_TEXT.sub(lambda match: redact_url(match[0]), text)
