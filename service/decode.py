@@ -135,8 +135,10 @@ class _Watch:
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
         self.started = time.monotonic()
-        self.first: float | None = None
+        self.origin: float | None = None  # the first frame's time
+        self.window: float | None = None  # where the rate is counted from
         self.count = 0
+        self.last = 0.0
 
     def check(self, width: int, height: int, pts: float) -> None:
         limits = self.limits
@@ -145,16 +147,21 @@ class _Watch:
                 "bad_dimensions",
                 f"a frame of {width}x{height} pixels; at most {limits.max_pixels} in all",
             )
+        if self.origin is None or self.window is None or pts < self.last:
+            # The first frame, or time went back (a live source restarting its clock): the rate
+            # is counted afresh; the timeline keeps its origin.
+            self.origin = pts if self.origin is None else self.origin
+            self.window, self.count = pts, 0
+        self.last = pts
         self.count += 1
-        self.first = pts if self.first is None else self.first
         # A second's slack: the first frames of a stream may share a timestamp.
-        if self.count > limits.max_fps * (pts - self.first + 1.0):
+        if self.count > limits.max_fps * (pts - self.window + 1.0):
             raise LimitExceeded(
                 "bad_frame_rate",
-                f"{self.count} frames in {pts - self.first:.2f} s of media time; at most "
+                f"{self.count} frames in {pts - self.window:.2f} s of media time; at most "
                 f"{limits.max_fps:g} per second",
             )
-        if limits.max_seconds is not None and pts - self.first > limits.max_seconds:
+        if limits.max_seconds is not None and pts - self.origin > limits.max_seconds:
             raise LimitExceeded(
                 "too_long", f"the video's frames go past the limit of {limits.max_seconds:g} s"
             )
