@@ -137,7 +137,7 @@ def parse(url: str, schemes: Iterable[str]) -> ParsedURL:
         raw_host = parts.hostname or ""
     except ValueError as exc:  # a port that is not a number, or out of range
         raise RefusedURL("url_invalid", f"the URL's host or port is invalid: {exc}") from exc
-    if not raw_host or "%" in raw_host or "\\" in parts.netloc:
+    if not raw_host or "%" in raw_host or "\\" in parts.netloc or parts.netloc.count("@") > 1:
         raise RefusedURL("url_invalid", "the URL names no valid host")
     address = _address(raw_host)
     if address is None and not _HOSTNAME.match(raw_host):
