@@ -254,8 +254,11 @@ class LiveIngest:
         destinations = camera_destinations(settings)
         while not self._stopping.is_set():
             try:
+                # Checked again at every (re)connect. A file stands in for a camera only where
+                # the operator runs one (`lumos watch FILE`): the API accepts network URLs only.
+                source = destinations.connect_url(url) if is_live(url) else url
                 with open_source(
-                    destinations.connect_url(url),  # checked again at every (re)connect
+                    source,
                     limits,
                     destinations=destinations,
                     transport=settings.rtsp_transport,
