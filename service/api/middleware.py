@@ -155,10 +155,14 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
+_UNCHECKED_HOSTS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
 class TrustedHosts:
     """Answers only requests whose Host header names this service (`trusted_hosts`): a page
     whose DNS name is rebound to the service's address sends its own name, and gets 400
-    problem+json instead of the service's open reads. `*` trusts every host."""
+    problem+json instead of the service's open reads. `*` trusts every host. Probes and
+    /metrics are exempt: kubelets and Prometheus address a pod by its IP."""
 
     def __init__(self, app: ASGIApp, hosts: str) -> None:
         self.app = app
@@ -174,7 +178,8 @@ class TrustedHosts:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self.trusted(Headers(scope=scope).get("host", "")):
+        exempt = scope["type"] != "http" or scope["path"] in _UNCHECKED_HOSTS
+        if exempt or self.trusted(Headers(scope=scope).get("host", "")):
             await self.app(scope, receive, send)
             return
         problem = Problem(
