@@ -15,16 +15,21 @@ from typing import Any
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+_LAG_S = 0.5  # a timer this late means an overloaded loop, not a slow client
+
 
 class _HeaderTimeoutProtocol(H11Protocol):
     def __init__(self, *args: Any, header_timeout_s: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.header_timeout_s = header_timeout_s
         self._headers_due: asyncio.TimerHandle | None = None
+        self._due_at = 0.0
 
-    def _arm(self) -> None:
+    def _arm(self, delay: float | None = None) -> None:
         self._disarm()
-        self._headers_due = self.loop.call_later(self.header_timeout_s, self._headers_late)
+        delay = self.header_timeout_s if delay is None else delay
+        self._due_at = self.loop.time() + delay
+        self._headers_due = self.loop.call_later(delay, self._headers_late)
 
     def _disarm(self) -> None:
         if self._headers_due is not None:
@@ -32,8 +37,14 @@ class _HeaderTimeoutProtocol(H11Protocol):
             self._headers_due = None
 
     def _headers_late(self) -> None:
-        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
-            self.transport.close()
+        if self.conn.their_state is not h11.IDLE or self.transport.is_closing():
+            return
+        if self.loop.time() - self._due_at > _LAG_S:
+            # The loop itself is behind (overload): the headers may be waiting in the socket,
+            # unread (uvloop runs timers before it polls). Look again once it has caught up.
+            self._arm(_LAG_S)
+            return
+        self.transport.close()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
