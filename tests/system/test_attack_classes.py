@@ -257,21 +257,25 @@ def _hls(target: str) -> bytes:
     ).encode()
 
 
-def _scripts(secret: Path, denied: Listener) -> dict[str, bytes]:
+def _scripts(secret: Path, beside: Path, denied: Listener) -> dict[str, bytes]:
     """Uploads that, opened by a script or playlist demuxer, would read `secret` (a real video
-    outside every root) or connect to the denied listener; each also naming a path that does not
-    exist, whose answer must be the same."""
-    missing = secret.with_name("no-such-video.mp4")
+    outside every root) or `beside` (a real video in the directory uploads are written to, which
+    FFmpeg's safe mode lets a relative path reach), or connect to the denied listener; each also
+    naming a path that does not exist, whose answer must be the same."""
     sdp = (
         "v=0\no=- 0 0 IN IP4 127.0.0.2\ns=x\nc=IN IP4 127.0.0.2\nt=0 0\n"
         f"m=video {denied.port} RTP/AVP 96\na=rtpmap:96 H264/90000\n"
     )
     scripts = {}
-    for name, path in (("existing", secret), ("missing", missing)):
+    for name, path, near in (
+        ("existing", secret, beside.name),
+        ("missing", secret.with_name("no-such-video.mp4"), "no-such-video.ts"),
+    ):
         scripts[f"hls absolute ({name})"] = _hls(str(path))
         scripts[f"hls file:// ({name})"] = _hls(f"file://{path}")
-        scripts[f"hls relative ({name})"] = _hls(f"../../../../../../..{path}")
-        scripts[f"ffconcat ({name})"] = f"ffconcat version 1.0\nfile '{path}'\n".encode()
+        scripts[f"hls relative ({name})"] = _hls(near)
+        scripts[f"ffconcat absolute ({name})"] = f"ffconcat version 1.0\nfile '{path}'\n".encode()
+        scripts[f"ffconcat relative ({name})"] = f"ffconcat version 1.0\nfile '{near}'\n".encode()
         scripts[f"ffconcat subfile ({name})"] = (
             f"ffconcat version 1.0\nfile 'subfile:,start,0,end,0,:{path}'\n".encode()
         )
@@ -284,7 +288,9 @@ def test_uploads_that_are_scripts_are_refused_alike(guarded, denied, record, tmp
     secret = tmp_path / "outside" / "secret.mp4"
     secret.parent.mkdir()
     write_video(secret, dark_frames(48), 12.0)  # a real video: read, it would be classified
-    scripts = _scripts(secret, denied)
+    beside = Path(guarded.service.env["TMPDIR"]) / "victim.ts"  # say, another client's upload
+    write_video(beside, dark_frames(48), 12.0)
+    scripts = _scripts(secret, beside, denied)
     with guarded.client() as client:
         answers = {
             name: client.post("/v1/classify", files={"file": ("video.mp4", data, "video/mp4")})
@@ -296,8 +302,9 @@ def test_uploads_that_are_scripts_are_refused_alike(guarded, denied, record, tmp
     wrong = {n: (a.status_code, a.text[:120]) for n, a in answers.items() if not _refused(a, 415)}
     record(
         "Security: uploads that are playlists or scripts",
-        f"{len(scripts)} uploads: HLS playlists (absolute, file://, relative paths), ffconcat "
-        "scripts (plain and subfile:) naming a real video outside the roots or a missing one; "
+        f"{len(scripts)} uploads: HLS playlists and ffconcat scripts naming a real video outside "
+        "the roots (absolute, file://, subfile:) or one beside the upload (relative, as "
+        "FFmpeg's safe mode allows), or missing ones; "
         "an HLS playlist and an SDP file pointing at the denied listener",
         "each refused 415 invalid_container (only container demuxers are allowed); the answers "
         "do not differ between an existing and a missing path; nothing connects",
