@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 
 from model.clip import ClipSpec
 from service.cameras import Camera, CameraRegistry, Ownership
-from service.clip import Clip, Integrity
+from service.clips import Clip, Integrity
 from service.decode import Frame, Geometry, Limits, decode_frames, is_live, open_source, redact_url
 from service.illumination import gate, measure
 from service.metrics import (
@@ -39,8 +39,9 @@ from service.metrics import (
     STREAM_UP,
     forget_stream,
 )
-from service.models import ModelRegistry
+from service.pause import pause
 from service.queue.base import ClipQueue
+from service.registry import ModelRegistry
 from service.settings import Settings
 from service.urls import camera_destinations, redact_text
 
@@ -342,10 +343,7 @@ class CameraIngest:
             if active is not None:
                 return active.manifest.clip
             log.error("no active model: cameras wait until one is activated")
-            try:
-                await asyncio.wait_for(stopping.wait(), self.settings.model_poll_s)
-            except TimeoutError:
-                pass
+            await pause(stopping, self.settings.model_poll_s)
         return None
 
     async def _watch_spec(self, stopping: asyncio.Event) -> None:

@@ -10,8 +10,10 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from service.api.errors import Problem
 from service.api.tasks import ClassifyTasks
-from service.jobs import JobPlanner, JobStore
-from service.models import ModelRegistry
+from service.jobs.planner import JobPlanner
+from service.jobs.store import JobStore
+from service.metrics import UPLOADS_IN_FLIGHT
+from service.registry import ModelRegistry
 from service.runtime import Runtime
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -122,6 +124,7 @@ async def refuse_when_overloaded(
         )
     state.uploads_in_flight += 1
     state.uploads_by_client[client] += 1
+    UPLOADS_IN_FLIGHT.set(busy + 1)
     try:
         yield
     finally:
@@ -129,3 +132,4 @@ async def refuse_when_overloaded(
         state.uploads_by_client[client] -= 1
         if not state.uploads_by_client[client]:
             del state.uploads_by_client[client]
+        UPLOADS_IN_FLIGHT.set(state.uploads_in_flight + len(tasks))
