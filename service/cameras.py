@@ -15,13 +15,12 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import Annotated
-from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, Field
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from service.decode import redact_url
+from service.urls import WEBHOOK_SCHEMES, RefusedURL, parse, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +28,12 @@ _PREFIX = "lumos:"
 
 
 def _http_url(url: str) -> str:
-    """Refused at subscription rather than failing at every clip: the service can only POST to
-    an http(s) URL that names a host."""
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise ValueError("webhook must be an http or https URL with a host")
-    return url
+    """Refused at subscription rather than failing at every clip: an http(s) URL with a host,
+    rebuilt by the URL policy (where it may point is checked where it is used)."""
+    try:
+        return parse(url, WEBHOOK_SCHEMES).url
+    except RefusedURL as exc:
+        raise ValueError(f"webhook: {exc}") from None
 
 
 # Shared by the camera and the API's request, so both refuse the same values.

@@ -90,9 +90,13 @@ async def serve_http(runtime: "Runtime", app: "FastAPI", settings: "Settings") -
             await runtime.stop()
 
     app.router.lifespan_context = lifespan
+    from service.api.server import http_protocol
+
     # h11, not httptools: h11 refuses a request line and headers past 16 KB (400), where
-    # httptools would buffer headers of any size in memory.
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, http="h11")
+    # httptools would buffer headers of any size in memory; and headers must arrive in time.
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, http=http_protocol(settings.header_timeout_s)
+    )
     await uvicorn.Server(config).serve()
 
 

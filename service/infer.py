@@ -47,6 +47,7 @@ from service.queue.base import (
 )
 from service.registry import ModelRegistry
 from service.settings import Settings
+from service.urls import webhook_destinations
 from service.webhooks import WebhookSender
 
 log = logging.getLogger(__name__)
@@ -131,7 +132,7 @@ class InferenceWorker:
         self._held: set[tuple[str, str]] = set()
         """(lane, token) of every clip this worker holds, waiting or in a batch."""
         self._executor = ThreadPoolExecutor(2, thread_name_prefix="infer")
-        self.webhooks = WebhookSender(settings.webhook_timeout_s)
+        self.webhooks = WebhookSender(settings.webhook_timeout_s, webhook_destinations(settings))
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Serve until `stopping`; batches in flight finish, unacknowledged clips are reclaimed

@@ -26,7 +26,7 @@ from redis.exceptions import RedisError
 from model.clip import ClipSpec
 from service.cameras import Camera, CameraRegistry, Ownership
 from service.clips import Clip, Integrity
-from service.decode import Frame, Geometry, decode_frames, is_live, open_source, redact_url
+from service.decode import Frame, Geometry, Limits, decode_frames, is_live, open_source, redact_url
 from service.illumination import gate, measure
 from service.metrics import (
     CLIPS_GATED,
@@ -37,11 +37,13 @@ from service.metrics import (
     STREAM_NOISE_SIGMA,
     STREAM_RECONNECTS,
     STREAM_UP,
+    forget_stream,
 )
 from service.pause import pause
 from service.queue.base import ClipQueue
 from service.registry import ModelRegistry
 from service.settings import Settings
+from service.urls import camera_destinations, redact_text
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +138,11 @@ def cut_file(
     """The clips of a video file, in order; stops early once `cancel` is set."""
     fps, stride = cadence(spec, settings)
     clipper = Clipper(stream, spec.frames, stride, live=False)
-    with open_source(str(path)) as container:
-        frames = decode_frames(container, geometry(spec), fps, threads=settings.decode_threads)
+    limits = Limits.of(settings, upload=True)
+    with open_source(str(path), limits) as container:
+        frames = decode_frames(
+            container, geometry(spec), fps, limits, threads=settings.decode_threads
+        )
         for frame in frames:
             if cancel.is_set():
                 return
@@ -246,10 +251,17 @@ class LiveIngest:
         settings = self.settings
         delays = settings.backoff_delays()
         epoch = 0
+        limits = Limits.of(settings, upload=False)
+        destinations = camera_destinations(settings)
         while not self._stopping.is_set():
             try:
+                # Checked again at every (re)connect. A file stands in for a camera only where
+                # the operator runs one (`lumos watch FILE`): the API accepts network URLs only.
+                source = destinations.connect_url(url) if is_live(url) else url
                 with open_source(
-                    url,
+                    source,
+                    limits,
+                    destinations=destinations,
                     transport=settings.rtsp_transport,
                     open_timeout=settings.open_timeout_s,
                     read_timeout=settings.stall_timeout_s,
@@ -261,6 +273,7 @@ class LiveIngest:
                         container,
                         geometry(self.spec),
                         self.fps,
+                        limits,
                         threads=settings.decode_threads,
                         epoch=epoch,
                         realtime=not is_live(url),  # a file standing in for a camera
@@ -277,7 +290,9 @@ class LiveIngest:
             except Exception as exc:  # whatever the source did, this thread must live on
                 if loop.is_closed():  # the service stopped under us
                     return
-                log.warning("camera %s: %s", label, str(exc).replace(url, redact_url(url)))
+                log.warning("camera %s: %s", label, redact_text(str(exc)))
+            if self._stopping.is_set():  # stopped: its series are being dropped, not zeroed
+                return
             STREAM_UP.labels(stream=label).set(0)
             epoch += 1
             self._stopping.wait(next(delays))
@@ -355,3 +370,14 @@ class CameraIngest:
                 await entry[1]
             except asyncio.CancelledError:
                 pass
+        await self._forget_if_deleted(camera_id)
+
+    async def _forget_if_deleted(self, camera_id: str) -> None:
+        """A deleted camera's metric series go (camera ids are unbounded); a camera merely
+        handed over or stopped with the worker keeps its counters."""
+        try:
+            deleted = await self.registry.get(camera_id) is None
+        except (RedisError, OSError):
+            return  # the next worker to hold it, or a restart, settles it
+        if deleted:
+            forget_stream(camera_id)

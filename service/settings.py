@@ -12,9 +12,12 @@ from collections.abc import Iterator
 from itertools import repeat
 from pathlib import Path
 from typing import Literal
+from urllib.parse import quote, urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.urls import network_list, parse_endpoints
 
 _BACKOFF_STEP = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:x\s*(\d+))?\s*$")
 
@@ -236,6 +239,93 @@ class Settings(BaseSettings):
         description="A trainer renews the lease on each job it runs within this; a running job "
         "whose lease runs out (its trainer died) is marked failed.",
     )
+
+    # Security: where URLs may point, what a decoded frame may be, slow and greedy clients.
+    camera_networks: str = Field(
+        "private,public",
+        description="Networks camera URLs may resolve to (CIDRs, comma-separated; `private` = "
+        "RFC 1918, CGNAT and IPv6 ULA ranges, `public` = any other address). Link-local and "
+        "metadata addresses and the service's own Redis, API and metrics listeners are refused "
+        "whatever this says; loopback only when a loopback network is listed (127.0.0.1/32).",
+    )
+    webhook_networks: str = Field(
+        "private,public",
+        description="Networks webhook URLs may resolve to; same form and exceptions as "
+        "`camera_networks`.",
+    )
+    denied_endpoints: str = Field(
+        "",
+        description="HOST:PORT entries camera and webhook URLs may never reach, besides Redis "
+        "and the service's own listeners (e.g. prometheus:9090).",
+    )
+    frame_max_pixels: int = Field(
+        8192 * 4320,
+        ge=256,
+        description="Largest frame (width x height) decoded, checked on every frame of uploads "
+        "and cameras; the decoder refuses a bigger one before allocating it.",
+    )
+    frame_max_fps: float = Field(
+        1000.0, gt=0, description="Frames per second of media time a source may deliver at most."
+    )
+    upload_decode_budget_s: float = Field(
+        120.0, gt=0, description="Wall-clock time an upload's decoding may take at most."
+    )
+    body_read_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="A request body (an upload) that sends nothing for this long is answered "
+        "408 and its connection closed.",
+    )
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="A connection that has not sent its request headers by then is closed.",
+    )
+    upload_max_in_flight_per_key: int = Field(
+        4,
+        ge=1,
+        description="Uploads one API key (or, without keys, one client address) may have in "
+        "progress at once; below `upload_max_in_flight`, so that one client cannot take them all.",
+    )
+    sse_max_connections: int = Field(
+        64,
+        ge=1,
+        description="Event streams (/v1/streams/{id}/events) open at once per API process.",
+    )
+    cameras_max: int = Field(256, ge=1, description="Cameras that may be subscribed at once.")
+    redis_password: SecretStr = Field(
+        SecretStr(""),
+        description="Redis AUTH password, kept apart from `redis_url` so that it can come from a "
+        "Secret (added to the URL when the URL has none). For TLS use a rediss:// URL, with "
+        "?ssl_ca_certs=/path/ca.pem to check the server's certificate.",
+    )
+    trusted_hosts: str = Field(
+        "*",
+        description="Host header values the API answers (comma-separated; `*.example.com` "
+        "allowed); others get 400. `*` answers any (then DNS rebinding can reach open reads).",
+    )
+
+    @model_validator(mode="after")
+    def _redis_auth(self) -> "Settings":
+        password = self.redis_password.get_secret_value()
+        if password and self.redis_url:
+            parts = urlsplit(self.redis_url)
+            if parts.password is None:
+                netloc = f"{parts.username or ''}:{quote(password, safe='')}@{parts.netloc}"
+                self.redis_url = urlunsplit(parts._replace(netloc=netloc))
+        return self
+
+    @field_validator("camera_networks", "webhook_networks")
+    @classmethod
+    def _valid_networks(cls, value: str) -> str:
+        network_list(value)
+        return value
+
+    @field_validator("denied_endpoints")
+    @classmethod
+    def _valid_endpoints(cls, value: str) -> str:
+        parse_endpoints(value)
+        return value
 
     def api_key_list(self) -> list[str]:
         return [key.strip() for key in self.api_keys.get_secret_value().split(",") if key.strip()]

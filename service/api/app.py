@@ -9,6 +9,7 @@ embedded service the trainer runs here too, as a thread that launches `lumos tra
 import asyncio
 import logging
 import threading
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -17,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 
 from service.api import errors
 from service.api.deps import authorize
-from service.api.middleware import BodyLimit, RequestMetrics
+from service.api.middleware import BodyLimit, RequestMetrics, SecurityHeaders, TrustedHosts
 from service.api.routers import classify, frames, health, jobs, models, streams
 from service.api.tasks import ClassifyTasks
 from service.jobs.planner import JobPlanner
@@ -74,15 +75,22 @@ def create_app(runtime: Runtime, run_trainer: bool = True) -> FastAPI:
     app.state.planner = planner
     app.state.classify_tasks = classify_tasks
     app.state.uploads_in_flight = 0  # upload requests being handled (see refuse_when_overloaded)
+    app.state.uploads_by_client: Counter[str] = Counter()  # the same, per API key or address
+    app.state.event_streams = 0  # open SSE connections (see streams.event_slot)
     errors.install(app, settings.retry_after_s)
     # Upload routes enforce their own limit as the body streams in (with a reason code); this
     # outer bound sits just above it. Every other body is small JSON.
     upload_limit = settings.upload_max_bytes + _JSON_BODY_LIMIT
     upload_paths = ["/v1/classify", "/classify", "/v1/frames"]
     app.add_middleware(
-        BodyLimit, default=_JSON_BODY_LIMIT, limits=dict.fromkeys(upload_paths, upload_limit)
+        BodyLimit,
+        default=_JSON_BODY_LIMIT,
+        limits=dict.fromkeys(upload_paths, upload_limit),
+        timeout_s=settings.body_read_timeout_s,
     )
     app.add_middleware(RequestMetrics)
+    app.add_middleware(TrustedHosts, hosts=settings.trusted_hosts)
+    app.add_middleware(SecurityHeaders)  # outermost: on every answer, refusals included
 
     protected = [Depends(authorize)]
     for module in (classify, frames, streams, jobs, models):

@@ -6,6 +6,7 @@ out of reach (restarting, failing over) is a temporary state, not a bug: any rou
 `store_unavailable` with Retry-After, and the client tries again.
 """
 
+import logging
 from http import HTTPStatus
 from typing import Any
 
@@ -14,8 +15,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from service.errors import ServiceError
+
+log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -87,6 +91,15 @@ class BodyTooLarge(StarletteHTTPException):
         return Problem(413, "too_large", self.detail, limit_bytes=self.limit)
 
 
+class BodyTimeout(StarletteHTTPException):
+    """A request body that stopped arriving (`service.api.middleware.BodyLimit`): a slow client
+    must not hold an upload slot for ever."""
+
+    def __init__(self, timeout_s: float) -> None:
+        detail = f"the request body sent nothing for {timeout_s:g} s"
+        super().__init__(408, detail, headers={"Connection": "close"})
+
+
 def store_unavailable(exc: RedisError, retry_after_s: int) -> Problem:
     return Problem(
         503,
@@ -150,6 +163,13 @@ def install(app: FastAPI, retry_after_s: int) -> None:
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
         # Starlette logs the traceback; the client gets the same error format as always.
         problem = Problem(500, "internal_error", "the request failed; see the service log")
+        return problem.response(request.url.path)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _aborted(request: Request, exc: ClientDisconnect) -> JSONResponse:
+        # The client's own doing: a warning and a 4xx in the metrics, not a 500 and a traceback.
+        log.warning("%s %s: the client went away mid-request", request.method, request.url.path)
+        problem = Problem(400, "client_aborted", "the client closed the connection mid-request")
         return problem.response(request.url.path)
 
     @app.exception_handler(BodyTooLarge)

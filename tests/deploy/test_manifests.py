@@ -16,7 +16,7 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
-from cloudcoil.models.keda.v1alpha1 import ScaledObject
+from cloudcoil.models.keda.v1alpha1 import ScaledObject, TriggerAuthentication
 from cloudcoil.models.prometheus_operator.v1 import PrometheusRule, ServiceMonitor
 from prometheus_client.metrics import MetricWrapperBase
 from pydantic import BaseModel, SecretStr
@@ -31,6 +31,7 @@ from tests.deploy.conftest import ROOT, compose
 KUBERNETES = "1.32"
 CRDS: dict[str, type[BaseModel]] = {
     "ScaledObject": ScaledObject,
+    "TriggerAuthentication": TriggerAuthentication,
     "ServiceMonitor": ServiceMonitor,
     "PrometheusRule": PrometheusRule,
 }
@@ -186,6 +187,13 @@ def test_kubernetes_manifests_agree_with_the_code(overlay):
     triggers = of_kind(resources, "ScaledObject")["infer"]["spec"]["triggers"]
     assert sorted(t["metadata"]["stream"] for t in triggers) == sorted(map(lane_key, LANES))
     assert {t["metadata"]["consumerGroup"] for t in triggers} == {GROUP}
+    # Redis requires its password; KEDA takes it from the Secret the pods read it from.
+    assert "LUMOS_REDIS_PASSWORD" in secret
+    auth = of_kind(resources, "TriggerAuthentication")["redis-auth"]["spec"]["secretTargetRef"]
+    assert auth == [
+        {"parameter": "password", "name": "lumos-secrets", "key": "LUMOS_REDIS_PASSWORD"}
+    ]
+    assert all(t["authenticationRef"]["name"] == "redis-auth" for t in triggers)
 
     rules = of_kind(resources, "PrometheusRule")["lumos"]["spec"]["groups"][0]["rules"]
     used = {name for rule in rules for name in re.findall(r"\blumos_\w+", rule["expr"])}

@@ -12,11 +12,13 @@ from service.queue.memory import MemoryQueue, MemoryResults
 from service.registry import MemoryPointer, ModelRegistry
 from service.settings import Settings
 from tests.conftest import ARID_LABELS, TINY_CLIP, make_artifact
+from tests.servers import TEST_NETWORKS
 from tests.service.clips import make_clip, metric
 
 
 def settings(tmp_path: Path, **changes) -> Settings:
     base = dict(backend="fp32", model_poll_s=0.1, batch_max=4, batch_wait_ms=300, top_k=3)
+    base |= dict(webhook_networks=TEST_NETWORKS)
     return Settings(cache_dir=tmp_path / "cache", **(base | changes))
 
 

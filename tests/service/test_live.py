@@ -14,7 +14,7 @@ from service.queue.redis import lane_key
 from service.runtime import Runtime
 from service.settings import Settings
 from tests.conftest import TINY_CLIP, make_artifact
-from tests.servers import free_port, wait_for
+from tests.servers import TEST_NETWORKS, free_port, wait_for
 from tests.service.clips import metric
 
 
@@ -36,6 +36,7 @@ def live_settings(tiny_artifact: Path, tmp_path: Path, **changes) -> Settings:
         stall_timeout_s=3.0,
         lease_ms=1500,
         batch_wait_ms=20,
+        camera_networks=TEST_NETWORKS,
     )
     return Settings(**(base | changes))
 

@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from service.cameras import Camera, RedisCameras
 from service.queue.base import ClipResult, Latency
 from service.queue.redis import GROUP, RedisQueue, RedisResults, lane_key
-from tests.servers import RedisServer, free_port, lumos_process, wait_for
+from tests.servers import TEST_NETWORKS, RedisServer, free_port, lumos_process, wait_for
 from tests.service.clips import make_clip
 from tests.service.test_infer import tiny_frames
 
@@ -34,6 +34,7 @@ def spawn(redis_server: RedisServer, tiny_artifact: Path, tmp_path: Path):
             "LUMOS_CACHE_DIR": str(tmp_path / "cache"),
             "LUMOS_WORKER_ID": worker,
             "LUMOS_BACKEND": "fp32",
+            "LUMOS_CAMERA_NETWORKS": TEST_NETWORKS,
         }
         env |= {f"LUMOS_{k.upper()}": v for k, v in settings.items()}
         process = lumos_process(role, env, tmp_path / f"{worker}.log")

@@ -32,6 +32,7 @@ from service.api.uploads import (
     probe_video,
     receive_upload,
 )
+from service.decode import LimitExceeded, Limits
 from service.queue.base import ClipResult, Summary
 from service.runtime import NoActiveModel, Runtime, VideoResult
 
@@ -103,7 +104,12 @@ _ERRORS = {code: PROBLEM_RESPONSE for code in (400, 413, 415, 422, 503, 504)}
 
 def _limits(runtime: Runtime) -> UploadLimits:
     s = runtime.settings
-    return UploadLimits(s.upload_max_bytes, s.upload_max_s, s.upload_min_frames)
+    return UploadLimits(
+        s.upload_max_bytes,
+        s.upload_max_s,
+        s.upload_min_frames,
+        Limits.of(s, upload=True),
+    )
 
 
 def _answer(
@@ -152,6 +158,8 @@ async def _classify(
         raise Problem(503, "no_model", str(exc)) from exc
     except TimeoutError as exc:
         raise Problem(504, "inference_timeout", f"no results within {timeout:.0f} s") from exc
+    except LimitExceeded as exc:  # a frame or the timeline beyond what the header declared
+        raise Problem(422, exc.reason, str(exc)) from exc
     except (av.FFmpegError, ValueError) as exc:  # passed the probe, failed further in
         raise Problem(
             422, "undecodable", f"decoding the video failed: {ffmpeg_reason(exc)}"

@@ -20,11 +20,18 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from service.api.deps import RuntimeDep
 from service.api.errors import PROBLEM_RESPONSE, Problem
 from service.cameras import Camera, Sampling, Stride, Webhook
-from service.decode import LIVE_SCHEMES
 from service.illumination import Illumination
 from service.ingest import cadence
 from service.queue.base import ClipResult, Summary, summarize
 from service.runtime import Runtime
+from service.urls import (
+    CAMERA_SCHEMES,
+    Destinations,
+    RefusedURL,
+    camera_destinations,
+    parse,
+    webhook_destinations,
+)
 
 router = APIRouter(prefix="/streams", tags=["streams"])
 
@@ -38,7 +45,7 @@ class StreamRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")  # an option the ingest lacks is refused, not lost
 
     url: str = Field(
-        min_length=1, max_length=2048, description=f"A live source: {', '.join(LIVE_SCHEMES)}."
+        min_length=1, max_length=2048, description=f"A live source: {', '.join(CAMERA_SCHEMES)}."
     )
     name: str = Field("", max_length=200)
     id: str | None = Field(
@@ -59,12 +66,13 @@ class StreamRequest(BaseModel):
     @field_validator("url")
     @classmethod
     def _live_source(cls, url: str) -> str:
-        """Only network sources: a file path or file://, concat:, pipe: URL would let a caller
-        read the server's own files."""
-        scheme, sep, rest = url.partition("://")
-        if not sep or scheme.lower() not in LIVE_SCHEMES or not rest.split("/", 1)[0]:
-            raise ValueError(f"url must be a {'/'.join(LIVE_SCHEMES)} URL with a host")
-        return url
+        """Only network sources, rebuilt by the URL policy: a file path or file://, concat:,
+        pipe: URL would let a caller read the server's own files, a CR or LF in the path speak
+        another protocol to whatever listens."""
+        try:
+            return parse(url, CAMERA_SCHEMES).url
+        except RefusedURL as exc:
+            raise ValueError(str(exc)) from None
 
 
 class StreamStatus(BaseModel):
@@ -159,12 +167,32 @@ def _frame_rate(recent: list[ClipResult], stride: int, fps: float) -> float | No
     return round(statistics.median(real), 2) if real else None
 
 
+async def _check_destination(destinations: Destinations, url: str) -> None:
+    """422 unless `url` resolves to addresses this service may connect to (ingest workers
+    check again at every connection)."""
+    try:
+        await asyncio.to_thread(destinations.check, url)
+    except RefusedURL as exc:
+        raise Problem(422, exc.reason, str(exc)) from exc
+
+
 @router.post("", status_code=201, responses={409: PROBLEM_RESPONSE, 422: PROBLEM_RESPONSE})
 async def subscribe(request: StreamRequest, runtime: RuntimeDep) -> StreamStatus:
     """Subscribe a live camera; an ingest worker picks it up within a lease period."""
+    settings = runtime.settings
+    await _check_destination(camera_destinations(settings), request.url)
+    if request.webhook:
+        await _check_destination(webhook_destinations(settings), request.webhook)
     camera_id = request.id or uuid.uuid4().hex[:12]
-    if await runtime.cameras.get(camera_id) is not None:
+    cameras = await runtime.cameras.all()
+    if any(c.id == camera_id for c in cameras):
         raise Problem(409, "stream_exists", f"stream {camera_id!r} already exists")
+    if len(cameras) >= settings.cameras_max:
+        raise Problem(
+            409,
+            "too_many_streams",
+            f"{len(cameras)} streams are subscribed, at most {settings.cameras_max}",
+        )
     camera = Camera(id=camera_id, **request.model_dump(exclude={"id"}))
     await runtime.cameras.add(camera)
     return await _status(runtime, camera)
@@ -205,8 +233,31 @@ async def predictions(
     )
 
 
+async def event_slot(request: Request, runtime: RuntimeDep) -> AsyncIterator[None]:
+    """503 before an event stream starts when `sse_max_connections` are open: each one holds a
+    connection and polls the store for as long as its client stays. Held until the stream ends
+    (a dependency's exit runs after its response)."""
+    limit = runtime.settings.sse_max_connections
+    state = request.app.state
+    if state.event_streams >= limit:
+        raise Problem(
+            503,
+            "too_many_event_streams",
+            f"{limit} event streams are open here, the limit; retry later",
+            headers={"Retry-After": str(runtime.settings.retry_after_s)},
+        )
+    state.event_streams += 1
+    try:
+        yield
+    finally:
+        state.event_streams -= 1
+
+
 @router.get(
-    "/{stream_id}/events", response_class=EventSourceResponse, responses={404: PROBLEM_RESPONSE}
+    "/{stream_id}/events",
+    response_class=EventSourceResponse,
+    dependencies=[Depends(event_slot)],
+    responses={404: PROBLEM_RESPONSE, 503: PROBLEM_RESPONSE},
 )
 async def events(
     camera: CameraDep,
