@@ -35,6 +35,11 @@ def parse_backoff(schedule: str) -> list[tuple[float, int | None]]:
     return steps
 
 
+def user_cache() -> Path:
+    """The XDG base directory for caches: outside any checkout, kept across runs."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+
+
 class Settings(BaseSettings):
     """The service's configuration; see each field's description (also in `lumos serve --help`)."""
 
@@ -62,7 +67,10 @@ class Settings(BaseSettings):
         Path("runs/models"), description="Directory of registered model versions."
     )
     cache_dir: Path = Field(
-        Path("runs/cache"), description="Derived files, e.g. ONNX exports of served models."
+        default_factory=lambda: user_cache() / "lumos",
+        description="Derived files kept across restarts: ONNX and INT8 forms of served models, "
+        "and each model's backend choice on this machine. Default: $XDG_CACHE_HOME/lumos "
+        "(~/.cache/lumos).",
     )
     worker_id: str = Field(
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
@@ -131,8 +139,25 @@ class Settings(BaseSettings):
     batch_wait_ms: float = Field(
         10.0, ge=0, description="How long a batch waits to fill after its first clip."
     )
-    backend: Literal["auto", "fp32", "bf16", "onnx", "openvino", "openvino-bf16", "cuda"] = Field(
-        "auto", description="Inference backend; auto measures the candidates at start-up."
+    backend: Literal[
+        "auto", "fp32", "bf16", "onnx", "openvino", "openvino-bf16", "openvino-int8", "cuda"
+    ] = Field(
+        "auto",
+        description="Inference backend; auto measures the candidates once per model and machine "
+        "and remembers the choice in cache_dir.",
+    )
+    accept_agreement: float = Field(
+        0.99,
+        ge=0,
+        le=1,
+        description="A backend serves only if its top-1 label matches fp32's on at least this "
+        "fraction of the model's agreement clips.",
+    )
+    accept_prob_change: float = Field(
+        0.02,
+        ge=0,
+        description="A backend serves only if the mean over the agreement clips of its largest "
+        "change of any class probability (against fp32) is at most this.",
     )
     threads: int = Field(0, ge=0, description="CPU inference threads; 0 = the library default.")
     cuda_streams: bool = Field(
