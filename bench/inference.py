@@ -30,6 +30,7 @@ from bench.report import SCRATCH, Run, add_options, doublings, table, verdict
 from model.artifact import load_artifact
 from model.clip import ClipSpec
 from model.networks import Student
+from model.precision import cpu_has_native_bf16
 from model.profile import profile
 from service.backend_cache import cpu_features, cpu_key
 from service.backends import (
@@ -206,7 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     artifact, random_weights = models.student(size, args.frames)
     network, manifest = load_artifact(artifact)
     spec = manifest.clip
-    config = f"{size}-{spec.frames}"
+    # The CPU kind is part of the row: the answer differs between them (benchmarks.md).
+    kind = "bf16" if cpu_has_native_bf16() else torch.backends.cpu.get_cpu_capability().lower()
+    config = f"{size}-{spec.frames}-{kind}"
     run = Run("inference", config, argv, args)
     shipped = None if random_weights else load_calibration(artifact, spec)
     n_clips = args.clips or (
