@@ -85,6 +85,7 @@ def load_engine(path: Path, settings: Settings) -> Engine:
 
     The pick is remembered in `settings.cache_dir`: a restart on the same machine builds only the
     backend chosen before, without timing anything."""
+    began = time.perf_counter()
     network, manifest = load_artifact(path)
     if not isinstance(network, Student):
         raise ValueError(f"{path} holds a {manifest.arch.kind}; only a student can be served")
@@ -142,10 +143,11 @@ def load_engine(path: Path, settings: Settings) -> Engine:
         backend = choose(built, trials)
         how = f"measured now, remembered in {cache.put(key, backend.name, trials, {})}"
     log.info(
-        "model %s on %s (%s; %s)",
+        "model %s on %s (%s; loaded in %.1f s; %s)",
         manifest.version,
         backend.name,
         how,
+        time.perf_counter() - began,
         "; ".join(t.describe() for t in trials),
     )
     return Engine(manifest.version, path, manifest.labels, spec, backend, trials)
