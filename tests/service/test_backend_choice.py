@@ -1,6 +1,7 @@
 """INT8 judged against fp32 before it may serve, and the backend choice remembered on disk."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -9,11 +10,13 @@ import httpx
 import pytest
 
 from service.backends import calibration_batch
+from service.cli import main
 from service.infer import load_engine
-from service.int8 import CalibrationSet, load_calibration, save_calibration
+from service.int8 import SHIPPED, CalibrationSet, load_calibration, save_calibration
 from service.settings import Settings
 from tests.conftest import TINY_CLIP, make_artifact
 from tests.servers import ROOT, free_port, wait_for
+from training.synth import SynthConfig, write_benchmark
 
 
 @pytest.fixture(scope="module")
@@ -100,3 +103,24 @@ def test_a_second_serve_start_reuses_the_choice(calibrated: Path, tmp_path: Path
         assert candidates["openvino-int8"]["refused"].startswith(("mean probability", "top-1"))
         assert ready["checks"]["inference"]["backend"] == "fp32"
     assert first["checks"]["inference"]["candidates"] == second["checks"]["inference"]["candidates"]
+
+
+def test_lumos_model_quantize_ships_calibration_clips_and_the_int8_form(
+    tiny_artifact: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "synth"
+    write_benchmark(SynthConfig(data, 5, 0, frames=(24, 24), size=(64, 48), workers=1))
+    artifact = tmp_path / "tiny"
+    shutil.copytree(tiny_artifact, artifact)
+    assert main(["model", "quantize", str(artifact), "--data", str(data), "--per-class", "5"]) == 0
+    clips = load_calibration(artifact, TINY_CLIP)
+    # Of each class's 5 videos the 1st and 5th calibrate, the other 3 judge: 22 and 33 clips.
+    assert clips is not None and len(clips.calibration) == 22 and len(clips.agreement) == 33
+    assert clips.calibration.mean() < 60  # dark, as the training videos are
+    assert (artifact / SHIPPED).is_file() and (artifact / SHIPPED).with_suffix(".bin").is_file()
+    printed = capsys.readouterr().out
+    assert "22 calibration clips, 33 agreement clips from 55 training videos" in printed
+    assert "openvino-int8: " in printed and "agreement" in printed
+    # The service serves the shipped form rather than quantising again.
+    engine = load_engine(artifact, Settings(cache_dir=tmp_path / "cache", backend="openvino-int8"))
+    assert engine.backend.name == "openvino-int8" and not list((tmp_path / "cache").glob("*int8*"))
