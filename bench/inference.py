@@ -8,8 +8,7 @@ less), and the arithmetic rate per CPU-second is put against the matmul peak of 
 arithmetic (fp32, bf16, int8) measured the same way in the same run. The service's own choice
 among its candidates is made from these measurements by its own rule (`service.backends.choose`).
 
-Peers beyond the service's candidates: torch.compile (inductor), and OpenVINO at bf16 precision
-where the service leaves it out. The test clips are the artifact's agreement clips where it ships
+A peer beyond the service's candidates: torch.compile (inductor). The test clips are the artifact's agreement clips where it ships
 them (the demo: clips of its training videos held aside from INT8 calibration), else generated dark
 clips; the random-weight students get generated calibration clips (`models.student`).
 """
