@@ -141,7 +141,10 @@ def load_engine(path: Path, settings: Settings) -> Engine:
             acceptance,
         )
         backend = choose(built, trials)
-        how = f"measured now, remembered in {cache.put(key, backend.name, trials, {})}"
+        try:
+            how = f"measured now, remembered in {cache.put(key, backend.name, trials, {})}"
+        except OSError as exc:  # a read-only cache costs the next start the timing, nothing else
+            how = f"measured now, not remembered: {exc}"
     log.info(
         "model %s on %s (%s; loaded in %.1f s; %s)",
         manifest.version,
