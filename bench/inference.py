@@ -8,9 +8,10 @@ less), and the arithmetic rate per CPU-second is put against the matmul peak of 
 arithmetic (fp32, bf16, int8) measured the same way in the same run. The service's own choice
 among its candidates is made from these measurements by its own rule (`service.backends.choose`).
 
-A peer beyond the service's candidates: torch.compile (inductor). The test clips are the artifact's agreement clips where it ships
-them (the demo: clips of its training videos held aside from INT8 calibration), else generated dark
-clips; the random-weight students get generated calibration clips (`models.student`).
+A peer beyond the service's candidates: torch.compile (inductor). The test clips are the
+artifact's agreement clips where it ships them (the demo: clips of its training videos held aside
+from INT8 calibration), else generated dark clips; the random-weight students get generated
+calibration clips (`models.student`).
 """
 
 import argparse

@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     model_root: Path = Field(
         Path("runs/models"), description="Directory of registered model versions."
     )
+    artifacts_root: Path = Field(
+        Path("artifacts"),
+        description="Bundled artifacts and backbone weights: with the model root, the only "
+        "directories a training job may name files under (`pretrained`).",
+    )
     cache_dir: Path = Field(
         default_factory=lambda: user_cache() / "lumos",
         description="Derived files kept across restarts: ONNX and INT8 forms of served models, "
