@@ -56,6 +56,7 @@ def test_int8_outside_the_bounds_is_refused_with_its_numbers(
     assert len(list(tmp_path.glob("*-int8-*.xml"))) == 1  # quantised once, kept for next time
 
 
+@pytest.mark.system  # two `lumos serve` processes
 def test_a_second_serve_start_reuses_the_choice(calibrated: Path, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LUMOS_")} | {
         "LUMOS_MODEL_DIR": str(calibrated),
