@@ -4,7 +4,7 @@ The machine is shared and often busy, so a number alone says little: each run st
 load average at its start and end beside its results, and each benchmark compares against a
 baseline measured in the same run. A run writes `bench/results/<name>-<config>.json` and
 replaces its own row (the one whose first cell is its config) in the benchmark's table in
-docs/benchmarks.md, between the `<!-- bench:<name> -->` markers; the prose around is by hand.
+docs/benchmark-results.md, between the `<!-- bench:<name> -->` markers; the prose around is by hand.
 """
 
 import argparse
@@ -23,7 +23,7 @@ from typing import TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-DOC = ROOT / "docs" / "benchmarks.md"
+DOC = ROOT / "docs" / "benchmark-results.md"
 SCRATCH = ROOT / "runs" / "bench"
 """Generated inputs (videos, exports) kept between runs; never committed."""
 

@@ -315,7 +315,7 @@ def register_bench(commands: argparse._SubParsersAction) -> None:
         "bench",
         help="measure speed against peers and the machine (from a source checkout)",
         description="Run one benchmark of bench/: it prints a table, writes "
-        "bench/results/NAME-CONFIG.json and its row of docs/benchmarks.md. "
+        "bench/results/NAME-CONFIG.json and its row of docs/benchmark-results.md. "
         "`lumos bench NAME --help` lists its options; --quick checks it works in seconds.",
     )
     bench.add_argument("name", choices=BENCHMARKS, metavar="NAME", help=", ".join(BENCHMARKS))

@@ -14,6 +14,7 @@ import logging
 import uuid
 from collections.abc import Coroutine, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -184,6 +185,8 @@ class Runtime:
                 "ok": engine is not None,
                 "version": engine and engine.version,
                 "backend": engine and engine.backend.name,
+                # Every candidate's numbers, and why any was refused (e.g. INT8 off fp32).
+                "candidates": engine and [asdict(trial) for trial in engine.trials],
             }
         return checks
 

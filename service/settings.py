@@ -49,6 +49,11 @@ def parse_sentinels(addresses: str) -> list[tuple[str, int]]:
     return parsed
 
 
+def user_cache() -> Path:
+    """The XDG base directory for caches: outside any checkout, kept across runs."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+
+
 class Settings(BaseSettings):
     """The service's configuration; see each field's description (also in `lumos serve --help`)."""
 
@@ -81,7 +86,10 @@ class Settings(BaseSettings):
         "directories a training job may name files under (`pretrained`).",
     )
     cache_dir: Path = Field(
-        Path("runs/cache"), description="Derived files, e.g. ONNX exports of served models."
+        default_factory=lambda: user_cache() / "lumos",
+        description="Derived files kept across restarts: ONNX and INT8 forms of served models, "
+        "and each model's backend choice on this machine. Default: $XDG_CACHE_HOME/lumos "
+        "(~/.cache/lumos).",
     )
     worker_id: str = Field(
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
@@ -171,8 +179,25 @@ class Settings(BaseSettings):
     batch_wait_ms: float = Field(
         10.0, ge=0, description="How long a batch waits to fill after its first clip."
     )
-    backend: Literal["auto", "fp32", "bf16", "onnx", "openvino", "openvino-bf16", "cuda"] = Field(
-        "auto", description="Inference backend; auto measures the candidates at start-up."
+    backend: Literal[
+        "auto", "fp32", "bf16", "onnx", "openvino", "openvino-bf16", "openvino-int8", "cuda"
+    ] = Field(
+        "auto",
+        description="Inference backend; auto measures the candidates once per model and machine "
+        "and remembers the choice in cache_dir.",
+    )
+    accept_agreement: float = Field(
+        0.99,
+        ge=0,
+        le=1,
+        description="A backend serves only if its top-1 label matches fp32's on at least this "
+        "fraction of the model's agreement clips.",
+    )
+    accept_prob_change: float = Field(
+        0.02,
+        ge=0,
+        description="A backend serves only if the mean over the agreement clips of its largest "
+        "change of any class probability (against fp32) is at most this.",
     )
     threads: int = Field(0, ge=0, description="CPU inference threads; 0 = the library default.")
     cuda_streams: bool = Field(
