@@ -61,11 +61,18 @@ class Classified:
 
 @dataclass(frozen=True)
 class StatusChange:
-    """A followed camera changed state (e.g. reconnecting) or reconnected."""
+    """A followed camera changed state (connecting, live, failing, stalled) or failed again."""
 
-    status: str
+    state: str
     reconnects: int
     error: str | None
+    next_retry_at: float | None
+
+    @classmethod
+    def of(cls, status: dict[str, Any]) -> "StatusChange":
+        return cls(
+            status["state"], status["reconnects"], status["last_error"], status["next_retry_at"]
+        )
 
 
 Update = ClipResult | StatusChange
@@ -194,8 +201,7 @@ class RemoteClient:
     async def _statuses(self, stream: str, updates: asyncio.Queue[Update]) -> None:
         last = None
         while True:
-            status = (await self._call("GET", f"/v1/streams/{stream}")).json()
-            change = StatusChange(status["status"], status["reconnects"], status["last_error"])
+            change = StatusChange.of((await self._call("GET", f"/v1/streams/{stream}")).json())
             if change != last:
                 await updates.put(change)
                 last = change
@@ -266,12 +272,19 @@ class LocalClient:
     async def watch(self, url: str, stop: asyncio.Event) -> AsyncIterator[Update]:
         """The source as a camera of this process; a file plays through the same live path, and
         each end of it is a reconnect."""
+        from service.camera_status import statuses
         from service.cameras import Camera
 
         camera = Camera(id="watch", url=url, name="lumos watch")
         await self.runtime.cameras.add(camera)
         since = time.time()
+        last = None
         while not stop.is_set():
+            (status,) = await statuses(self.runtime.cameras, self.settings.staleness_s, [camera.id])
+            change = StatusChange.of(status.model_dump())
+            if change != last:
+                yield change
+                last = change
             for result in await self.runtime.results.for_stream(camera.id, since=since):
                 since = result.start
                 yield result
@@ -375,7 +388,10 @@ async def classify_files(
 def format_update(update: Update, top: int) -> str:
     if isinstance(update, StatusChange):
         error = f"; last error: {update.error}" if update.error else ""
-        return f"-- {update.status} ({update.reconnects} reconnects{error})"
+        retry = ""
+        if update.state == "failing" and update.next_retry_at:
+            retry = f"; next retry {datetime.fromtimestamp(update.next_retry_at):%H:%M:%S}"
+        return f"-- {update.state} ({update.reconnects} reconnects{error}{retry})"
     when = datetime.fromtimestamp(update.end).strftime("%H:%M:%S")
     labels = update.error or "  ".join(f"{k} {v:.3f}" for k, v in _top(update.scores, top))
     mark = "  (after a reconnect)" if update.integrity.reconnect else ""

@@ -201,6 +201,12 @@ class ResultStore(ABC):
         """The stream's results whose clip started after `since` (Unix time), oldest first."""
 
     @abstractmethod
+    async def newer(self, stream: str, since: float, timeout: float) -> list[ClipResult]:
+        """The stream's results after `since` as `for_stream` reads them, waiting up to `timeout`
+        seconds for one to be stored (then an empty list): a follower is woken by the store,
+        not by polling."""
+
+    @abstractmethod
     async def wait(self, stream: str, ids: Sequence[str], timeout: float) -> list[ClipResult]:
         """The results of clips `ids` of `stream` in the order given, once all exist.
 

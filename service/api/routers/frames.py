@@ -9,7 +9,6 @@ temporary file included.
 """
 
 import asyncio
-import base64
 import threading
 from pathlib import Path
 
@@ -18,22 +17,20 @@ import torch
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
-from torchvision.io import encode_jpeg
 
 from model.clip import ClipSpec
-from model.enhance import msrcr
 from service.api.deps import RuntimeDep, refuse_when_overloaded
 from service.api.errors import PROBLEM_RESPONSE, Problem
 from service.api.routers.classify import _MULTIPART_BODY, _limits
 from service.api.uploads import ffmpeg_reason, probe_video, receive_upload
 from service.ingest import cut_file
+from service.key_frames import render
 from service.settings import Settings
 
 router = APIRouter(prefix="/frames", tags=["frames"])
 
 VIEW_SIDE = 160
 """Pixels per side of a key frame: the model's square field of view, enlarged to be seen."""
-_QUALITY = 90
 
 
 class KeyFrame(BaseModel):
@@ -53,12 +50,6 @@ class KeyFrames(BaseModel):
     clips: list[KeyFrame]
 
 
-def _data_url(image: torch.Tensor) -> str:
-    """`3 x H x W` uint8 -> an inline JPEG."""
-    jpeg = encode_jpeg(image, quality=_QUALITY).numpy().tobytes()
-    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
-
-
 def key_frames(path: Path, spec: ClipSpec, settings: Settings) -> list[KeyFrame]:
     """Cut `path` as ingest cuts it for `spec`, at `VIEW_SIDE` pixels, and render each clip's
     middle frame both ways (blocking: run it in a thread)."""
@@ -69,16 +60,15 @@ def key_frames(path: Path, spec: ClipSpec, settings: Settings) -> list[KeyFrame]
     )
     frames = []
     for clip in cut_file(path, "frames", view, settings, threading.Event()):
-        middle = len(clip.frames) // 2
         pixels = torch.from_numpy(clip.frames).permute(3, 0, 1, 2)  # 3 x T x H x W
-        enhanced = msrcr(pixels.unsqueeze(0))[0, :, middle].mul(255).round().to(torch.uint8)
+        dark, enhanced = render(pixels, len(clip.frames) // 2)
         frames.append(
             KeyFrame(
                 seq=clip.seq,
                 start=clip.timestamps[0],
                 end=clip.timestamps[-1],
-                dark=_data_url(pixels[:, middle].contiguous()),
-                enhanced=_data_url(enhanced),
+                dark=dark,
+                enhanced=enhanced,
             )
         )
     return frames
