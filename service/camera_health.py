@@ -86,10 +86,13 @@ class HealthTracker:
         self._last_sent = time.monotonic()
         self._publish(self.health)
 
-    def frame(self, wall: float) -> None:
-        """A sampled frame arrived at Unix time `wall`."""
+    def frame(self, wall: float, step: float) -> None:
+        """A sampled frame arrived at Unix time `wall`, `step` seconds after the one before it
+        was due. Frames much closer than that are the burst a source sends as it opens (what it
+        had buffered), not its rate, and are left out of it."""
         with self._lock:
-            self._frames.append(wall)
+            if not self._frames or wall - self._frames[-1] >= step / 2:
+                self._frames.append(wall)
             changed = self.health.state != "live"
             self.health = self.health.model_copy(
                 update={"state": "live", "next_retry_at": None, "last_frame_at": wall}

@@ -324,7 +324,7 @@ class LiveIngest:
                             STREAM_UP.labels(stream=label).set(1)
                             delays = settings.backoff_delays()
                         STREAM_FRAMES_DECODED.labels(stream=label).inc()
-                        tracker.frame(frame.wall)
+                        tracker.frame(frame.wall, frame.step)
                         loop.call_soon_threadsafe(self._offer, buffer, frame)
                 error = "the stream ended"
             except Exception as exc:  # whatever the source did, this thread must live on

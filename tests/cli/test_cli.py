@@ -205,5 +205,5 @@ def test_watch_plays_a_file_in_process(service, make_video, tmp_path):
     finally:
         code, errors = stop(process)
     assert code == 0, errors
-    assert "camera watch: stream ended" in errors  # each end of the file is a reconnect
+    assert "camera watch: the stream ended" in errors  # each end of the file is a reconnect
     assert os.path.getsize(video) > 0
