@@ -19,11 +19,18 @@ from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
-from service.api.errors import PROBLEM_JSON, PROBLEM_RESPONSE
+from service.api.errors import PROBLEM_JSON, PROBLEM_RESPONSE, ProblemDetails
 
 ASSETS = Path(fastapi_offline.__file__).parent / "static"
 _PREFIX = "/docs-assets"
 _UNUSED = ("HTTPValidationError", "ValidationError")
+# The pages may load only from this service: ReDoc's side menu links a logo on its vendor's CDN,
+# which a browser must not fetch from a machine that has no business talking to the internet.
+_SAME_ORIGIN_ONLY = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self' 'unsafe-inline'; "
+    "style-src 'self' 'unsafe-inline'; img-src 'self' data:; worker-src 'self' blob:; "
+    "font-src 'self' data:"
+}
 
 
 def operation_id(route: APIRoute) -> str:
@@ -42,9 +49,10 @@ def _problem_errors(schema: dict[str, Any]) -> dict[str, Any]:
                         "description": response.get("description")
                         or PROBLEM_RESPONSE["description"],
                     }
-    schemas = schema.get("components", {}).get("schemas", {})
+    schemas = schema.setdefault("components", {}).setdefault("schemas", {})
     for name in _UNUSED:
         schemas.pop(name, None)
+    schemas["ProblemDetails"] = ProblemDetails.model_json_schema()
     return schema
 
 
@@ -71,20 +79,29 @@ def install(app: FastAPI) -> None:
 
     @app.get("/docs", include_in_schema=False)
     def swagger() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url=app.openapi_url or "/openapi.json",
-            title=f"{app.title} API",
-            swagger_js_url=f"{_PREFIX}/swagger-ui-bundle.js",
-            swagger_css_url=f"{_PREFIX}/swagger-ui.css",
-            swagger_favicon_url=f"{_PREFIX}/favicon.png",
+        return _same_origin(
+            get_swagger_ui_html(
+                openapi_url=app.openapi_url or "/openapi.json",
+                title=f"{app.title} API",
+                swagger_js_url=f"{_PREFIX}/swagger-ui-bundle.js",
+                swagger_css_url=f"{_PREFIX}/swagger-ui.css",
+                swagger_favicon_url=f"{_PREFIX}/favicon.png",
+            )
         )
 
     @app.get("/redoc", include_in_schema=False)
     def redoc() -> HTMLResponse:
-        return get_redoc_html(
-            openapi_url=app.openapi_url or "/openapi.json",
-            title=f"{app.title} API",
-            redoc_js_url=f"{_PREFIX}/redoc.standalone.js",
-            redoc_favicon_url=f"{_PREFIX}/favicon.png",
-            with_google_fonts=False,
+        return _same_origin(
+            get_redoc_html(
+                openapi_url=app.openapi_url or "/openapi.json",
+                title=f"{app.title} API",
+                redoc_js_url=f"{_PREFIX}/redoc.standalone.js",
+                redoc_favicon_url=f"{_PREFIX}/favicon.png",
+                with_google_fonts=False,
+            )
         )
+
+
+def _same_origin(page: HTMLResponse) -> HTMLResponse:
+    page.headers.update(_SAME_ORIGIN_ONLY)
+    return page

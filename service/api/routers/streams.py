@@ -30,12 +30,19 @@ _EVENT_WAIT_S = 1.0
 
 
 class StreamRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")  # an option the ingest lacks is refused, not lost
+    """A live camera to subscribe."""
+
+    model_config = ConfigDict(  # an option the ingest lacks is refused, not lost
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"url": "rtsp://viewer:secret@10.0.0.7/stream1", "name": "Front door"}]
+        },
+    )
 
     url: str = Field(
         min_length=1, max_length=2048, description=f"A live source: {', '.join(LIVE_SCHEMES)}."
     )
-    name: str = Field("", max_length=200)
+    name: str = Field("", max_length=200, description="A name for people, e.g. `Front door`.")
     id: str | None = Field(
         None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="Default: generated."
     )
@@ -70,9 +77,16 @@ class CameraFrame(BaseModel):
 
 
 class Predictions(BaseModel):
+    """A stream's results after `since`, and their mean."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     stream: str
+    """The stream's id."""
     results: list[ClipResult]
+    """Oldest first."""
     summary: Summary
+    """The mean of `results`."""
     next_since: float
     """Pass as `since` to get only newer results."""
 
