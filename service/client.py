@@ -15,6 +15,7 @@ import logging
 import math
 import signal
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -349,34 +350,89 @@ def as_table(name: str, result: Classified, top: int) -> str:
     return "\n".join(lines)
 
 
+VIDEO_SUFFIXES = frozenset(
+    {".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".ts", ".flv", ".wmv"}
+)
+
+
+def expand_inputs(inputs: list[str]) -> list[str]:
+    """Files and URLs as given; a directory becomes its video files, by name."""
+    expanded: list[str] = []
+    for item in inputs:
+        path = Path(item)
+        if not _is_url(item) and path.is_dir():
+            videos = sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+            expanded += [str(p) for p in videos if p.is_file()] or [item]
+        else:
+            expanded.append(item)
+    return expanded
+
+
+def _is_url(item: str) -> bool:
+    return item.partition("://")[0].lower() in ("http", "https")
+
+
+@contextlib.asynccontextmanager
+async def _local_copy(item: str, limit: int) -> AsyncIterator[Path]:
+    """The video `item` names, as a local file: itself, or a URL downloaded (at most `limit`
+    bytes) to a temporary file that is gone afterwards."""
+    if not _is_url(item):
+        path = Path(item)
+        if path.is_dir():
+            raise ClientError("no video files in this directory")
+        if not path.is_file():
+            raise ClientError("no such file")
+        yield path
+        return
+    suffix = Path(httpx.URL(item).path).suffix.lower()
+    with tempfile.NamedTemporaryFile(suffix=suffix if suffix in VIDEO_SUFFIXES else "") as copy:
+        try:
+            async with httpx.AsyncClient(follow_redirects=True, timeout=30.0) as http:
+                async with http.stream("GET", item) as response:
+                    if response.is_error:
+                        raise ClientError(f"downloading it failed: HTTP {response.status_code}")
+                    size = 0
+                    async for chunk in response.aiter_bytes():
+                        size += len(chunk)
+                        if size > limit:
+                            raise ClientError(f"it is larger than {limit} bytes")
+                        copy.write(chunk)
+        except httpx.HTTPError as exc:
+            raise ClientError(f"downloading it failed: {exc}") from exc
+        copy.flush()
+        yield Path(copy.name)
+
+
 async def classify_files(
-    files: list[Path], server: str | None, api_key: str | None, top: int, json_out: bool
+    inputs: list[str], server: str | None, api_key: str | None, top: int, json_out: bool
 ) -> int:
-    """`lumos classify`: a table (or JSON) per file; 1 when a file could not be classified."""
+    """`lumos classify`: a table (or JSON) per video file, URL or directory of videos; 1 when one
+    could not be classified (in the JSON array as `{"file", "error"}`)."""
     failed = 0
     answers = []
+    limit = Settings().upload_max_bytes
     try:
         async with _client(server, api_key, {"infer"}) as client:
-            for path in files:
+            for item in expand_inputs(inputs):
                 # The bar appears only for a video that takes a while, and only on a terminal.
-                with tqdm(desc=path.name, delay=2.0, leave=False, disable=None) as bar:
+                with tqdm(desc=Path(item).name, delay=2.0, leave=False, disable=None) as bar:
 
                     def progress(done: int, total: int | None, bar: tqdm = bar) -> None:
                         bar.total, bar.n = total, done
                         bar.refresh()
 
                     try:
-                        if not path.is_file():
-                            raise ClientError("no such file")
-                        result = await client.classify(path, progress)
+                        async with _local_copy(item, limit) as path:
+                            result = await client.classify(path, progress)
                     except (ClientError, OSError) as exc:
-                        print(f"lumos classify: {path}: {exc}", file=sys.stderr)
+                        print(f"lumos classify: {item}: {exc}", file=sys.stderr)
+                        answers.append({"file": item, "error": str(exc)})
                         failed += 1
                         continue
                 if json_out:
-                    answers.append(as_json(str(path), result, top))
+                    answers.append(as_json(item, result, top))
                 else:
-                    print(as_table(str(path), result, top), flush=True)
+                    print(as_table(item, result, top), flush=True)
     except ClientError as exc:
         print(f"lumos classify: {exc}", file=sys.stderr)
         return 2

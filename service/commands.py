@@ -221,12 +221,13 @@ def register_clients(commands: argparse._SubParsersAction) -> None:
     the bundled model in this process."""
     classify = commands.add_parser(
         "classify",
-        help="classify the actions in video files",
-        description="Print a table per file: each clip's time, top labels and scores, and mean "
-        "luma, then the whole video's. Without --server the model in LUMOS_MODEL_DIR "
-        "(artifacts/demo) runs in this process.",
+        help="classify the actions in video files, URLs or directories of videos",
+        description="Print a table per video: each clip's time, top labels and scores, and mean "
+        "luma, then the whole video's. A directory stands for its video files; an http(s) URL is "
+        "downloaded first. Without --server the model in LUMOS_MODEL_DIR (the bundled demo "
+        "model) runs in this process.",
     )
-    classify.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    classify.add_argument("files", nargs="+", metavar="VIDEO", help="file, directory or URL")
     _client_options(classify)
     classify.add_argument("--json", action="store_true", help="print JSON (for scripts)")
     classify.set_defaults(run=_classify)

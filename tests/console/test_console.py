@@ -273,7 +273,7 @@ def test_training_job_progress_moves(page: Page):
     page.fill("#job-form textarea[name=overrides]", "optim.epochs = -1")
     page.click("#job-form button[type=submit]")
     # Within 30 s, not the default 5: on a loaded 2-core machine the refusal once came later.
-    expect(page.locator("#jobs .error")).to_contain_text("epochs", timeout=30_000)
+    expect(page.locator("#jobs > .error")).to_contain_text("epochs", timeout=30_000)
     page.fill(
         "#job-form textarea[name=overrides]",
         "\n".join(
