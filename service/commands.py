@@ -316,9 +316,10 @@ def register_bench(commands: argparse._SubParsersAction) -> None:
     bench = commands.add_parser(
         "bench",
         help="measure speed against peers and the machine (from a source checkout)",
-        description="Run one benchmark of bench/: it prints a table, writes "
-        "bench/results/NAME-CONFIG.json and its row of docs/benchmarks.md. "
-        "`lumos bench NAME --help` lists its options; --quick checks it works in seconds.",
+        description="Run one benchmark of bench/: it prints a table and writes its JSON into "
+        "a run directory under runs/bench/; with --update-docs, into bench/results/ with its row "
+        "of docs/benchmarks.md. `lumos bench NAME --help` lists its options; --quick checks it "
+        "works in seconds.",
     )
     bench.add_argument("name", choices=BENCHMARKS, metavar="NAME", help=", ".join(BENCHMARKS))
     bench.add_argument("options", nargs=argparse.REMAINDER, help="the benchmark's own options")
