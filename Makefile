@@ -8,7 +8,7 @@ TEST_DEBS := redis-server ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
 	gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools chromium
 
-.PHONY: run test lint format system-deps clean
+.PHONY: run test lint format system-deps clean screenshots
 
 $(VENV)/.installed: pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ format: $(VENV)/.installed
 
 test: $(VENV)/.installed system-deps lint
 	$(BIN)/pytest -q
+
+# The README's console screenshots (docs/images/), retaken by the browser test; never by `make test`.
+screenshots: $(VENV)/.installed system-deps
+	LUMOS_SCREENSHOTS=1 $(BIN)/pytest -q tests/console/test_console.py
 
 clean:
 	rm -rf $(VENV)
