@@ -68,7 +68,13 @@ def test_classify_in_process_and_through_the_server_agree(service, make_video, t
         errors = result.stderr.strip().splitlines()
         assert errors[0].startswith(f"lumos classify: {broken}: not a readable media container")
         assert errors[1] == f"lumos classify: {missing}: no such file"
-    [mine], [theirs] = json.loads(local.stdout), json.loads(served.stdout)
+    answers = []
+    for result in (local, served):  # the failures are in the array too, in order
+        failed_broken, answer, failed_missing = json.loads(result.stdout)
+        assert failed_broken["file"] == str(broken) and "not a readable" in failed_broken["error"]
+        assert failed_missing == {"file": str(missing), "error": "no such file"}
+        answers.append(answer)
+    mine, theirs = answers
     assert mine["model_version"] == theirs["model_version"] == "tiny-1"
     assert len(mine["clips"]) == len(theirs["clips"]) == 4  # 36 frames in clips of 8
     for a, b in zip(mine["clips"], theirs["clips"], strict=True):

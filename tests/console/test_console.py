@@ -241,8 +241,6 @@ def test_models_and_jobs_show_top1_as_a_percentage_at_every_width(page: Page, se
         assert no_sideways_scroll(page)
         activate = page.locator(f"{row} button", has_text="Activate")
         assert activate.evaluate("b => b.getBoundingClientRect().right <= window.innerWidth")
-        if viewport is PHONE:
-            shoot(page, "models-phone")
         open_page(page, "jobs")
         card = page.locator(".job", has_text="pipeline on synth").first
         expect(card.locator(".badge")).to_have_text("succeeded")
