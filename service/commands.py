@@ -266,13 +266,13 @@ def _positive(text: str) -> int:
 
 
 def _classify(args: argparse.Namespace) -> int:
-    from service.cli_client import classify_files
+    from service.terminal import classify_files
 
     return asyncio.run(classify_files(args.files, args.server, args.api_key, args.top, args.json))
 
 
 def _watch(args: argparse.Namespace) -> int:
-    from service.cli_client import watch
+    from service.terminal import watch
 
     return asyncio.run(watch(args.url, args.server, args.api_key, args.top, args.json))
 
