@@ -10,6 +10,7 @@ import re
 import shutil
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
@@ -137,11 +138,8 @@ def test_classify_shows_labels_scores_and_both_views(page: Page, service, make_v
         assert dark.evaluate("img => img.naturalWidth") == 160
         # The captured frame is dark; the Retinex view makes what is in it visible.
         assert dark.evaluate(MEAN_LUMA) < 40 < enhanced.evaluate(MEAN_LUMA)
-    shoot(page, "classify")
-
     page.set_viewport_size(PHONE)
     assert no_sideways_scroll(page)
-    shoot(page, "phone")
     page.set_viewport_size(WIDE)
 
 
@@ -190,7 +188,6 @@ def test_camera_prediction_arrives_live(page: Page, rtsp_camera):
     expect(card.locator(".frame.dark img")).to_have_attribute("src", re.compile("^data:image/"))
     first = enhanced.get_attribute("src")
     expect(enhanced).not_to_have_attribute("src", first, timeout=20_000)
-    shoot(page, "cameras")
 
     card.locator("button", has_text="Remove").click()
     expect(page.locator(".camera")).to_have_count(0)
@@ -316,3 +313,38 @@ def test_keyboard_reaches_every_page(browser: Browser, service: Service):
             "[document.activeElement.name, document.activeElement.id]"
         )
     page.close()
+
+
+@pytest.mark.skipif(not SCREENSHOTS, reason="README screenshots only when asked (make screenshots)")
+def test_screenshots_of_the_demo_model(page: Page, service: Service, rtsp_camera, tmp_path):
+    """The README's Classify, phone and Cameras pictures, from the bundled demo model: a dark
+    clip of the generated benchmark, and a real RTSP camera."""
+    from training.synth import render_clip
+    from training.video import write_video
+
+    demo = json.loads((DEMO / "manifest.json").read_text())["version"]
+    with service.client() as client:
+        assert client.post(f"/v1/models/{demo}/activate").status_code == 200
+    expect(page.locator("[data-status=model]")).to_have_text(demo, timeout=10_000)
+    video = tmp_path / "walk.mp4"
+    write_video(video, render_clip("Walk", np.random.default_rng(7), 72, (160, 120)), 12.0)
+    open_page(page, "classify")
+    page.set_input_files("#classify-file", video)
+    expect(page.locator(".clip .frame.enhanced img")).to_have_count(4, timeout=60_000)
+    shoot(page, "classify")
+    page.set_viewport_size(PHONE)
+    shoot(page, "phone")
+    page.set_viewport_size(WIDE)
+
+    camera = rtsp_camera(fps=12)
+    open_page(page, "cameras")
+    page.fill("#camera-form input[name=url]", camera.url())
+    page.fill("#camera-form input[name=name]", "Loading dock")
+    page.click("#camera-form button[type=submit]")
+    card = page.locator(".camera", has_text="Loading dock")
+    expect(card.locator(".latest strong")).to_have_text(A_LABEL, timeout=60_000)
+    expect(card.locator(".frame.enhanced img")).to_have_attribute("src", re.compile("^data:"))
+    many = re.compile(r"of the last ([6-9]|\d\d+) clips")
+    expect(card.locator(".sparkline")).to_have_attribute("aria-label", many, timeout=30_000)
+    shoot(page, "cameras")
+    card.locator("button", has_text="Remove").click()
