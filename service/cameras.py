@@ -212,6 +212,13 @@ _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+# A report that arrives after its camera was unsubscribed must not bring a record back.
+_REPORT = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
+  return redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+end
+return 0
+"""
 
 
 class RedisCameras(CameraRegistry):
@@ -226,6 +233,7 @@ class RedisCameras(CameraRegistry):
         self.redis = redis
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
+        self._report = redis.register_script(_REPORT)
         self._cameras = f"{_PREFIX}cameras"
         self._workers = f"{_PREFIX}ingest:workers"
         self._health = f"{_PREFIX}camera:health"
@@ -253,7 +261,8 @@ class RedisCameras(CameraRegistry):
         return bool(removed)
 
     async def report(self, camera_id: str, health: CameraHealth) -> None:
-        await self.redis.hset(self._health, camera_id, health.model_dump_json())
+        keys = [self._cameras, self._health]
+        await self._report(keys=keys, args=[camera_id, health.model_dump_json()])
 
     async def keep_frame(self, camera_id: str, frame: bytes) -> None:
         await self.redis.set(self._frame(camera_id), frame, ex=self.FRAME_TTL_S)
