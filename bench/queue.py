@@ -29,7 +29,7 @@ from redis.asyncio import Redis
 
 from bench import models
 from bench.profile import Sampler, show
-from bench.report import SCRATCH, Run, add_options, table, verdict
+from bench.report import SCRATCH, Run, add_options, progress_range, table, verdict
 from service.backends import calibration_batch
 from service.clip import Clip, Integrity, encode
 from service.illumination import measure
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     with RedisServer() as server, tempfile.TemporaryDirectory() as scratch:
         payload = Path(scratch) / "payload"
         payload.write_bytes(b"x" * size_bytes)
-        for i in range(rounds):
+        for i in progress_range(rounds):
             times["raw"].append(raw(server.port, n, payload, args.batch_max))
             if args.profile and i == rounds - 1:
                 out = SCRATCH / "profiles" / "queue.txt"

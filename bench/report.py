@@ -17,7 +17,7 @@ import re
 import shlex
 import statistics
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -195,6 +195,11 @@ def verdict(value: float, target: float, higher_is_better: bool = True) -> str:
     ok = value >= target if higher_is_better else value <= target
     bound = ">=" if higher_is_better else "<="
     return f"{'met' if ok else 'missed'} ({value:.2f}, target {bound} {target})"
+
+
+def progress_range(count: int, what: str = "rounds") -> Iterable[int]:
+    """`range(count)` with a progress bar on stderr, shown only on a terminal."""
+    return tqdm(range(count), desc=what, leave=False, disable=None)
 
 
 def doublings(measure: Callable[[int], T], rate: Callable[[T], float], max_batch: int) -> list[T]:
