@@ -7,15 +7,19 @@ every camera's subscription, lease holder and health in one batched call and der
 person acts on (`connecting`, `live`, `failing`, `stalled`), so a dead camera never looks alive.
 """
 
+import asyncio
+import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from service.illumination import Illumination
+
+log = logging.getLogger(__name__)
 
 State = Literal["connecting", "live", "failing", "stalled"]
 
@@ -66,15 +70,21 @@ def error_text(exc: BaseException, url: str, redacted: str) -> str:
 
 
 class HealthTracker:
-    """One camera's health, kept by its decoder thread; `publish` gets every report to send.
+    """One camera's health, kept by its decoder thread and sent with `report` on `loop`.
 
     A report goes out on each change of state and at most once per `_REPORT_EVERY_S` while frames
-    flow, so a camera costs its registry about one write a second. The decoder thread reports
-    frames and failures, the event loop clips: a lock keeps their updates whole.
+    flow, so a camera costs its registry about one write a second; the thread never waits for one.
+    The decoder thread reports frames and failures, the event loop clips: a lock keeps their
+    updates whole.
     """
 
-    def __init__(self, publish: Callable[[CameraHealth], None]) -> None:
-        self._publish = publish
+    def __init__(
+        self,
+        report: Callable[[CameraHealth], Awaitable[None]],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self._report = report
+        self._loop = loop
         self._lock = threading.Lock()
         self._frames: deque[float] = deque(maxlen=_RATE_FRAMES)
         self._last_sent = 0.0
@@ -82,9 +92,14 @@ class HealthTracker:
         self._send()
 
     def _send(self) -> None:
-        self.health = self.health.model_copy(update={"reported_at": time.time()})
+        self.health = health = self.health.model_copy(update={"reported_at": time.time()})
         self._last_sent = time.monotonic()
-        self._publish(self.health)
+
+        def report() -> None:
+            self._loop.create_task(self._report(health)).add_done_callback(_unsent)
+
+        if not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(report)
 
     def frame(self, wall: float, step: float) -> None:
         """A sampled frame arrived at Unix time `wall`, `step` seconds after the one before it
@@ -127,3 +142,8 @@ class HealthTracker:
         if len(self._frames) < _RATE_MIN_FRAMES or self._frames[-1] <= self._frames[0]:
             return None
         return round((len(self._frames) - 1) / (self._frames[-1] - self._frames[0]), 2)
+
+
+def _unsent(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.warning("cannot report a camera's health: %s", exc)

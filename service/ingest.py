@@ -9,7 +9,6 @@ dropped rather than delivered late. Every drop is counted per stream.
 """
 
 import asyncio
-import io
 import logging
 import threading
 import time
@@ -18,6 +17,7 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from functools import partial
 from itertools import pairwise
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -26,11 +26,12 @@ import numpy as np
 from redis.exceptions import RedisError
 
 from model.clip import ClipSpec
-from service.camera_health import CameraHealth, HealthTracker, error_text
+from service.camera_health import HealthTracker, error_text
 from service.cameras import Camera, CameraRegistry, Ownership
 from service.clip import Clip, Integrity
 from service.decode import Frame, Geometry, decode_frames, is_live, open_source, redact_url
 from service.illumination import gate, measure
+from service.key_frames import key_frame
 from service.metrics import (
     CLIPS_GATED,
     STREAM_CLIPS,
@@ -198,14 +199,6 @@ async def ingest_file(
         raise
 
 
-def key_frame(clip: Clip) -> bytes:
-    """The clip's middle frame as captured, as `.npy` bytes (a raw image any reader can load
-    without pickle; the API renders it for people)."""
-    out = io.BytesIO()
-    np.save(out, clip.frames[len(clip.frames) // 2], allow_pickle=False)
-    return out.getvalue()
-
-
 class LiveIngest:
     """One camera, from connection to queued clips, until cancelled; its health and latest key
     frame go to `registry` as they change."""
@@ -226,24 +219,10 @@ class LiveIngest:
         self.fps, self.stride = cadence(spec, settings, camera)
         self._stopping = threading.Event()
 
-    def _publish(self, loop: asyncio.AbstractEventLoop, health: CameraHealth) -> None:
-        """From any thread: send `health` to the registry without waiting for it."""
-
-        def report() -> None:
-            task = loop.create_task(self.registry.report(self.camera.id, health))
-            task.add_done_callback(self._reported)
-
-        if not loop.is_closed():
-            loop.call_soon_threadsafe(report)
-
-    def _reported(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            log.warning("camera %s: cannot report its health: %s", self.camera.id, exc)
-
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         buffer: asyncio.Queue[Frame] = asyncio.Queue(self.settings.frame_buffer)
-        tracker = HealthTracker(lambda health: self._publish(loop, health))
+        tracker = HealthTracker(partial(self.registry.report, self.camera.id), loop)
         reader = threading.Thread(
             target=self._read,
             args=(loop, buffer, tracker),
