@@ -8,6 +8,7 @@ person acts on (`connecting`, `live`, `failing`, `stalled`), so a dead camera ne
 """
 
 import asyncio
+import io
 import logging
 import threading
 import time
@@ -15,8 +16,10 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, Field
 
+from service.clips import Clip
 from service.illumination import Illumination
 
 log = logging.getLogger(__name__)
@@ -46,6 +49,14 @@ class CameraHealth(BaseModel):
     last_clip: float | None = Field(None, description="Unix time of the latest clip's last frame.")
     illumination: Illumination | None = Field(None, description="Of the latest clip.")
     reported_at: float = Field(description="Unix time of this report.")
+
+
+def key_frame(clip: Clip) -> bytes:
+    """The clip's middle frame as captured, as `.npy` bytes (loadable without pickle): what the
+    worker keeps as the camera's latest picture (`service.keyframes.render_stored` shows it)."""
+    out = io.BytesIO()
+    np.save(out, clip.frames[len(clip.frames) // 2], allow_pickle=False)
+    return out.getvalue()
 
 
 def shown_state(health: CameraHealth | None, stall_after_s: float, now: float) -> State:

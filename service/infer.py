@@ -36,7 +36,7 @@ from service.metrics import (
     QUEUE_WAIT,
     set_model_version,
 )
-from service.models import ModelRegistry
+from service.pause import pause
 from service.queue.base import (
     ClipQueue,
     ClipResult,
@@ -45,6 +45,7 @@ from service.queue.base import (
     Prediction,
     ResultStore,
 )
+from service.registry import ModelRegistry
 from service.settings import Settings
 from service.webhooks import WebhookSender
 
@@ -180,10 +181,7 @@ class InferenceWorker:
                 set_model_version(engine.version)
                 return engine
             log.error("no active model: waiting for one to be activated")
-            try:
-                await asyncio.wait_for(stopping.wait(), self.settings.model_poll_s)
-            except TimeoutError:
-                pass
+            await pause(stopping, self.settings.model_poll_s)
         return None
 
     async def _every(self, seconds: float, action: Callable[[], Awaitable[None]]) -> None:

@@ -20,7 +20,6 @@ from service.api.errors import PROBLEM_RESPONSE, Problem
 from service.camera_status import StreamStatus, statuses
 from service.cameras import Camera, Sampling, Stride, Webhook
 from service.decode import LIVE_SCHEMES
-from service.key_frames import render_stored
 from service.queue.base import ClipResult, Summary, summarize
 from service.runtime import Runtime
 
@@ -143,6 +142,8 @@ async def latest_frame(camera: CameraDep, runtime: RuntimeDep) -> CameraFrame:
 
 
 def _render(data: bytes) -> CameraFrame:
+    from service.keyframes import render_stored  # torch: loaded on the first key-frame request
+
     dark, enhanced = render_stored(data)
     return CameraFrame(dark=dark, enhanced=enhanced)
 
