@@ -74,6 +74,7 @@ def test_a_parameter_error_is_a_problem(server):
     assert answer.json()["reason"] == "invalid_request"
 
 
+@pytest.mark.browser
 @pytest.mark.parametrize(
     ("path", "rendered"), [("/docs", ".opblock"), ("/redoc", "[data-section-id]")]
 )
