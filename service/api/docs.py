@@ -14,7 +14,6 @@ from typing import Any
 import fastapi_offline
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
@@ -61,18 +60,11 @@ def install(app: FastAPI) -> None:
     `docs_url=None, redoc_url=None`)."""
     app.mount(_PREFIX, StaticFiles(directory=ASSETS), name="docs-assets")
 
+    generate = app.openapi  # FastAPI's: builds the schema once and keeps it
+
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = _problem_errors(
-                get_openapi(
-                    title=app.title,
-                    version=app.version,
-                    summary=app.summary,
-                    description=app.description,
-                    routes=app.routes,
-                    tags=app.openapi_tags,
-                )
-            )
+            app.openapi_schema = _problem_errors(generate())
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
