@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from bench.profile import Sampler, show
-from bench.report import SCRATCH, Run, add_options, table, verdict
+from bench.report import SCRATCH, Run, add_options, progress_range, table, verdict
 from bench.videos import dark_video
 from service.decode import Geometry, Limits, decode_frames, open_source
 from service.settings import Settings
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     cases = [(size, threads) for size in sizes for threads in (1, os.cpu_count() or 1)]
     samples: dict[tuple[str, int], dict[str, list[float]]] = {c: {} for c in cases}
     frames: dict[str, int] = {}
-    for _ in range(rounds):
+    for _ in progress_range(rounds):
         for size, threads in cases:
             n, wall, cpu = lumos(files[size], threads)
             frames[size] = n

@@ -27,7 +27,7 @@ from redis.asyncio import Redis
 from bench import models
 from bench.inference import run_at
 from bench.profile import Sampler, show
-from bench.report import SCRATCH, Run, add_options, table, verdict
+from bench.report import SCRATCH, Run, add_options, progress_range, table, verdict
 from service.backends import calibration_batch
 from service.clips import Clip, Integrity, encode
 from service.illumination import measure
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     sampler = None
     payload = encode(clips(1, frames, False)[0])
     with RedisServer() as server:
-        for i in range(rounds):
+        for i in progress_range(rounds):
             times["raw"].append(asyncio.run(raw(server.url, payload, n, args.batch_max)))
             if args.profile and i == rounds - 1:
                 out = SCRATCH / "profiles" / "queue.txt"

@@ -8,6 +8,7 @@ machine; tests shorten the timing settings (backoff, leases, claim idle) to keep
 import os
 import re
 import socket
+import sys
 from collections.abc import Iterator
 from itertools import repeat
 from pathlib import Path
@@ -54,6 +55,21 @@ def user_cache() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
 
 
+DEMO_MODEL = Path("artifacts/demo")
+_BUNDLED = (
+    Path(__file__).resolve().parent.parent / DEMO_MODEL,  # a checkout or an editable install
+    Path(sys.prefix) / "share" / "lumos" / "demo",  # a wheel's data files
+)
+
+
+def bundled_model(path: Path) -> Path:
+    """`path`, unless it is the default and not here: then the demo model the installation
+    carries, so that `lumos` works from any directory."""
+    if path != DEMO_MODEL or path.exists():
+        return path
+    return next((found for found in _BUNDLED if (found / "manifest.json").is_file()), path)
+
+
 class Settings(BaseSettings):
     """The service's configuration; see each field's description (also in `lumos serve --help`)."""
 
@@ -74,8 +90,11 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address the HTTP API listens on.")
     port: int = Field(8000, ge=0, le=65535, description="Port the HTTP API listens on.")
     model_dir: Path = Field(
-        Path("artifacts/demo"),
-        description="The model artifact served while no other version was activated.",
+        DEMO_MODEL,
+        validate_default=True,
+        description="The model artifact served while no other version was activated. The default "
+        "is the bundled demo model, found from any working directory (the checkout's, or an "
+        "installed wheel's `<prefix>/share/lumos/demo`).",
     )
     model_root: Path = Field(
         Path("runs/models"), description="Directory of registered model versions."
@@ -368,6 +387,11 @@ class Settings(BaseSettings):
         if value is not None:
             parse_sentinels(value)
         return value
+
+    @field_validator("model_dir")
+    @classmethod
+    def _bundled_model(cls, value: Path) -> Path:
+        return bundled_model(value)
 
     @field_validator("reconnect_backoff")
     @classmethod

@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from service.api import errors
+from service.api import docs, errors
 from service.api.deps import authorize
 from service.api.middleware import BodyLimit, RequestMetrics, SecurityHeaders, TrustedHosts
 from service.api.routers import classify, frames, health, jobs, models, streams
@@ -29,6 +29,11 @@ from service.runtime import Runtime
 log = logging.getLogger(__name__)
 
 _JSON_BODY_LIMIT = 1024 * 1024
+_DESCRIPTION = """Classify uploaded videos, follow live cameras, train and switch models.
+
+Every error is `application/problem+json` (RFC 9457) with a machine-readable `reason`. With API
+keys configured (`LUMOS_API_KEYS`), send one as `X-API-Key` or `Authorization: Bearer`; reads
+are open unless `LUMOS_PROTECT_READS` is set."""
 
 
 def create_app(runtime: Runtime, run_trainer: bool = True) -> FastAPI:
@@ -65,10 +70,15 @@ def create_app(runtime: Runtime, run_trainer: bool = True) -> FastAPI:
     app = FastAPI(
         title="Lumos",
         summary="Action recognition in dark video: uploads, live cameras, training, models.",
+        description=_DESCRIPTION,
         version="1",
         lifespan=lifespan,
-        responses={401: errors.PROBLEM_RESPONSE, 503: errors.PROBLEM_RESPONSE},
+        responses={code: errors.PROBLEM_RESPONSE for code in (401, 500, 503)},
+        docs_url=None,
+        redoc_url=None,
+        generate_unique_id_function=docs.operation_id,
     )
+    docs.install(app)
     app.state.runtime = runtime
     app.state.registry = runtime.models
     app.state.jobs = store
@@ -96,7 +106,11 @@ def create_app(runtime: Runtime, run_trainer: bool = True) -> FastAPI:
     for module in (classify, frames, streams, jobs, models):
         app.include_router(module.router, prefix="/v1", dependencies=protected)
     # The unversioned upload endpoint answers exactly as /v1/classify does.
-    app.include_router(classify.router, dependencies=protected)
+    app.include_router(
+        classify.router,
+        dependencies=protected,
+        generate_unique_id_function=lambda route: f"unversioned_{route.name}",
+    )
     app.include_router(health.router)
     # The web console, mounted last so that it never shadows an API route.
     app.mount("/", StaticFiles(packages=[("service", "console")], html=True), name="console")

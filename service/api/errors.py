@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
@@ -55,24 +56,37 @@ class Problem(Exception):
         return JSONResponse(body, self.status, headers=self.headers, media_type=PROBLEM_JSON)
 
 
+class ProblemDetails(BaseModel):
+    """An error answer (RFC 9457 problem details): branch on `reason`, show `detail`."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "https://lumos.dev/problems/unknown_stream",
+                    "title": "Not Found",
+                    "status": 404,
+                    "reason": "unknown_stream",
+                    "detail": "no stream 'front-door'",
+                    "instance": "/v1/streams/front-door",
+                }
+            ]
+        },
+    )
+
+    type: str = Field(description="A URI naming the kind of problem; ends with `reason`.")
+    title: str = Field(description="The HTTP status's phrase.")
+    status: int = Field(description="The HTTP status code.")
+    reason: str = Field(description="Machine-readable and stable, e.g. `invalid_request`.")
+    detail: str = Field(description="What went wrong, for a person.")
+    instance: str | None = Field(None, description="The path that answered.")
+
+
 # Documented for every route that can fail, so the OpenAPI schema shows the error shape.
 PROBLEM_RESPONSE: dict[str, Any] = {
     "description": "Problem details (RFC 9457) with a machine-readable `reason`.",
-    "content": {
-        PROBLEM_JSON: {
-            "schema": {
-                "type": "object",
-                "properties": {
-                    "type": {"type": "string"},
-                    "title": {"type": "string"},
-                    "status": {"type": "integer"},
-                    "reason": {"type": "string"},
-                    "detail": {"type": "string"},
-                },
-                "required": ["status", "reason", "detail"],
-            }
-        }
-    },
+    "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}},
 }
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import av
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from python_multipart import MultipartParser
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import parse_options_header
@@ -39,12 +39,20 @@ class UploadLimits:
 class VideoInfo(BaseModel):
     """What the probe learnt; `duration` decides between the synchronous and the async answer."""
 
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     bytes: int
+    """Size of the upload."""
     duration: float
+    """Seconds of video."""
     width: int
+    """Pixels."""
     height: int
+    """Pixels."""
     fps: float
+    """The video stream's frame rate."""
     codec: str
+    """The video codec's FFmpeg name, e.g. `h264`."""
 
 
 class _FilePart:

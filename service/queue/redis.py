@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
@@ -247,13 +247,36 @@ class RedisResults(ResultStore):
                 log.warning("result announcements interrupted, subscribing again: %s", exc)
                 await pause(stopping, 1.0)
 
-    async def wait(self, stream: str, ids: Sequence[str], timeout: float) -> list[ClipResult]:
-        deadline = asyncio.get_running_loop().time() + timeout
-        found: dict[str, ClipResult] = {}
+    @contextlib.contextmanager
+    def _announced(self, stream: str) -> Iterator[asyncio.Event]:
+        """An event `listen` sets whenever a result of `stream` is announced."""
         woken = asyncio.Event()
         waiting = self._waiting.setdefault(stream, set())
         waiting.add(woken)
         try:
+            yield woken
+        finally:
+            waiting.discard(woken)
+            if not waiting:
+                del self._waiting[stream]
+
+    async def newer(self, stream: str, since: float, timeout: float) -> list[ClipResult]:
+        deadline = asyncio.get_running_loop().time() + timeout
+        with self._announced(stream) as woken:
+            while True:
+                woken.clear()  # before looking: a result stored meanwhile wakes the wait below
+                if found := await self.for_stream(stream, since):
+                    return found
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0:
+                    return []
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(woken.wait(), min(left, _RECHECK_S))
+
+    async def wait(self, stream: str, ids: Sequence[str], timeout: float) -> list[ClipResult]:
+        deadline = asyncio.get_running_loop().time() + timeout
+        found: dict[str, ClipResult] = {}
+        with self._announced(stream) as woken:
             while True:
                 woken.clear()  # before looking: a result stored meanwhile wakes the wait below
                 found |= await self.get_many([i for i in ids if i not in found])
@@ -265,7 +288,3 @@ class RedisResults(ResultStore):
                     raise TimeoutError(f"{missing} of {len(ids)} results still missing")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(woken.wait(), min(left, _RECHECK_S))
-        finally:
-            waiting.discard(woken)
-            if not waiting:
-                del self._waiting[stream]
