@@ -18,9 +18,10 @@ import time
 from pathlib import Path
 
 from bench.profile import Sampler, show
-from bench.report import SCRATCH, Run, add_options, table, verdict
+from bench.report import SCRATCH, Run, add_options, progress_range, table, verdict
 from bench.videos import dark_video
-from service.decode import Geometry, decode_frames, open_source
+from service.decode import Geometry, Limits, decode_frames, open_source
+from service.settings import Settings
 
 TARGET = 0.9
 SIZE = 112
@@ -29,12 +30,12 @@ SIZE = 112
 def lumos(path: Path, threads: int) -> tuple[int, float, float]:
     """(frames, wall s, CPU s) of decoding `path` as the service does, keeping every frame."""
     wall, cpu = time.perf_counter(), time.process_time()
-    with open_source(str(path)) as container:
+    limits = Limits.of(Settings(), upload=False)
+    with open_source(str(path), limits) as container:
         stream = container.streams.video[0]
         fps = float(stream.average_rate or 25)
-        frames = sum(
-            1 for _ in decode_frames(container, Geometry(SIZE, SIZE, SIZE), fps, threads=threads)
-        )
+        geometry = Geometry(SIZE, SIZE, SIZE)
+        frames = sum(1 for _ in decode_frames(container, geometry, fps, limits, threads=threads))
     return frames, time.perf_counter() - wall, time.process_time() - cpu
 
 
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     cases = [(size, threads) for size in sizes for threads in (1, os.cpu_count() or 1)]
     samples: dict[tuple[str, int], dict[str, list[float]]] = {c: {} for c in cases}
     frames: dict[str, int] = {}
-    for _ in range(rounds):
+    for _ in progress_range(rounds):
         for size, threads in cases:
             n, wall, cpu = lumos(files[size], threads)
             frames[size] = n

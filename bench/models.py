@@ -2,7 +2,8 @@
 
 Benchmarks load artifacts rather than bare networks because that is what the service does (its
 backends key their ONNX exports by the weights file). Without a trained model at hand the weights
-are random (seed 0): that says nothing of accuracy but the same of speed.
+are random (seed 0): that says nothing of accuracy but the same of speed. Having no training data
+either, a random student's INT8 calibration and agreement clips are generated dark clips.
 """
 
 from pathlib import Path
@@ -16,6 +17,8 @@ from model.artifact import save_artifact
 from model.clip import ClipSpec
 from model.manifest import ArchConfig, Manifest, load_manifest
 from model.networks import build_network
+from service.backends import calibration_batch
+from service.int8 import CalibrationSet, save_calibration
 
 DEMO = ROOT / "artifacts" / "demo"
 DEMO_CONFIG = ROOT / "configs" / "cpu-small" / "distill.yaml"
@@ -60,4 +63,9 @@ def student(size: Size, frames: int | None = None) -> tuple[Path, bool]:
         labels = [f"class{i}" for i in range(arch.num_classes)]
         manifest = Manifest(version=f"random-{size}", arch=arch, labels=labels, clip=clip)
         save_artifact(directory, build_network(arch).eval(), manifest)
+    if not (directory / "calibration.npz").is_file():
+        clips = CalibrationSet(
+            calibration_batch(clip, 8, seed=2), calibration_batch(clip, 8, seed=3)
+        )
+        save_calibration(directory, clips)
     return directory, True

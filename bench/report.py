@@ -2,9 +2,11 @@
 
 The machine is shared and often busy, so a number alone says little: each run stores the 1-minute
 load average at its start and end beside its results, and each benchmark compares against a
-baseline measured in the same run. A run writes `bench/results/<name>-<config>.json` and
-replaces its own row (the one whose first cell is its config) in the benchmark's table in
-docs/benchmarks.md, between the `<!-- bench:<name> -->` markers; the prose around is by hand.
+baseline measured in the same run. A run writes `<name>-<config>.json` into a run directory of its
+own, `runs/bench/results/<date>/`, and touches nothing tracked. With `--update-docs` it writes the
+committed record instead, `bench/results/<name>-<config>.json`, and replaces its own row (the one
+whose first cell is its config) in the benchmark's table in
+docs/benchmark-results.md, between the `<!-- bench:<name> -->` markers; the prose around is by hand.
 """
 
 import argparse
@@ -15,15 +17,17 @@ import re
 import shlex
 import statistics
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TypeVar
 
+from tqdm import tqdm
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-DOC = ROOT / "docs" / "benchmarks.md"
+DOC = ROOT / "docs" / "benchmark-results.md"
 SCRATCH = ROOT / "runs" / "bench"
 """Generated inputs (videos, exports) kept between runs; never committed."""
 
@@ -37,9 +41,18 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quick", action="store_true", help="a tiny run (seconds) that checks the benchmark works"
     )
-    parser.add_argument("--results", type=Path, default=RESULTS, help="JSON output directory")
     parser.add_argument(
-        "--doc", type=Path, default=DOC, help="markdown file whose table gets this run's row"
+        "--update-docs",
+        action="store_true",
+        help="record the run for the repository: bench/results/ and its row of "
+        "docs/benchmark-results.md (default: a run directory under runs/bench/, nothing tracked "
+        "touched)",
+    )
+    parser.add_argument(
+        "--results", type=Path, help="JSON output directory (overrides the default)"
+    )
+    parser.add_argument(
+        "--doc", type=Path, help="markdown file whose table gets this run's row (implies a row)"
     )
 
 
@@ -77,9 +90,10 @@ class Run:
         self.name = name
         self.config = config + ("-quick" if args.quick else "")
         self.command = shlex.join(["lumos", "bench", name, *argv])
-        self.results_dir: Path = args.results
-        self.doc: Path = args.doc
         self.started = datetime.now(UTC)
+        run_dir = SCRATCH / "results" / self.started.strftime("%Y%m%d-%H%M%S")
+        self.results_dir: Path = args.results or (RESULTS if args.update_docs else run_dir)
+        self.doc: Path | None = args.doc or (DOC if args.update_docs else None)
         self.clock = time.perf_counter()
         self.load_start = os.getloadavg()[0]
         print(
@@ -107,6 +121,9 @@ class Run:
             "load 1m": f"{self.load_start:.1f}",
             **row,
         }
+        if self.doc is None:
+            print(f"wrote {path} ({record['seconds']} s); --update-docs records it in the docs")
+            return path
         update_doc(self.doc, self.name, cells)
         print(f"wrote {path} and a row of {self.doc} ({record['seconds']} s)")
         return path
@@ -181,14 +198,22 @@ def verdict(value: float, target: float, higher_is_better: bool = True) -> str:
     return f"{'met' if ok else 'missed'} ({value:.2f}, target {bound} {target})"
 
 
+def progress_range(count: int, what: str = "rounds") -> Iterable[int]:
+    """`range(count)` with a progress bar on stderr, shown only on a terminal."""
+    return tqdm(range(count), desc=what, leave=False, disable=None)
+
+
 def doublings(measure: Callable[[int], T], rate: Callable[[T], float], max_batch: int) -> list[T]:
     """`measure` at batch 1, then at doubled batches while each doubling buys at least 5% more
     `rate` (clips/s): how the batcher's best batch is found."""
     points: list[T] = []
     batch = 1
-    while batch <= max_batch:
-        points.append(measure(batch))
-        if len(points) > 1 and rate(points[-1]) < 1.05 * rate(points[-2]):
-            break
-        batch *= 2
+    with tqdm(desc="batch sizes", unit="batch", leave=False, disable=None) as bar:
+        while batch <= max_batch:
+            bar.set_postfix(batch=batch)
+            points.append(measure(batch))
+            bar.update()
+            if len(points) > 1 and rate(points[-1]) < 1.05 * rate(points[-2]):
+                break
+            batch *= 2
     return points

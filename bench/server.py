@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 
 from bench.report import SCRATCH
-from bench.servers import free_port, lumos_process, wait_for
+from bench.servers import TEST_NETWORKS, free_port, lumos_process, wait_for
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,7 @@ def lumos_server(model: Path, settings: dict[str, str], log: Path) -> Iterator[S
             "LUMOS_MODEL_ROOT": f"{scratch}/models",
             "LUMOS_RUNS_DIR": f"{scratch}/jobs",
             "LUMOS_CACHE_DIR": str(SCRATCH / "cache"),
+            "LUMOS_CAMERA_NETWORKS": TEST_NETWORKS,  # the benchmark's cameras are on 127.0.0.1
             **settings,
         }
         log.parent.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,10 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 CAMERA_SCRIPT = ROOT / "docker" / "camera" / "rtsp_camera.py"
 SYSTEM_PYTHON = "/usr/bin/python3"
+# The loopback address every test server listens on, and nothing else of loopback: camera and
+# webhook URLs may reach it (LUMOS_CAMERA_NETWORKS / LUMOS_WEBHOOK_NETWORKS), as in a deployment
+# that lists its own cameras' network. 127.0.0.2 and ::1 stay refused.
+TEST_NETWORKS = "private,public,127.0.0.1/32"
 
 
 def free_port() -> int:

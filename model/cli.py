@@ -1,4 +1,4 @@
-"""`lumos model` subcommands: info, import-ig65m, export-onnx."""
+"""`lumos model` subcommands: info, import-ig65m, export-onnx, quantize."""
 
 import argparse
 import json
@@ -35,6 +35,27 @@ def register(commands: argparse._SubParsersAction) -> None:
     onnx.add_argument("artifact", help="artifact directory")
     onnx.add_argument("--out", required=True, help="ONNX file to write")
     onnx.set_defaults(run=_export_onnx)
+
+    quantize = sub.add_parser(
+        "quantize",
+        help="calibration clips from the training data and the INT8 form, into the artifact",
+        description="Cut one clip from each of the first N training videos per class (as the "
+        "service cuts uploads), keep every 4th as NNCF calibration clips and the rest as the "
+        "agreement set the service judges every backend on, write them to calibration.npz, "
+        "quantise the student to INT8 (model-int8.xml/.bin) and report its agreement with fp32.",
+    )
+    quantize.add_argument("artifact", help="student artifact directory (written into)")
+    quantize.add_argument(
+        "--data", help="the training data set's root (default: the one in the manifest)"
+    )
+    quantize.add_argument("--split", type=int, help="default: the one in the manifest")
+    quantize.add_argument("--per-class", type=int, default=14, help="training videos per class")
+    quantize.add_argument(
+        "--clips-only",
+        action="store_true",
+        help="write calibration.npz only: the service then quantises on each kind of CPU",
+    )
+    quantize.set_defaults(run=_quantize)
 
 
 def _add_backbone_args(parser: argparse.ArgumentParser) -> None:
@@ -125,4 +146,32 @@ def _export_onnx(args: argparse.Namespace) -> int:
     except (ValueError, TypeError) as e:
         raise SystemExit(f"lumos model export-onnx: {e}") from e
     print(f"{path}: max |onnxruntime - torch| = {check_onnx(path, network, manifest.clip):.2e}")
+    return 0
+
+
+def _quantize(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from model.artifact import load_manifest
+    from service.int8 import quantize_artifact
+    from training.datasets import DatasetError, load_dataset
+
+    artifact = Path(args.artifact)
+    try:
+        manifest = load_manifest(artifact)
+        trained_on = manifest.provenance.get("data", {})
+        root = args.data or trained_on.get("root")
+        if root is None:
+            raise ValueError("the manifest names no training data: pass --data")
+        videos = load_dataset(root, args.split or trained_on.get("split"), "train")
+        taken: dict[int, int] = {}
+        chosen = []
+        for item in videos.items:
+            if taken.get(item.label, 0) < args.per_class:
+                taken[item.label] = taken.get(item.label, 0) + 1
+                chosen.append((item.path, item.label))
+        report = quantize_artifact(artifact, chosen, ship=not args.clips_only)
+    except (ValueError, OSError, DatasetError) as e:
+        raise SystemExit(f"lumos model quantize: {e}") from e
+    print(report)
     return 0

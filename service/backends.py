@@ -1,9 +1,11 @@
 """Ways to run one student network, and choosing the fastest one that agrees with fp32.
 
-What is fastest depends on the machine (AVX-512 bf16 or not, core count) and on the model's size,
-so nothing is assumed: at start-up each candidate runs a calibration batch, and the fastest one
-whose top-1 labels all match plain fp32 PyTorch is served. A candidate that fails to build
-(e.g. an export the runtime cannot load) is reported and skipped, never fatal.
+What is fastest depends on the machine (AVX-512 bf16, VNNI or neither, core count) and on the
+model's size, so nothing is assumed: at start-up each candidate is timed on a calibration batch and
+judged against plain fp32 PyTorch on the agreement clips (the artifact's own, held aside from its
+training data, else the calibration batch), and the fastest one within the `Acceptance` bounds is
+served. A candidate that fails to build (e.g. an export the runtime cannot load) is reported and
+skipped, never fatal; one outside the bounds is refused, with its numbers.
 
 Every backend takes uint8 frames `B x T x S x S x 3` and returns probabilities `B x classes`;
 `start` returns a function that waits for them, so a GPU backend can copy the next batch while
@@ -27,6 +29,7 @@ from model.clip import ClipSpec
 from model.export import INPUT, OUTPUT, export_onnx
 from model.networks import Student
 from model.precision import cpu_has_native_bf16, mixed_precision, roomy_signal_stack
+from service.int8 import int8_model
 
 log = logging.getLogger(__name__)
 # The ONNX exporter's optimiser logs each of its hundreds of rewrites at INFO.
@@ -97,14 +100,16 @@ class OnnxRuntime(Backend):
 
 
 class OpenVino(Backend):
-    """OpenVINO on the CPU from the ONNX file (or an OpenVINO model made from it), in fp32 or bf16
-    precision: bf16 runs on the CPU's AVX-512 bf16 / AMX units where it has them, and serves only
-    if it still agrees with fp32."""
+    """OpenVINO on the CPU from the ONNX file or an INT8 model quantised from it, with float layers
+    in fp32 or bf16: bf16 runs on the CPU's AVX-512 bf16 / AMX units where it has them. The
+    LATENCY hint runs each batch on all threads at once: the worker has one batch in flight."""
 
-    def __init__(self, model: Path | object, spec: ClipSpec, threads: int, bf16: bool = False):
+    def __init__(
+        self, model: Path | object, spec: ClipSpec, threads: int, bf16: bool = False, name: str = ""
+    ):
         import openvino
 
-        self.name = "openvino-bf16" if bf16 else "openvino"
+        self.name = name or ("openvino-bf16" if bf16 else "openvino")
         precision = "bf16" if bf16 else "f32"
         config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision}
         if threads:
@@ -171,19 +176,53 @@ class TorchCuda(Backend):
 
 
 @dataclass(frozen=True)
+class Acceptance:
+    """How close to fp32 a candidate must stay to be served."""
+
+    min_agreement: float = 0.99
+    """Fraction of the agreement clips whose top-1 label must match fp32's."""
+    max_prob_change: float = 0.02
+    """Bound on the mean, over the agreement clips, of the largest change of any class's
+    probability."""
+
+    def refusal(self, agreement: float, prob_change: float) -> str | None:
+        """Why a candidate with these numbers is refused; None when it is not."""
+        if agreement < self.min_agreement:
+            return f"top-1 agreement {agreement:.4f} < {self.min_agreement}"
+        if prob_change > self.max_prob_change:
+            return f"mean probability change {prob_change:.4g} > {self.max_prob_change}"
+        return None
+
+
+@dataclass(frozen=True)
 class Trial:
-    """How a candidate did on the calibration batch."""
+    """How a candidate did: its time on the calibration batch, its closeness to fp32 on the
+    agreement clips."""
 
     name: str
     seconds: float | None = None
     """Median time of one calibration batch."""
     agreement: float | None = None
-    """Fraction of calibration clips whose top-1 label matches the reference's."""
+    """Fraction of agreement clips whose top-1 label matches the reference's."""
+    prob_change: float | None = None
+    """Mean over the agreement clips of the largest change of any class's probability."""
     error: str | None = None
+    """Why it could not run here."""
+    refused: str | None = None
+    """Why it ran but may not serve (outside the `Acceptance` bounds)."""
 
     @property
     def kept(self) -> bool:
-        return self.error is None and self.agreement == 1.0
+        return self.error is None and self.refused is None
+
+    def describe(self) -> str:
+        if self.error:
+            return f"{self.name}: {self.error}"
+        numbers = (
+            f"{self.name}: {(self.seconds or 0) * 1000:.1f} ms, agreement {self.agreement:.4f}, "
+            f"probability change {self.prob_change:.4g}"
+        )
+        return numbers + (f", refused ({self.refused})" if self.refused else "")
 
 
 def calibration_batch(spec: ClipSpec, batch: int, seed: int = 0) -> np.ndarray:
@@ -198,12 +237,16 @@ def calibration_batch(spec: ClipSpec, batch: int, seed: int = 0) -> np.ndarray:
     return np.clip(noisy, 0, 255).astype(np.uint8)
 
 
+def weights_digest(weights: Path) -> str:
+    return hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+
+
 def onnx_file(network: Student, spec: ClipSpec, weights: Path, cache_dir: Path) -> Path:
     """The network's ONNX export, cached by the weights' content and the clip's shape, so a new
     version re-exports, and so does the same weights' network on clips of another length."""
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
-    path = cache_dir / f"student-{digest}-{spec.frames}x{spec.crop}.onnx"
+    path = cache_dir / f"student-{weights_digest(weights)}-{spec.frames}x{spec.crop}.onnx"
     if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{time.time_ns()}.tmp")
         export_onnx(network, spec, tmp)
         tmp.replace(path)
@@ -218,8 +261,12 @@ def factories(
     threads: int,
     cuda: bool,
     cuda_streams: bool = True,
+    int8_clips: np.ndarray | None = None,
+    cpu: str = "",
 ) -> dict[str, Callable[[], Backend]]:
-    """Every candidate for this machine, built on demand; the first is the reference."""
+    """Every candidate for this machine, built on demand; the first is the reference. INT8 is
+    one where the artifact ships calibration clips (`int8_clips`), quantised for CPU kind `cpu`;
+    its float layers run in bf16 where the CPU has it natively."""
     if cuda:
         return {
             "cuda-fp32": lambda: TorchCuda(network, spec, amp=False, streams=cuda_streams),
@@ -233,7 +280,17 @@ def factories(
         "openvino": lambda: OpenVino(onnx(), spec, threads),
         "openvino-bf16": lambda: OpenVino(onnx(), spec, threads, bf16=True),
     }
-    if not cpu_has_native_bf16():
+    bf16 = cpu_has_native_bf16()
+    if int8_clips is not None:
+        artifact = weights.parent
+        candidates["openvino-int8"] = lambda: OpenVino(
+            int8_model(artifact, onnx(), spec, int8_clips, cache_dir, cpu),
+            spec,
+            threads,
+            bf16=bf16,
+            name="openvino-int8",
+        )
+    if not bf16:
         # Emulated bf16 is so slow that timing it at start-up would hold a paper-size model's
         # worker for minutes.
         del candidates["bf16"], candidates["openvino-bf16"]
@@ -241,16 +298,25 @@ def factories(
 
 
 def measure(
-    candidates: dict[str, Callable[[], Backend]], batch: np.ndarray, repeats: int = 3
+    candidates: dict[str, Callable[[], Backend]],
+    batch: np.ndarray,
+    agreement_clips: np.ndarray | None = None,
+    acceptance: Acceptance = Acceptance(),
+    repeats: int = 3,
 ) -> tuple[dict[str, Backend], list[Trial]]:
-    """Build and time every candidate on `batch`; agreement is against the first candidate."""
+    """Build every candidate, time it on `batch` and judge it against the first candidate on
+    `agreement_clips` (run in batches of `batch`'s size; default: `batch` itself)."""
+    clips = batch if agreement_clips is None else agreement_clips
     built: dict[str, Backend] = {}
     trials: list[Trial] = []
     reference: np.ndarray | None = None
     for name, build in candidates.items():
         try:
             backend = build()
-            top1 = backend(batch).argmax(axis=1)  # also the warm-up run
+            probs = np.concatenate(
+                [backend(clips[i : i + len(batch)]) for i in range(0, len(clips), len(batch))]
+            )
+            backend(batch)  # warm-up at the timed shape
             times = []
             for _ in range(repeats):
                 begin = time.perf_counter()
@@ -261,16 +327,22 @@ def measure(
             trials.append(Trial(name, error=f"{type(exc).__name__}: {exc}"))
             continue
         if reference is None:
-            reference = top1
+            reference = probs
         built[name] = backend
-        agreement = float((top1 == reference).mean())
-        trials.append(Trial(name, statistics.median(times), agreement))
+        agreement = float((probs.argmax(axis=1) == reference.argmax(axis=1)).mean())
+        prob_change = float(np.abs(probs - reference).max(axis=1).mean())
+        refused = acceptance.refusal(agreement, prob_change)
+        if refused:
+            log.warning("backend %s refused: %s", name, refused)
+        trials.append(
+            Trial(name, statistics.median(times), agreement, round(prob_change, 6), refused=refused)
+        )
     return built, trials
 
 
 def choose(built: dict[str, Backend], trials: list[Trial]) -> Backend:
-    """The fastest candidate that agrees with the reference."""
+    """The fastest candidate within the acceptance bounds."""
     kept = [t for t in trials if t.kept]
     if not kept:
-        raise RuntimeError("no inference backend works: " + "; ".join(map(str, trials)))
+        raise RuntimeError("no inference backend works: " + "; ".join(t.describe() for t in trials))
     return built[min(kept, key=lambda t: t.seconds or 0.0).name]

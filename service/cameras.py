@@ -14,14 +14,15 @@ import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated
-from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, Field
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from service.decode import redact_url
+from service.camera_health import CameraHealth
+from service.urls import WEBHOOK_SCHEMES, RefusedURL, parse, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +30,12 @@ _PREFIX = "lumos:"
 
 
 def _http_url(url: str) -> str:
-    """Refused at subscription rather than failing at every clip: the service can only POST to
-    an http(s) URL that names a host."""
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise ValueError("webhook must be an http or https URL with a host")
-    return url
+    """Refused at subscription rather than failing at every clip: an http(s) URL with a host,
+    rebuilt by the URL policy (where it may point is checked where it is used)."""
+    try:
+        return parse(url, WEBHOOK_SCHEMES).url
+    except RefusedURL as exc:
+        raise ValueError(f"webhook: {exc}") from None
 
 
 # Shared by the camera and the API's request, so both refuse the same values.
@@ -67,8 +68,18 @@ class Camera(BaseModel):
         }
 
 
+@dataclass(frozen=True, slots=True)
+class CameraView:
+    """A camera with who holds its lease and what its worker last reported."""
+
+    camera: Camera
+    owner: str | None
+    health: CameraHealth | None
+
+
 class CameraRegistry(ABC):
-    """Subscriptions, leases and worker heartbeats."""
+    """Subscriptions, leases, worker heartbeats, and each camera's health and latest key frame
+    as its ingest worker reports them."""
 
     @abstractmethod
     async def add(self, camera: Camera) -> None:
@@ -102,6 +113,22 @@ class CameraRegistry(ABC):
     async def workers(self) -> list[str]:
         """Ingest workers alive now."""
 
+    @abstractmethod
+    async def report(self, camera_id: str, health: CameraHealth) -> None:
+        """Record the camera's health (its ingest worker's view)."""
+
+    @abstractmethod
+    async def keep_frame(self, camera_id: str, frame: bytes) -> None:
+        """Keep the camera's latest key frame (an encoded image, replaced by the next)."""
+
+    @abstractmethod
+    async def frame(self, camera_id: str) -> bytes | None: ...
+
+    @abstractmethod
+    async def overview(self, camera_ids: list[str] | None = None) -> list[CameraView]:
+        """Every camera (or those of `camera_ids`) with its lease holder and health, read in a
+        fixed number of round trips however many cameras there are."""
+
     async def get(self, camera_id: str) -> Camera | None:
         return next((c for c in await self.all() if c.id == camera_id), None)
 
@@ -113,12 +140,36 @@ class MemoryCameras(CameraRegistry):
         self._cameras: dict[str, Camera] = {}
         self._leases: dict[str, tuple[str, float]] = {}
         self._workers: dict[str, float] = {}
+        self._health: dict[str, CameraHealth] = {}
+        self._frames: dict[str, bytes] = {}
 
     async def add(self, camera: Camera) -> None:
         self._cameras[camera.id] = camera
+        self._health.pop(camera.id, None)
 
     async def remove(self, camera_id: str) -> bool:
+        self._health.pop(camera_id, None)
+        self._frames.pop(camera_id, None)
         return self._cameras.pop(camera_id, None) is not None
+
+    async def report(self, camera_id: str, health: CameraHealth) -> None:
+        if camera_id in self._cameras:
+            self._health[camera_id] = health
+
+    async def keep_frame(self, camera_id: str, frame: bytes) -> None:
+        if camera_id in self._cameras:
+            self._frames[camera_id] = frame
+
+    async def frame(self, camera_id: str) -> bytes | None:
+        return self._frames.get(camera_id)
+
+    async def overview(self, camera_ids: list[str] | None = None) -> list[CameraView]:
+        cameras = await self.all()
+        return [
+            CameraView(c, await self.owner(c.id), self._health.get(c.id))
+            for c in cameras
+            if camera_ids is None or c.id in camera_ids
+        ]
 
     async def all(self) -> list[Camera]:
         return sorted(self._cameras.values(), key=lambda c: c.id)
@@ -160,28 +211,84 @@ _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+# A report that arrives after its camera was unsubscribed must not bring a record back.
+_REPORT = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
+  return redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+end
+return 0
+"""
 
 
 class RedisCameras(CameraRegistry):
     """Keys: `lumos:cameras` (hash id -> camera JSON), `lumos:lease:<id>` (holder, with a PX
-    expiry), `lumos:ingest:workers` (sorted set of workers by heartbeat expiry, ms)."""
+    expiry), `lumos:ingest:workers` (sorted set of workers by heartbeat expiry, ms),
+    `lumos:camera:health` (hash id -> health JSON), `lumos:camera:frame:<id>` (the latest key
+    frame, expiring when no longer refreshed)."""
+
+    FRAME_TTL_S = 120
 
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
+        self._report = redis.register_script(_REPORT)
         self._cameras = f"{_PREFIX}cameras"
         self._workers = f"{_PREFIX}ingest:workers"
+        self._health = f"{_PREFIX}camera:health"
 
     @staticmethod
     def _lease(camera_id: str) -> str:
         return f"{_PREFIX}lease:{camera_id}"
 
+    @staticmethod
+    def _frame(camera_id: str) -> str:
+        return f"{_PREFIX}camera:frame:{camera_id}"
+
     async def add(self, camera: Camera) -> None:
-        await self.redis.hset(self._cameras, camera.id, camera.model_dump_json())
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self._cameras, camera.id, camera.model_dump_json())
+            pipe.hdel(self._health, camera.id)
+            await pipe.execute()
 
     async def remove(self, camera_id: str) -> bool:
-        return bool(await self.redis.hdel(self._cameras, camera_id))
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hdel(self._cameras, camera_id)
+            pipe.hdel(self._health, camera_id)
+            pipe.delete(self._frame(camera_id))
+            removed, _, _ = await pipe.execute()
+        return bool(removed)
+
+    async def report(self, camera_id: str, health: CameraHealth) -> None:
+        keys = [self._cameras, self._health]
+        await self._report(keys=keys, args=[camera_id, health.model_dump_json()])
+
+    async def keep_frame(self, camera_id: str, frame: bytes) -> None:
+        await self.redis.set(self._frame(camera_id), frame, ex=self.FRAME_TTL_S)
+
+    async def frame(self, camera_id: str) -> bytes | None:
+        return await self.redis.get(self._frame(camera_id))
+
+    async def overview(self, camera_ids: list[str] | None = None) -> list[CameraView]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self._cameras)
+            pipe.hgetall(self._health)
+            entries, healths = await pipe.execute()
+        cameras = sorted(
+            (Camera.model_validate_json(v) for v in entries.values()), key=lambda c: c.id
+        )
+        cameras = [c for c in cameras if camera_ids is None or c.id in camera_ids]
+        owners = await self.redis.mget([self._lease(c.id) for c in cameras]) if cameras else []
+        return [
+            CameraView(
+                camera,
+                owner.decode() if owner is not None else None,
+                CameraHealth.model_validate_json(h)
+                if (h := healths.get(camera.id.encode()))
+                else None,
+            )
+            for camera, owner in zip(cameras, owners, strict=True)
+        ]
 
     async def all(self) -> list[Camera]:
         entries = await self.redis.hgetall(self._cameras)

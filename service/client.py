@@ -1,406 +1,316 @@
-"""The clients behind `lumos classify` and `lumos watch`: a running server over HTTP, or the
-bundled model in this process.
+"""A small Python client of a Lumos server's HTTP API: `AsyncClient`, and `Client` for plain code.
 
-In-process, the client wires the same Runtime `lumos serve` runs (ingest, queue, inference worker)
-in memory and vets a file with the same probe the upload endpoint uses, so both ways classify a
-file identically and refuse a broken one for the same reason. Both hand back the service's own
-result types (`ClipResult`, `Summary`), which `classify_files` and `watch` print as tables, lines
-or JSON.
+    from service.client import Client
+
+    with Client("http://127.0.0.1:8000", api_key="...") as lumos:
+        answer = lumos.classify("dark.mp4")
+        print(answer.video.top[0].label, answer.video.top[0].score)
+
+Answers come back typed (the service's own `ClipResult`, `Summary`, `StreamStatus`, and the
+records below); an error answer raises `ApiError` with the problem's `status`, `reason` and
+`detail`. Importing this module loads neither torch nor the service's API.
 """
 
 import asyncio
-import contextlib
 import json
-import logging
-import math
-import signal
-import sys
-import time
-import uuid
+import secrets
 from collections.abc import AsyncIterator, Callable
-from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Literal, Self, TypeVar
 
 import httpx
-from tqdm import tqdm
-from tqdm.utils import CallbackIOWrapper
+from pydantic import BaseModel, ConfigDict, TypeAdapter
 
+from service.camera_status import StreamStatus
 from service.queue.base import ClipResult, Summary
-from service.settings import Settings
 
-Progress = Callable[[int, int | None], None]
-"""progress(done, total): bytes sent (remote) or clips classified (in-process)."""
-
+DEFAULT_URL = "http://127.0.0.1:8000"
 _POLL_S = 0.5
-_STATUS_EVERY_S = 2.0
+T = TypeVar("T")
 
 
-class ClientError(Exception):
-    """What went wrong, worded for the person at the terminal."""
+class ApiError(Exception):
+    """An error answer of the server (problem details), or the server out of reach (status 0)."""
+
+    def __init__(self, status: int, reason: str, detail: str) -> None:
+        super().__init__(f"{detail} (HTTP {status}, {reason})" if status else detail)
+        self.status = status
+        self.reason = reason
+        self.detail = detail
 
 
-@dataclass(frozen=True)
-class Classified:
-    """A file's clips and whole-video summary, and the clip timing to place each clip in it."""
+class _Record(BaseModel):
+    """An answer's fields a client reads; any others the server sends are kept as extras."""
 
+    model_config = ConfigDict(extra="allow")
+
+
+class Classification(_Record):
+    """A classified video: every clip's result and the whole video's."""
+
+    id: str
     model_version: str | None
-    clips: list[ClipResult]
     video: Summary
-    frames: int
-    """Frames per clip, sampled at `fps`, a clip starting every `stride` frames."""
-    fps: float
-    stride: int
-
-    def span(self, clip: ClipResult) -> tuple[float, float]:
-        """Media seconds of the clip's first and last frame, from its place in the video."""
-        first = clip.seq * self.stride
-        return first / self.fps, (first + self.frames - 1) / self.fps
+    clips: list[ClipResult]
 
 
-@dataclass(frozen=True)
-class StatusChange:
-    """A followed camera changed state (e.g. reconnecting) or reconnected."""
+class Job(_Record):
+    """A training job."""
 
-    status: str
-    reconnects: int
+    id: str
+    stage: str
+    dataset: str
+    state: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    progress: float
+    step: str | None
+    metrics: dict[str, Any]
     error: str | None
+    model_version: str | None
 
 
-Update = ClipResult | StatusChange
+class Model(_Record):
+    """A registered model version."""
+
+    version: str
+    active: bool
+    created: datetime
+    labels: list[str]
+    metrics: dict[str, Any]
 
 
-class RemoteClient:
-    """A Lumos server's HTTP API, with an API key when given."""
+Progress = Callable[[int, int], None]
+"""progress(bytes sent, bytes in all) while a video uploads."""
 
-    def __init__(self, server: str, api_key: str | None) -> None:
-        logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
+
+class AsyncClient:
+    """A Lumos server, for asyncio code. Use it as `async with AsyncClient(...) as lumos:`."""
+
+    def __init__(
+        self, url: str = DEFAULT_URL, api_key: str | None = None, timeout: float = 60.0
+    ) -> None:
         headers = {"X-API-Key": api_key} if api_key else {}
         self.http = httpx.AsyncClient(
-            base_url=server, headers=headers, timeout=httpx.Timeout(30.0, read=None)
+            base_url=url, headers=headers, timeout=httpx.Timeout(timeout, read=None)
         )
-        self._clips: dict[str | None, dict[str, Any]] = {}
 
-    async def __aenter__(self) -> "RemoteClient":
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
         await self.http.aclose()
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             response = await self.http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
-            raise ClientError(f"cannot reach {self.http.base_url}: {exc}") from exc
+            raise ApiError(0, "unreachable", f"cannot reach {self.http.base_url}: {exc}") from exc
         if response.is_error:
-            try:
-                detail = response.json()["detail"]
-            except (ValueError, KeyError, TypeError):
-                detail = response.text[:200] or response.reason_phrase
-            raise ClientError(f"{detail} (HTTP {response.status_code})")
+            raise _problem(response.status_code, response.text)
         return response
 
-    async def _clip(self, version: str | None) -> dict[str, Any]:
-        """The clip block of model `version`'s manifest (default: the active model's)."""
-        if version not in self._clips:
-            models = (await self._call("GET", "/v1/models")).json()
-            name = version or models["active"]
-            found = [m for m in models["versions"] if m["version"] == name]
-            if not found:
-                raise ClientError(f"the server does not list model {name!r}")
-            self._clips[version] = found[0]["manifest"]["clip"]
-        return self._clips[version]
+    async def _json(self, kind: type[T], method: str, path: str, **kwargs: Any) -> T:
+        return TypeAdapter(kind).validate_python((await self._call(method, path, **kwargs)).json())
 
-    async def classify(self, path: Path, progress: Progress) -> Classified:
+    # Uploads.
+
+    async def classify(self, video: str | Path, progress: Progress | None = None) -> Classification:
+        """Classify the video file at `video`, waiting for a long one's background answer."""
+        path = Path(video)
         size, sent = path.stat().st_size, 0
 
-        def count(n: int) -> None:
+        async def chunks() -> AsyncIterator[bytes]:
             nonlocal sent
-            sent += n
-            progress(sent, size)
+            with path.open("rb") as f:
+                while chunk := f.read(1 << 16):
+                    sent += len(chunk)
+                    if progress is not None:
+                        progress(sent, size)
+                    yield chunk
 
-        with path.open("rb") as f:
-            upload = (path.name, CallbackIOWrapper(count, f, "read"))
-            response = await self._call("POST", "/v1/classify", files={"file": upload})
+        body, content_type = _multipart(path.name, chunks())
+        response = await self._call(
+            "POST", "/v1/classify", content=body, headers={"Content-Type": content_type}
+        )
         answer = response.json()
-        while response.status_code == 202:  # a long video: classified in the background
+        while response.status_code == 202 or answer.get("status") == "pending":
             await asyncio.sleep(_POLL_S)
             response = await self._call("GET", answer["poll"])
             answer = response.json()
-        if answer["status"] == "failed":
-            raise ClientError(answer["problem"]["detail"])
-        clip = await self._clip(answer["model_version"])
-        return Classified(
-            model_version=answer["model_version"],
-            clips=[ClipResult.model_validate(c) for c in answer["clips"]],
-            video=Summary.model_validate(answer["video"]),
-            frames=clip["frames"],
-            fps=clip["fps"],
-            stride=clip["frames"],  # the server's default stride; it does not say another
+        if answer.get("status") == "failed":
+            problem = answer["problem"]
+            raise ApiError(problem["status"], problem["reason"], problem["detail"])
+        return Classification.model_validate(answer)
+
+    # Cameras.
+
+    async def streams(self) -> list[StreamStatus]:
+        """Every subscribed camera and its state."""
+        return await self._json(list[StreamStatus], "GET", "/v1/streams")
+
+    async def stream(self, stream_id: str) -> StreamStatus:
+        return await self._json(StreamStatus, "GET", f"/v1/streams/{stream_id}")
+
+    async def subscribe(self, url: str, name: str = "", **options: Any) -> StreamStatus:
+        """Subscribe a camera; `options` are the API's (`id`, `sampling`, `stride`, `webhook`)."""
+        body = {"url": url, "name": name, **options}
+        return await self._json(StreamStatus, "POST", "/v1/streams", json=body)
+
+    async def unsubscribe(self, stream_id: str) -> None:
+        await self._call("DELETE", f"/v1/streams/{stream_id}")
+
+    async def predictions(self, stream_id: str, since: float = 0.0) -> list[ClipResult]:
+        """The camera's results of clips started after `since` (Unix time), oldest first."""
+        answer = await self._call(
+            "GET", f"/v1/streams/{stream_id}/predictions", params={"since": since}
         )
+        return TypeAdapter(list[ClipResult]).validate_python(answer.json()["results"])
 
-    async def watch(self, url: str, stop: asyncio.Event) -> AsyncIterator[Update]:
-        """Subscribe `url`, then its predictions (SSE) and status changes until `stop`; the
-        subscription is removed on the way out."""
-        response = await self._call("POST", "/v1/streams", json={"url": url, "name": "lumos watch"})
-        stream = response.json()["id"]
-        updates: asyncio.Queue[Update] = asyncio.Queue()
-        readers = [
-            asyncio.create_task(self._events(stream, updates)),
-            asyncio.create_task(self._statuses(stream, updates)),
-        ]
-        stopped = asyncio.create_task(stop.wait())
+    async def events(self, stream_id: str, since: float | None = None) -> AsyncIterator[ClipResult]:
+        """The camera's results as they are classified (Server-Sent Events), until the server
+        ends the stream or the caller stops iterating."""
+        params = {} if since is None else {"since": since}
+        path = f"/v1/streams/{stream_id}/events"
         try:
-            while True:
-                update = asyncio.create_task(updates.get())
-                await asyncio.wait({update, stopped, *readers}, return_when=asyncio.FIRST_COMPLETED)
-                if not update.done():
-                    update.cancel()
-                    for reader in readers:
-                        if reader.done():
-                            reader.result()  # a reader that failed ends the watch with its error
-                    return
-                yield update.result()
-        finally:
-            for task in (stopped, *readers):
-                task.cancel()
-            await asyncio.gather(stopped, *readers, return_exceptions=True)
-            with contextlib.suppress(httpx.HTTPError):  # a server that is gone took it along
-                await self.http.delete(f"/v1/streams/{stream}")
+            async with self.http.stream("GET", path, params=params) as response:
+                if response.is_error:
+                    raise _problem(response.status_code, (await response.aread()).decode())
+                event = None
+                async for line in response.aiter_lines():
+                    if line.startswith("event:"):
+                        event = line[6:].strip()
+                    elif line.startswith("data:") and event == "prediction":
+                        yield ClipResult.model_validate_json(line[5:])
+        except httpx.TransportError as exc:
+            raise ApiError(0, "unreachable", f"the event stream broke off: {exc}") from exc
 
-    async def _events(self, stream: str, updates: asyncio.Queue[Update]) -> None:
-        """Server-Sent Events of the stream, resumed after the last result when they drop."""
-        since = time.time()
-        while True:
-            try:
-                path = f"/v1/streams/{stream}/events"
-                async with self.http.stream("GET", path, params={"since": since}) as response:
-                    if response.is_error:
-                        await response.aread()
-                        raise ClientError(f"{path}: HTTP {response.status_code} {response.text}")
-                    event = None
-                    async for line in response.aiter_lines():
-                        if line.startswith("event:"):
-                            event = line[6:].strip()
-                        elif line.startswith("data:") and event == "prediction":
-                            result = ClipResult.model_validate_json(line[5:])
-                            since = result.start
-                            await updates.put(result)
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(_POLL_S)
+    # Training and models.
 
-    async def _statuses(self, stream: str, updates: asyncio.Queue[Update]) -> None:
-        last = None
-        while True:
-            status = (await self._call("GET", f"/v1/streams/{stream}")).json()
-            change = StatusChange(status["status"], status["reconnects"], status["last_error"])
-            if change != last:
-                await updates.put(change)
-                last = change
-            await asyncio.sleep(_STATUS_EVERY_S)
+    async def jobs(self) -> list[Job]:
+        """Every training job, newest first."""
+        return await self._json(list[Job], "GET", "/v1/jobs")
+
+    async def job(self, job_id: str) -> Job:
+        return await self._json(Job, "GET", f"/v1/jobs/{job_id}")
+
+    async def submit_job(
+        self,
+        stage: str,
+        dataset: str,
+        overrides: dict[str, Any] | None = None,
+        activate: bool = False,
+    ) -> Job:
+        """Queue a training job (`pipeline`, `teacher`, `ssl`, `distill` or `eval`)."""
+        body = {"stage": stage, "dataset": dataset, "overrides": overrides or {}}
+        return await self._json(Job, "POST", "/v1/jobs", json={**body, "activate": activate})
+
+    async def cancel_job(self, job_id: str) -> Job:
+        return await self._json(Job, "DELETE", f"/v1/jobs/{job_id}")
+
+    async def models(self) -> list[Model]:
+        """Every registered model version, the active one marked."""
+        answer = await self._call("GET", "/v1/models")
+        return TypeAdapter(list[Model]).validate_python(answer.json()["versions"])
+
+    async def activate(self, version: str) -> Model:
+        """Serve model `version` from now on."""
+        return await self._json(Model, "POST", f"/v1/models/{version}/activate")
 
 
-class LocalClient:
-    """The model in `settings.model_dir` (or the active version), served in this process."""
+class Client:
+    """A Lumos server, for code without an event loop: each method is its `AsyncClient` twin's,
+    run on this client's own loop (so not from inside a running loop; use `AsyncClient` there).
+    Use it as `with Client(...) as lumos:`."""
 
-    def __init__(self, settings: Settings, roles: set[str]) -> None:
-        from service.runtime import Runtime  # torch: only for the in-process client
+    def __init__(
+        self, url: str = DEFAULT_URL, api_key: str | None = None, timeout: float = 60.0
+    ) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._async = AsyncClient(url, api_key, timeout)
 
-        self.settings = settings.model_copy(update={"redis_url": None})
-        self.runtime = Runtime.from_settings(self.settings, roles=roles)
-
-    async def __aenter__(self) -> "LocalClient":
-        if await self.runtime.active.get() is None:
-            raise ClientError(
-                f"no model at {self.settings.model_dir}: point LUMOS_MODEL_DIR at an artifact, "
-                "or use --server"
-            )
-        await self.runtime.start()
+    def __enter__(self) -> Self:
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self.runtime.stop()
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
 
-    async def classify(self, path: Path, progress: Progress) -> Classified:
-        import av
+    def close(self) -> None:
+        self._loop.run_until_complete(self._async.aclose())
+        self._loop.close()
 
-        from service.api.errors import Problem
-        from service.api.uploads import UploadLimits, probe_video
-        from service.runtime import NoActiveModel
+    def _run(self, work: Any) -> Any:
+        return self._loop.run_until_complete(work)
 
-        try:
-            info = await asyncio.to_thread(probe_video, path, UploadLimits.of(self.settings))
-        except Problem as problem:
-            raise ClientError(problem.detail) from problem
-        spec = await self.runtime.clip_spec()
-        stride = self.settings.clip_stride or spec.frames
-        expected = max(1, math.floor((info.duration * spec.fps - spec.frames) / stride) + 1)
-        stream = uuid.uuid4().hex
-        work = asyncio.create_task(
-            self.runtime.classify(path, stream, timeout=max(60.0, 10 * info.duration))
-        )
-        while not work.done():
-            progress(len(await self.runtime.results.for_stream(stream)), expected)
-            await asyncio.wait({work}, timeout=_POLL_S)
-        try:
-            result = work.result()
-        except NoActiveModel as exc:
-            raise ClientError(str(exc)) from exc
-        except TimeoutError as exc:
-            raise ClientError("inference gave no results in time") from exc
-        except (av.FFmpegError, ValueError) as exc:  # passed the probe, failed further in
-            raise ClientError(f"decoding the video failed: {exc}") from exc
-        versions = result.summary.model_versions
-        return Classified(
-            model_version=versions[-1] if versions else None,
-            clips=result.clips,
-            video=result.summary,
-            frames=spec.frames,
-            fps=spec.fps,
-            stride=stride,
-        )
+    def classify(self, video: str | Path, progress: Progress | None = None) -> Classification:
+        return self._run(self._async.classify(video, progress))
 
-    async def watch(self, url: str, stop: asyncio.Event) -> AsyncIterator[Update]:
-        """The source as a camera of this process; a file plays through the same live path, and
-        each end of it is a reconnect."""
-        from service.cameras import Camera
+    def streams(self) -> list[StreamStatus]:
+        return self._run(self._async.streams())
 
-        camera = Camera(id="watch", url=url, name="lumos watch")
-        await self.runtime.cameras.add(camera)
-        since = time.time()
-        while not stop.is_set():
-            for result in await self.runtime.results.for_stream(camera.id, since=since):
-                since = result.start
-                yield result
-            try:
-                await asyncio.wait_for(stop.wait(), _POLL_S)
-            except TimeoutError:
-                pass
+    def stream(self, stream_id: str) -> StreamStatus:
+        return self._run(self._async.stream(stream_id))
+
+    def subscribe(self, url: str, name: str = "", **options: Any) -> StreamStatus:
+        return self._run(self._async.subscribe(url, name, **options))
+
+    def unsubscribe(self, stream_id: str) -> None:
+        self._run(self._async.unsubscribe(stream_id))
+
+    def predictions(self, stream_id: str, since: float = 0.0) -> list[ClipResult]:
+        return self._run(self._async.predictions(stream_id, since))
+
+    def jobs(self) -> list[Job]:
+        return self._run(self._async.jobs())
+
+    def job(self, job_id: str) -> Job:
+        return self._run(self._async.job(job_id))
+
+    def submit_job(
+        self,
+        stage: str,
+        dataset: str,
+        overrides: dict[str, Any] | None = None,
+        activate: bool = False,
+    ) -> Job:
+        return self._run(self._async.submit_job(stage, dataset, overrides, activate))
+
+    def cancel_job(self, job_id: str) -> Job:
+        return self._run(self._async.cancel_job(job_id))
+
+    def models(self) -> list[Model]:
+        return self._run(self._async.models())
+
+    def activate(self, version: str) -> Model:
+        return self._run(self._async.activate(version))
 
 
-def _client(server: str | None, api_key: str | None, roles: set[str]) -> RemoteClient | LocalClient:
-    return RemoteClient(server, api_key) if server else LocalClient(Settings(), roles)
-
-
-def _top(scores: dict[str, float], k: int) -> list[tuple[str, float]]:
-    return sorted(scores.items(), key=lambda item: item[1], reverse=True)[:k]
-
-
-def as_json(name: str, result: Classified, top: int) -> dict[str, Any]:
-    """A file's answer for scripts: the same shape whichever way it was classified."""
-
-    def labels(scores: dict[str, float]) -> list[dict[str, Any]]:
-        return [{"label": label, "score": score} for label, score in _top(scores, top)]
-
-    return {
-        "file": name,
-        "model_version": result.model_version,
-        "video": {"top": labels(result.video.scores)},
-        "clips": [
-            {
-                "seq": clip.seq,
-                "start": round(result.span(clip)[0], 3),
-                "end": round(result.span(clip)[1], 3),
-                "top": labels(clip.scores),
-                "luma": clip.illumination.luma_mean,
-                "error": clip.error,
-            }
-            for clip in result.clips
-        ],
-    }
-
-
-def as_table(name: str, result: Classified, top: int) -> str:
-    """One row per clip (start-end, top labels and scores, mean luma), then the whole video."""
-    width = max((len(label) for label in result.video.scores), default=5)
-    column = (width + 8) * top - 2
-
-    def labels(scores: dict[str, float]) -> str:
-        return "  ".join(f"{label:<{width}} {score:.3f}" for label, score in _top(scores, top))
-
-    def row(when: str, text: str, luma: str) -> str:
-        return f"  {when:<13} {text:<{column}}  {luma:>5}"
-
-    lines = [f"{name}: model {result.model_version}, {len(result.clips)} clips"]
-    lines.append(row("time (s)", "label and score", "luma"))
-    for clip in result.clips:
-        start, end = result.span(clip)
-        text = f"error: {clip.error}" if clip.error else labels(clip.scores)
-        lines.append(row(f"{start:.1f}-{end:.1f}", text, f"{clip.illumination.luma_mean:.1f}"))
-    lumas = [clip.illumination.luma_mean for clip in result.clips]
-    mean = f"{sum(lumas) / len(lumas):.1f}" if lumas else "-"
-    lines.append(row("whole video", labels(result.video.scores), mean))
-    return "\n".join(lines)
-
-
-async def classify_files(
-    files: list[Path], server: str | None, api_key: str | None, top: int, json_out: bool
-) -> int:
-    """`lumos classify`: a table (or JSON) per file; 1 when a file could not be classified."""
-    failed = 0
-    answers = []
+def _problem(status: int, text: str) -> ApiError:
     try:
-        async with _client(server, api_key, {"infer"}) as client:
-            for path in files:
-                # The bar appears only for a video that takes a while, and only on a terminal.
-                with tqdm(desc=path.name, delay=2.0, leave=False, disable=None) as bar:
-
-                    def progress(done: int, total: int | None, bar: tqdm = bar) -> None:
-                        bar.total, bar.n = total, done
-                        bar.refresh()
-
-                    try:
-                        if not path.is_file():
-                            raise ClientError("no such file")
-                        result = await client.classify(path, progress)
-                    except (ClientError, OSError) as exc:
-                        print(f"lumos classify: {path}: {exc}", file=sys.stderr)
-                        failed += 1
-                        continue
-                if json_out:
-                    answers.append(as_json(str(path), result, top))
-                else:
-                    print(as_table(str(path), result, top), flush=True)
-    except ClientError as exc:
-        print(f"lumos classify: {exc}", file=sys.stderr)
-        return 2
-    if json_out:
-        print(json.dumps(answers, indent=2))
-    return 1 if failed else 0
+        body = json.loads(text)
+        return ApiError(status, body["reason"], body["detail"])
+    except (ValueError, KeyError, TypeError):
+        return ApiError(status, "http_error", text[:200] or f"HTTP {status}")
 
 
-def format_update(update: Update, top: int) -> str:
-    if isinstance(update, StatusChange):
-        error = f"; last error: {update.error}" if update.error else ""
-        return f"-- {update.status} ({update.reconnects} reconnects{error})"
-    when = datetime.fromtimestamp(update.end).strftime("%H:%M:%S")
-    labels = update.error or "  ".join(f"{k} {v:.3f}" for k, v in _top(update.scores, top))
-    mark = "  (after a reconnect)" if update.integrity.reconnect else ""
-    return f"{when}  {labels}  luma {update.illumination.luma_mean:.1f}{mark}"
+def _multipart(name: str, chunks: AsyncIterator[bytes]) -> tuple[AsyncIterator[bytes], str]:
+    """A multipart body with the one field `file`, streamed (a video is never held in memory)."""
+    boundary = f"lumos-{secrets.token_hex(12)}"
+    quoted = name.replace('"', "%22")
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{quoted}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
 
+    async def body() -> AsyncIterator[bytes]:
+        yield head
+        async for chunk in chunks:
+            yield chunk
+        yield f"\r\n--{boundary}--\r\n".encode()
 
-async def watch(url: str, server: str | None, api_key: str | None, top: int, json_out: bool) -> int:
-    """`lumos watch`: print the source's predictions as they come until Ctrl-C (or SIGTERM)."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        async with _client(server, api_key, {"ingest", "infer"}) as client:
-            async for update in client.watch(url, stop):
-                if json_out:
-                    line = json.dumps(
-                        asdict(update)
-                        if isinstance(update, StatusChange)
-                        else update.model_dump(mode="json")
-                    )
-                else:
-                    line = format_update(update, top)
-                print(line, flush=True)
-    except ClientError as exc:
-        print(f"lumos watch: {exc}", file=sys.stderr)
-        return 1
-    print("lumos watch: stopped", file=sys.stderr)
-    return 0
+    return body(), f"multipart/form-data; boundary={boundary}"

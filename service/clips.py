@@ -25,6 +25,8 @@ class ClipFormatError(ValueError):
 class Integrity:
     """What went missing while the clip was cut; all zero for a clean clip."""
 
+    __pydantic_config__ = {"use_attribute_docstrings": True}
+
     dropped: int = 0
     """Frames missing between the clip's first and last frame (source gaps, buffer drops)."""
     max_gap: float = 0.0

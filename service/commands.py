@@ -90,9 +90,13 @@ async def serve_http(runtime: "Runtime", app: "FastAPI", settings: "Settings") -
             await runtime.stop()
 
     app.router.lifespan_context = lifespan
+    from service.api.server import http_protocol
+
     # h11, not httptools: h11 refuses a request line and headers past 16 KB (400), where
-    # httptools would buffer headers of any size in memory.
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, http="h11")
+    # httptools would buffer headers of any size in memory; and headers must arrive in time.
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, http=http_protocol(settings.header_timeout_s)
+    )
     await uvicorn.Server(config).serve()
 
 
@@ -171,10 +175,11 @@ def _distributed_settings(command: str, **updates: object) -> "Settings":
     from service.settings import Settings
 
     settings = Settings()
-    if settings.redis_url is None:
+    if not settings.redis_enabled():
         sys.exit(
-            f"lumos {command}: set LUMOS_REDIS_URL; it shares work with other processes through "
-            "Redis (for everything in one process, run `lumos serve`)"
+            f"lumos {command}: set LUMOS_REDIS_URL or LUMOS_REDIS_SENTINELS; it shares work "
+            "with other processes through Redis (for everything in one process, run `lumos "
+            "serve`)"
         )
     return settings.model_copy(update={k: v for k, v in updates.items() if v is not None})
 
@@ -215,12 +220,13 @@ def register_clients(commands: argparse._SubParsersAction) -> None:
     the bundled model in this process."""
     classify = commands.add_parser(
         "classify",
-        help="classify the actions in video files",
-        description="Print a table per file: each clip's time, top labels and scores, and mean "
-        "luma, then the whole video's. Without --server the model in LUMOS_MODEL_DIR "
-        "(artifacts/demo) runs in this process.",
+        help="classify the actions in video files, URLs or directories of videos",
+        description="Print a table per video: each clip's time, top labels and scores, and mean "
+        "luma, then the whole video's. A directory stands for its video files; an http(s) URL is "
+        "downloaded first. Without --server the model in LUMOS_MODEL_DIR (the bundled demo "
+        "model) runs in this process.",
     )
-    classify.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    classify.add_argument("files", nargs="+", metavar="VIDEO", help="file, directory or URL")
     _client_options(classify)
     classify.add_argument("--json", action="store_true", help="print JSON (for scripts)")
     classify.set_defaults(run=_classify)
@@ -259,13 +265,13 @@ def _positive(text: str) -> int:
 
 
 def _classify(args: argparse.Namespace) -> int:
-    from service.client import classify_files
+    from service.terminal import classify_files
 
     return asyncio.run(classify_files(args.files, args.server, args.api_key, args.top, args.json))
 
 
 def _watch(args: argparse.Namespace) -> int:
-    from service.client import watch
+    from service.terminal import watch
 
     return asyncio.run(watch(args.url, args.server, args.api_key, args.top, args.json))
 
@@ -309,9 +315,10 @@ def register_bench(commands: argparse._SubParsersAction) -> None:
     bench = commands.add_parser(
         "bench",
         help="measure speed against peers and the machine (from a source checkout)",
-        description="Run one benchmark of bench/: it prints a table, writes "
-        "bench/results/NAME-CONFIG.json and its row of docs/benchmarks.md. "
-        "`lumos bench NAME --help` lists its options; --quick checks it works in seconds.",
+        description="Run one benchmark of bench/: it prints a table and writes its JSON into "
+        "a run directory under runs/bench/; with --update-docs, into bench/results/ with its "
+        "row of docs/benchmark-results.md. `lumos bench NAME --help` lists its options; --quick "
+        "checks it works in seconds.",
     )
     bench.add_argument("name", choices=BENCHMARKS, metavar="NAME", help=", ".join(BENCHMARKS))
     bench.add_argument("options", nargs=argparse.REMAINDER, help="the benchmark's own options")

@@ -9,37 +9,33 @@ FFmpeg's scaler, not in Python. Only the centre crop is a numpy slice.
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-LIVE_SCHEMES = ("rtsp", "rtsps", "http", "https")
-_SECRET_PARAMS = {"password", "pass", "pwd", "passwd", "token", "key", "secret", "auth", "sig"}
+from service.http_source import HttpSource
+from service.settings import Settings
+from service.urls import CAMERA_SCHEMES, Destinations
+from service.urls import redact_url as redact_url  # where the ingest and camera code find it
+
+LIVE_SCHEMES = CAMERA_SCHEMES
+
+# The demuxers a source may use: containers of media only. Never a script or playlist
+# (hls, concat, ffconcat, image2 patterns, tee, dash, sdp...): those open further files or URLs
+# the service never checked. FFmpeg probes the content and refuses any demuxer not listed.
+CONTAINERS = "mov,mp4,matroska,webm,avi,mpegts,flv,ogg,asf,mpeg,h264,hevc,yuv4mpegpipe"
+_PROTOCOLS = {
+    "file": "file",
+    "rtsp": "rtsp,rtsps,rtp,srtp,udp,tcp,tls",
+    "http": "http,https,tcp,tls",
+}
+_FORMATS = {"file": CONTAINERS, "rtsp": "rtsp", "http": f"{CONTAINERS},mpjpeg"}
 
 
 def is_live(url: str) -> bool:
     return urlsplit(url).scheme.lower() in LIVE_SCHEMES
-
-
-def redact_url(url: str) -> str:
-    """`url` with its user info and secret-looking query values replaced by `***`.
-
-    Use it for every URL that reaches a log line, a metric or an API answer.
-    """
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = "***@" + netloc.rsplit("@", 1)[1]
-    query = urlencode(
-        [
-            (k, "***" if k.lower() in _SECRET_PARAMS else v)
-            for k, v in parse_qsl(parts.query, keep_blank_values=True)
-        ],
-        safe="*",
-    )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,22 +61,121 @@ class Frame:
     """Which connection of the source it came from; increases with each reconnect."""
 
 
+class LimitExceeded(ValueError):
+    """A decoded frame or the decoded timeline broke a limit; `reason` is the API's code."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What decoding a source may produce, checked on every decoded frame, whatever the
+    container's header declared."""
+
+    max_pixels: int
+    max_fps: float
+    max_seconds: float | None = None
+    """Media time an upload may reach; None for a camera (it runs forever)."""
+    budget_s: float | None = None
+    """Wall-clock time decoding may take; None for a camera."""
+
+    @classmethod
+    def of(cls, settings: Settings, upload: bool) -> "Limits":
+        if not upload:
+            return cls(settings.frame_max_pixels, settings.frame_max_fps)
+        return cls(
+            settings.frame_max_pixels,
+            settings.frame_max_fps,
+            settings.upload_max_s,
+            settings.upload_decode_budget_s,
+        )
+
+
 def open_source(
-    url: str, *, transport: str = "tcp", open_timeout: float = 10.0, read_timeout: float = 10.0
+    url: str,
+    limits: Limits,
+    *,
+    destinations: Destinations | None = None,
+    transport: str = "tcp",
+    open_timeout: float = 10.0,
+    read_timeout: float = 10.0,
 ) -> av.container.InputContainer:
-    """Open a file or live source; a live read that blocks longer than `read_timeout` fails."""
-    if not is_live(url):
-        return av.open(url, metadata_errors="ignore")
-    options = {"rtsp_transport": transport} if url.lower().startswith("rtsp") else {}
-    return av.open(
-        url, options=options, timeout=(open_timeout, read_timeout), metadata_errors="ignore"
-    )
+    """Open a file or live source with only container demuxers and the source's own protocols;
+    the decoders refuse a frame over `limits.max_pixels` before allocating it. A live read that
+    blocks longer than `read_timeout` fails. An HTTP source is fetched by `HttpSource` under
+    `destinations` (required for one), so that its redirects are checked too."""
+    kind = "file" if not is_live(url) else "rtsp" if url.lower().startswith("rtsp") else "http"
+    options = {
+        "format_whitelist": _FORMATS[kind],
+        "protocol_whitelist": _PROTOCOLS[kind],
+        "max_pixels": str(limits.max_pixels),
+    }
+    source: str | HttpSource = url
+    if kind == "rtsp":
+        options["rtsp_transport"] = transport
+    elif kind == "http":
+        if destinations is None:
+            raise ValueError("an HTTP source needs the destinations it may reach")
+        source = HttpSource(url, destinations, open_timeout, read_timeout)
+    timeout = (open_timeout, read_timeout) if kind == "rtsp" else None
+    container = av.open(source, options=options, timeout=timeout, metadata_errors="ignore")
+    # The open's options reach only the decoders FFmpeg peeks with while probing; the decoder
+    # that decodes must be told itself, before it opens.
+    for stream in container.streams.video:
+        if stream.codec_context is not None:
+            stream.codec_context.options = {"max_pixels": options["max_pixels"]}
+    return container
+
+
+class _Watch:
+    """The checks `decode_frames` applies to each decoded frame."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.started = time.monotonic()
+        self.origin: float | None = None  # the first frame's time
+        self.window: float | None = None  # where the rate is counted from
+        self.count = 0
+        self.last = 0.0
+
+    def check(self, width: int, height: int, pts: float) -> None:
+        limits = self.limits
+        if width * height > limits.max_pixels:
+            raise LimitExceeded(
+                "bad_dimensions",
+                f"a frame of {width}x{height} pixels; at most {limits.max_pixels} in all",
+            )
+        if self.origin is None or self.window is None or pts < self.last:
+            # The first frame, or time went back (a live source restarting its clock): the rate
+            # is counted afresh; the timeline keeps its origin.
+            self.origin = pts if self.origin is None else self.origin
+            self.window, self.count = pts, 0
+        self.last = pts
+        self.count += 1
+        # A second's slack: the first frames of a stream may share a timestamp.
+        if self.count > limits.max_fps * (pts - self.window + 1.0):
+            raise LimitExceeded(
+                "bad_frame_rate",
+                f"{self.count} frames in {pts - self.window:.2f} s of media time; at most "
+                f"{limits.max_fps:g} per second",
+            )
+        if limits.max_seconds is not None and pts - self.origin > limits.max_seconds:
+            raise LimitExceeded(
+                "too_long", f"the video's frames go past the limit of {limits.max_seconds:g} s"
+            )
+        if limits.budget_s is not None and time.monotonic() - self.started > limits.budget_s:
+            raise LimitExceeded(
+                "decode_budget", f"decoding took longer than the limit of {limits.budget_s:g} s"
+            )
 
 
 def decode_frames(
     container: av.container.InputContainer,
     geometry: Geometry,
     fps: float,
+    limits: Limits,
     *,
     threads: int = 2,
     epoch: int = 0,
@@ -93,7 +188,7 @@ def decode_frames(
     late (25 fps sampled to 12) do not stretch the rate, or from the frame's time after a gap of
     more than a step, so that a gap resynchronises the sampler instead of letting it keep every
     frame until it catches up. `realtime` paces a file to its timestamps, so that it can stand in
-    for a camera.
+    for a camera. Every decoded frame is checked against `limits` (raising `LimitExceeded`).
     """
     if not container.streams.video:
         raise ValueError("the source has no video stream")
@@ -113,9 +208,11 @@ def decode_frames(
     due: float | None = None
     origin = 0.0  # wall-clock time of media time 0, when pacing
     pts = -source_step
+    watch = _Watch(limits)
     for frame in container.decode(stream):
         # A frame without a timestamp (e.g. the first of an RTSP session) follows the previous.
         pts = frame.time if frame.time is not None else pts + source_step
+        watch.check(frame.width, frame.height, pts)
         if due is not None and pts < due - tolerance:
             continue
         due = (due if due is not None and pts - due < step else pts) + step

@@ -23,10 +23,16 @@ _NOISE_FRAMES = 4
 class Illumination:
     """Luma statistics of a clip on the 0-255 scale."""
 
+    __pydantic_config__ = {"use_attribute_docstrings": True}
+
     luma_mean: float
+    """Mean luma."""
     luma_p5: float
+    """5th percentile of luma: the dark end."""
     luma_p95: float
+    """95th percentile of luma: the bright end."""
     noise_sigma: float
+    """Estimated sensor-noise sigma (Immerkaer)."""
 
 
 def measure(frames: np.ndarray) -> Illumination:

@@ -24,10 +24,21 @@ import numpy as np
 import torch
 from redis.exceptions import RedisError
 
-from model.artifact import load_artifact
+from model.artifact import WEIGHTS, load_artifact
 from model.clip import ClipSpec
 from model.networks import Student
-from service.backends import Backend, Trial, calibration_batch, choose, factories, measure
+from service.backend_cache import ChoiceCache, cpu_key
+from service.backends import (
+    Acceptance,
+    Backend,
+    Trial,
+    calibration_batch,
+    choose,
+    factories,
+    measure,
+    weights_digest,
+)
+from service.int8 import load_calibration
 from service.metrics import (
     CLIP_LATENCY,
     INFERENCE_BATCH_SIZE,
@@ -46,6 +57,7 @@ from service.queue.base import (
 )
 from service.registry import ActiveModel
 from service.settings import Settings
+from service.urls import webhook_destinations
 from service.webhooks import WebhookSender
 
 log = logging.getLogger(__name__)
@@ -70,7 +82,11 @@ class Engine:
 
 
 def load_engine(path: Path, settings: Settings) -> Engine:
-    """Load the artifact at `path` and pick its backend (blocking: seconds, run it in a thread)."""
+    """Load the artifact at `path` and pick its backend (blocking: seconds, run it in a thread).
+
+    The pick is remembered in `settings.cache_dir`: a restart on the same machine builds only the
+    backend chosen before, without timing anything."""
+    began = time.perf_counter()
     network, manifest = load_artifact(path)
     if not isinstance(network, Student):
         raise ValueError(f"{path} holds a {manifest.arch.kind}; only a student can be served")
@@ -79,35 +95,66 @@ def load_engine(path: Path, settings: Settings) -> Engine:
     cuda = torch.cuda.is_available()
     if settings.backend == "cuda" and not cuda:
         raise ValueError("backend cuda asked for, but torch sees no CUDA device")
+    spec = manifest.clip
+    clips = None if cuda else load_calibration(path, spec)
+    weights = path / WEIGHTS
     candidates = factories(
         network,
-        manifest.clip,
-        path / "model.safetensors",
+        spec,
+        weights,
         settings.cache_dir,
         torch.get_num_threads(),
         cuda,
         settings.cuda_streams,
+        int8_clips=None if clips is None else clips.calibration,
+        cpu=cpu_key(),
     )
     wanted = {"auto": list(candidates), "cuda": ["cuda-amp"]}.get(
         settings.backend, [settings.backend]
     )
     if not set(wanted) <= set(candidates):
         raise ValueError(f"backend {settings.backend} does not run here; try {list(candidates)}")
-    built, trials = measure(
-        {name: candidates[name] for name in wanted},
-        calibration_batch(manifest.clip, settings.batch_max),
+    acceptance = Acceptance(settings.accept_agreement, settings.accept_prob_change)
+    cache = ChoiceCache(settings.cache_dir)
+    key = cache.key(
+        weights_digest(weights),
+        (spec.frames, spec.crop),
+        candidates=wanted,
+        acceptance=acceptance,
+        batch=settings.batch_max,
+        agreement_clips=0 if clips is None else len(clips.agreement),
     )
-    backend = choose(built, trials)
+    remembered = cache.get(key)
+    backend = None
+    if remembered is not None:
+        chosen, trials = remembered
+        try:
+            backend = candidates[chosen]()
+            how = f"chosen before, {cache.directory}"
+        except Exception as exc:  # e.g. a cached export deleted since: measure again
+            log.warning("cannot rebuild the remembered backend %s: %s", chosen, exc)
+    if backend is None:
+        log.info("timing %d backend candidates for model %s", len(wanted), manifest.version)
+        built, trials = measure(
+            {name: candidates[name] for name in wanted},
+            calibration_batch(spec, settings.batch_max),
+            None if clips is None else clips.agreement,
+            acceptance,
+        )
+        backend = choose(built, trials)
+        try:
+            how = f"measured now, remembered in {cache.put(key, backend.name, trials, {})}"
+        except OSError as exc:  # a read-only cache costs the next start the timing, nothing else
+            how = f"measured now, not remembered: {exc}"
     log.info(
-        "model %s on %s (%s)",
+        "model %s on %s (%s; loaded in %.1f s; %s)",
         manifest.version,
         backend.name,
-        ", ".join(
-            f"{t.name}: {t.error or f'{t.seconds * 1000:.1f} ms, agreement {t.agreement:.2f}'}"
-            for t in trials
-        ),
+        how,
+        time.perf_counter() - began,
+        "; ".join(t.describe() for t in trials),
     )
-    return Engine(manifest.version, path, manifest.labels, manifest.clip, backend, trials)
+    return Engine(manifest.version, path, manifest.labels, spec, backend, trials)
 
 
 class InferenceWorker:
@@ -129,7 +176,7 @@ class InferenceWorker:
         self._held: set[tuple[str, str]] = set()
         """(lane, token) of every clip this worker holds, waiting or in a batch."""
         self._executor = ThreadPoolExecutor(2, thread_name_prefix="infer")
-        self.webhooks = WebhookSender(settings.webhook_timeout_s)
+        self.webhooks = WebhookSender(settings.webhook_timeout_s, webhook_destinations(settings))
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Serve until `stopping`; batches in flight finish, unacknowledged clips are reclaimed

@@ -17,16 +17,19 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from functools import partial
 from itertools import pairwise
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 from redis.exceptions import RedisError
 
 from model.clip import ClipSpec
+from service.camera_health import HealthTracker, error_text, key_frame
 from service.cameras import Camera, CameraRegistry, Ownership
 from service.clips import Clip, Integrity
-from service.decode import Frame, Geometry, decode_frames, is_live, open_source, redact_url
+from service.decode import Frame, Geometry, Limits, decode_frames, is_live, open_source, redact_url
 from service.illumination import gate, measure
 from service.metrics import (
     CLIPS_GATED,
@@ -37,12 +40,19 @@ from service.metrics import (
     STREAM_NOISE_SIGMA,
     STREAM_RECONNECTS,
     STREAM_UP,
+    forget_stream,
 )
 from service.queue.base import ClipQueue
 from service.registry import ActiveModel
 from service.settings import Settings
+from service.urls import camera_destinations, redact_text
 
 log = logging.getLogger(__name__)
+
+_HTTP_HINT = (
+    " (before the first frame: a video file over HTTP needs a server that answers Range "
+    "requests, or its index at the start, as ffmpeg -movflags faststart writes it)"
+)
 
 UPLOAD_LABEL = "upload"
 """The `stream` metric label of every upload: upload ids are unbounded, a label must not be."""
@@ -135,8 +145,11 @@ def cut_file(
     """The clips of a video file, in order; stops early once `cancel` is set."""
     fps, stride = cadence(spec, settings)
     clipper = Clipper(stream, spec.frames, stride, live=False)
-    with open_source(str(path)) as container:
-        frames = decode_frames(container, geometry(spec), fps, threads=settings.decode_threads)
+    limits = Limits.of(settings, upload=True)
+    with open_source(str(path), limits) as container:
+        frames = decode_frames(
+            container, geometry(spec), fps, limits, threads=settings.decode_threads
+        )
         for frame in frames:
             if cancel.is_set():
                 return
@@ -191,23 +204,34 @@ async def ingest_file(
 
 
 class LiveIngest:
-    """One camera, from connection to queued clips, until cancelled."""
+    """One camera, from connection to queued clips, until cancelled; its health and latest key
+    frame go to `registry` as they change."""
 
     def __init__(
-        self, camera: Camera, queue: ClipQueue, spec: ClipSpec, settings: Settings
+        self,
+        camera: Camera,
+        queue: ClipQueue,
+        spec: ClipSpec,
+        settings: Settings,
+        registry: CameraRegistry,
     ) -> None:
         self.camera = camera
         self.queue = queue
         self.spec = spec
         self.settings = settings
+        self.registry = registry
         self.fps, self.stride = cadence(spec, settings, camera)
         self._stopping = threading.Event()
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         buffer: asyncio.Queue[Frame] = asyncio.Queue(self.settings.frame_buffer)
+        tracker = HealthTracker(partial(self.registry.report, self.camera.id), loop)
         reader = threading.Thread(
-            target=self._read, args=(loop, buffer), name=f"camera-{self.camera.id}", daemon=True
+            target=self._read,
+            args=(loop, buffer, tracker),
+            name=f"camera-{self.camera.id}",
+            daemon=True,
         )
         reader.start()
         label = self.camera.id
@@ -221,11 +245,14 @@ class LiveIngest:
                     STREAM_FRAMES_DROPPED.labels(stream=label, reason="stale").inc()
                     continue
                 clip = clipper.push(frame)
-                if clip is None or not admit(clip, self.settings, label):
+                if clip is None:
                     continue
+                tracker.clip(clip.end, clip.illumination)
                 try:
-                    await self.queue.put(clip)
-                except (RedisError, OSError) as exc:  # the queue is away; the camera goes on
+                    await self.registry.keep_frame(label, key_frame(clip))
+                    if admit(clip, self.settings, label):
+                        await self.queue.put(clip)
+                except (RedisError, OSError) as exc:  # the store is away; the camera goes on
                     log.warning("camera %s: cannot queue a clip: %s", label, exc)
                     STREAM_FRAMES_DROPPED.labels(stream=label, reason="queue_error").inc()
         finally:
@@ -239,47 +266,73 @@ class LiveIngest:
             STREAM_FRAMES_DROPPED.labels(stream=self.camera.id, reason="overflow").inc()
         buffer.put_nowait(frame)
 
-    def _read(self, loop: asyncio.AbstractEventLoop, buffer: asyncio.Queue[Frame]) -> None:
-        """The decoder thread: connect, decode, and on any failure back off and reconnect."""
+    def _read(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        buffer: asyncio.Queue[Frame],
+        tracker: HealthTracker,
+    ) -> None:
+        """The decoder thread: connect, decode, and on any failure back off and reconnect.
+
+        Every failure counts as a reconnect from the first one (a source that never answers is
+        the one an operator most needs to see), and its reason goes to the camera's health.
+        """
         label, url = self.camera.id, self.camera.url
         settings = self.settings
         delays = settings.backoff_delays()
         epoch = 0
+        limits = Limits.of(settings, upload=False)
+        destinations = camera_destinations(settings)
         while not self._stopping.is_set():
+            delivered = False
             try:
+                # Checked again at every (re)connect. A file stands in for a camera only where
+                # the operator runs one (`lumos watch FILE`): the API accepts network URLs only.
+                source = destinations.connect_url(url) if is_live(url) else url
                 with open_source(
-                    url,
+                    source,
+                    limits,
+                    destinations=destinations,
                     transport=settings.rtsp_transport,
                     open_timeout=settings.open_timeout_s,
                     read_timeout=settings.stall_timeout_s,
                 ) as container:
-                    if epoch:
-                        STREAM_RECONNECTS.labels(stream=label).inc()
                     log.info("camera %s: connected to %s", label, redact_url(url))
                     frames = decode_frames(
                         container,
                         geometry(self.spec),
                         self.fps,
+                        limits,
                         threads=settings.decode_threads,
                         epoch=epoch,
                         realtime=not is_live(url),  # a file standing in for a camera
                     )
-                    for count, frame in enumerate(frames):
+                    for frame in frames:
                         if self._stopping.is_set():
                             return
-                        if not count:  # delivering: a next outage starts the schedule over
+                        if not delivered:  # delivering: a next outage starts the schedule over
+                            delivered = True
                             STREAM_UP.labels(stream=label).set(1)
                             delays = settings.backoff_delays()
                         STREAM_FRAMES_DECODED.labels(stream=label).inc()
+                        tracker.frame(frame.wall, frame.step)
                         loop.call_soon_threadsafe(self._offer, buffer, frame)
-                log.warning("camera %s: stream ended", label)
+                error = "the stream ended"
             except Exception as exc:  # whatever the source did, this thread must live on
                 if loop.is_closed():  # the service stopped under us
                     return
-                log.warning("camera %s: %s", label, str(exc).replace(url, redact_url(url)))
+                error = redact_text(error_text(exc, url, redact_url(url)))
+            if self._stopping.is_set():  # stopped: its series are being dropped, not zeroed
+                return
+            if not delivered and urlsplit(url).scheme.lower() in ("http", "https"):
+                error += _HTTP_HINT
+            log.warning("camera %s: %s", label, error)
             STREAM_UP.labels(stream=label).set(0)
+            STREAM_RECONNECTS.labels(stream=label).inc()
+            delay = next(delays)
+            tracker.failed(error, delay)
             epoch += 1
-            self._stopping.wait(next(delays))
+            self._stopping.wait(delay)
 
 
 class CameraIngest:
@@ -334,7 +387,7 @@ class CameraIngest:
 
     async def _start(self, camera: Camera) -> None:
         assert self._spec is not None
-        live = LiveIngest(camera, self.queue, self._spec, self.settings)
+        live = LiveIngest(camera, self.queue, self._spec, self.settings, self.registry)
         self.running[camera.id] = (camera, asyncio.create_task(live.run()))
 
     async def _stop(self, camera_id: str) -> None:
@@ -345,3 +398,14 @@ class CameraIngest:
                 await entry[1]
             except asyncio.CancelledError:
                 pass
+        await self._forget_if_deleted(camera_id)
+
+    async def _forget_if_deleted(self, camera_id: str) -> None:
+        """A deleted camera's metric series go (camera ids are unbounded); a camera merely
+        handed over or stopped with the worker keeps its counters."""
+        try:
+            deleted = await self.registry.get(camera_id) is None
+        except (RedisError, OSError):
+            return  # the next worker to hold it, or a restart, settles it
+        if deleted:
+            forget_stream(camera_id)

@@ -86,7 +86,7 @@ CLIP_LATENCY = Histogram(
 PREDICTIONS = Counter("lumos_predictions_total", "Top-1 predictions by label.", ["label"])
 WEBHOOK_DELIVERIES = Counter(
     "lumos_webhook_deliveries_total",
-    "Results POSTed to camera webhooks, by outcome (delivered, failed, dropped).",
+    "Results POSTed to camera webhooks, by outcome (delivered, failed, dropped, refused).",
     ["outcome"],
 )
 MODEL_INFO = Gauge(
@@ -110,6 +110,26 @@ JOBS = Gauge("lumos_jobs", "Training jobs by state.", ["state"], multiprocess_mo
 
 
 _served: list[str] = []
+
+
+def forget_stream(stream: str) -> None:
+    """Drop every series of `stream`, once this process no longer ingests it: camera ids come
+    and go, and a series per id ever subscribed would grow without bound. (Multi-process files
+    cannot drop a series: there, a stopped stream's series stay until the process restarts.)"""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return
+    for metric in (
+        STREAM_FRAMES_DECODED,
+        STREAM_FRAMES_DROPPED,
+        STREAM_CLIPS,
+        STREAM_RECONNECTS,
+        STREAM_UP,
+        STREAM_LUMA_MEAN,
+        STREAM_NOISE_SIGMA,
+        CLIPS_GATED,
+    ):
+        for labels in [k for k in metric._metrics if k[0] == stream]:  # noqa: SLF001
+            metric.remove(*labels)
 
 
 def set_model_version(version: str) -> None:

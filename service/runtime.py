@@ -14,6 +14,7 @@ import logging
 import uuid
 from collections.abc import Coroutine, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -88,10 +89,10 @@ class Runtime:
 
     @classmethod
     def from_settings(cls, settings: Settings, roles: Iterable[str] = ROLES) -> "Runtime":
-        """In-memory parts, or Redis ones when `settings.redis_url` is set (connected by
-        `start()`)."""
+        """In-memory parts, or Redis ones when Redis is configured (a URL or Sentinels;
+        connected by `start()`)."""
         bounds = (settings.queue_files_max, settings.queue_live_max, settings.staleness_s)
-        if settings.redis_url is None:
+        if not settings.redis_enabled():
             models = ModelRegistry(settings.model_root, MemoryPointer(), settings.model_dir)
             return cls(
                 settings,
@@ -101,11 +102,11 @@ class Runtime:
                 models,
                 roles,
             )
-        client = loop_client(settings.redis_url, settings.redis_connections)
-        pointer = RedisPointer(thread_client(settings.redis_url))
+        client = loop_client(settings, settings.redis_connections)
+        pointer = RedisPointer(thread_client(settings))
         return cls(
             settings,
-            RedisQueue(client, *bounds),
+            RedisQueue(client, *bounds, settings.redis_wait_replicas, settings.redis_wait_ms),
             RedisResults(client, settings.result_ttl_s),
             RedisCameras(client),
             ModelRegistry(settings.model_root, pointer, settings.model_dir),
@@ -188,6 +189,8 @@ class Runtime:
                 "ok": engine is not None,
                 "version": engine and engine.version,
                 "backend": engine and engine.backend.name,
+                # Every candidate's numbers, and why any was refused (e.g. INT8 off fp32).
+                "candidates": engine and [asdict(trial) for trial in engine.trials],
             }
         return checks
 

@@ -8,13 +8,17 @@ machine; tests shorten the timing settings (backoff, leases, claim idle) to keep
 import os
 import re
 import socket
+import sys
 from collections.abc import Iterator
 from itertools import repeat
 from pathlib import Path
 from typing import Literal
+from urllib.parse import quote, urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.urls import network_list, parse_endpoints
 
 _BACKOFF_STEP = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:x\s*(\d+))?\s*$")
 
@@ -33,6 +37,37 @@ def parse_backoff(schedule: str) -> list[tuple[float, int | None]]:
             raise ValueError(f"only the last backoff step may omit its count, not {part!r}")
         steps.append((float(match[1]), count))
     return steps
+
+
+def parse_sentinels(addresses: str) -> list[tuple[str, int]]:
+    """ "s1:26379, [::1]:26379" -> [("s1", 26379), ("::1", 26379)]."""
+    parsed = []
+    for item in addresses.split(","):
+        host, _, port = item.strip().rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"sentinel {item.strip()!r} is not HOST:PORT")
+        parsed.append((host.strip("[]"), int(port)))
+    return parsed
+
+
+def user_cache() -> Path:
+    """The XDG base directory for caches: outside any checkout, kept across runs."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+
+
+DEMO_MODEL = Path("artifacts/demo")
+_BUNDLED = (
+    Path(__file__).resolve().parent.parent / DEMO_MODEL,  # a checkout or an editable install
+    Path(sys.prefix) / "share" / "lumos" / "demo",  # a wheel's data files
+)
+
+
+def bundled_model(path: Path) -> Path:
+    """`path`, unless it is the default and not here: then the demo model the installation
+    carries, so that `lumos` works from any directory."""
+    if path != DEMO_MODEL or path.exists():
+        return path
+    return next((found for found in _BUNDLED if (found / "manifest.json").is_file()), path)
 
 
 class Settings(BaseSettings):
@@ -55,8 +90,11 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address the HTTP API listens on.")
     port: int = Field(8000, ge=0, le=65535, description="Port the HTTP API listens on.")
     model_dir: Path = Field(
-        Path("artifacts/demo"),
-        description="The model artifact served while no other version was activated.",
+        DEMO_MODEL,
+        validate_default=True,
+        description="The model artifact served while no other version was activated. The default "
+        "is the bundled demo model, found from any working directory (the checkout's, or an "
+        "installed wheel's `<prefix>/share/lumos/demo`).",
     )
     model_root: Path = Field(
         Path("runs/models"), description="Directory of registered model versions."
@@ -67,7 +105,10 @@ class Settings(BaseSettings):
         "directories a training job may name files under (`pretrained`).",
     )
     cache_dir: Path = Field(
-        Path("runs/cache"), description="Derived files, e.g. ONNX exports of served models."
+        default_factory=lambda: user_cache() / "lumos",
+        description="Derived files kept across restarts: ONNX and INT8 forms of served models, "
+        "and each model's backend choice on this machine. Default: $XDG_CACHE_HOME/lumos "
+        "(~/.cache/lumos).",
     )
     worker_id: str = Field(
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
@@ -79,6 +120,27 @@ class Settings(BaseSettings):
         le=65535,
         description="`lumos ingest`, `lumos infer` and `lumos trainer` serve /metrics, /healthz "
         "and /readyz on this port; 0 = off.",
+    )
+
+    # Redis that fails over: Sentinels name the primary, WAIT holds accepted uploads.
+    redis_sentinels: str | None = Field(
+        None,
+        description="Comma-separated HOST:PORT of Redis Sentinels. Set, every connection asks "
+        "them for the primary of `redis_master_name` (again after a failover), and "
+        "LUMOS_REDIS_URL, if also set, gives only the database number and credentials.",
+    )
+    redis_master_name: str = Field(
+        "lumos", description="The master name the Sentinels monitor (`sentinel monitor NAME`)."
+    )
+    redis_wait_replicas: int = Field(
+        0,
+        ge=0,
+        description="Replicas that must hold each queued upload clip (Redis WAIT) before its "
+        "upload counts as accepted, so that a failover cannot lose it; 0 = asynchronous "
+        "replication only.",
+    )
+    redis_wait_ms: int = Field(
+        1000, ge=1, description="How long WAIT waits for those replicas before it gives up."
     )
 
     # Ingest.
@@ -136,8 +198,25 @@ class Settings(BaseSettings):
     batch_wait_ms: float = Field(
         10.0, ge=0, description="How long a batch waits to fill after its first clip."
     )
-    backend: Literal["auto", "fp32", "bf16", "onnx", "openvino", "openvino-bf16", "cuda"] = Field(
-        "auto", description="Inference backend; auto measures the candidates at start-up."
+    backend: Literal[
+        "auto", "fp32", "bf16", "onnx", "openvino", "openvino-bf16", "openvino-int8", "cuda"
+    ] = Field(
+        "auto",
+        description="Inference backend; auto measures the candidates once per model and machine "
+        "and remembers the choice in cache_dir.",
+    )
+    accept_agreement: float = Field(
+        0.99,
+        ge=0,
+        le=1,
+        description="A backend serves only if its top-1 label matches fp32's on at least this "
+        "fraction of the model's agreement clips.",
+    )
+    accept_prob_change: float = Field(
+        0.02,
+        ge=0,
+        description="A backend serves only if the mean over the agreement clips of its largest "
+        "change of any class probability (against fp32) is at most this.",
     )
     threads: int = Field(0, ge=0, description="CPU inference threads; 0 = the library default.")
     cuda_streams: bool = Field(
@@ -205,8 +284,114 @@ class Settings(BaseSettings):
         "whose lease runs out (its trainer died) is marked failed.",
     )
 
+    # Security: where URLs may point, what a decoded frame may be, slow and greedy clients.
+    camera_networks: str = Field(
+        "private,public",
+        description="Networks camera URLs may resolve to (CIDRs, comma-separated; `private` = "
+        "RFC 1918, CGNAT and IPv6 ULA ranges, `public` = any other address). Link-local and "
+        "metadata addresses and the service's own Redis, API and metrics listeners are refused "
+        "whatever this says; loopback only when a loopback network is listed (127.0.0.1/32).",
+    )
+    webhook_networks: str = Field(
+        "private,public",
+        description="Networks webhook URLs may resolve to; same form and exceptions as "
+        "`camera_networks`.",
+    )
+    denied_endpoints: str = Field(
+        "",
+        description="HOST:PORT entries camera and webhook URLs may never reach, besides Redis "
+        "and the service's own listeners (e.g. prometheus:9090).",
+    )
+    frame_max_pixels: int = Field(
+        8192 * 4320,
+        ge=256,
+        description="Largest frame (width x height) decoded, checked on every frame of uploads "
+        "and cameras; the decoder refuses a bigger one before allocating it.",
+    )
+    frame_max_fps: float = Field(
+        1000.0, gt=0, description="Frames per second of media time a source may deliver at most."
+    )
+    upload_decode_budget_s: float = Field(
+        120.0, gt=0, description="Wall-clock time an upload's decoding may take at most."
+    )
+    body_read_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="A request body (an upload) that sends nothing for this long is answered "
+        "408 and its connection closed.",
+    )
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="A connection that has not sent its request headers by then is closed.",
+    )
+    upload_max_in_flight_per_key: int = Field(
+        4,
+        ge=1,
+        description="Uploads one API key (or, without keys, one client address) may have in "
+        "progress at once; below `upload_max_in_flight`, so that one client cannot take them all.",
+    )
+    sse_max_connections: int = Field(
+        64,
+        ge=1,
+        description="Event streams (/v1/streams/{id}/events) open at once per API process.",
+    )
+    cameras_max: int = Field(256, ge=1, description="Cameras that may be subscribed at once.")
+    redis_password: SecretStr = Field(
+        SecretStr(""),
+        description="Redis AUTH password, kept apart from `redis_url` so that it can come from a "
+        "Secret (added to the URL when the URL has none). For TLS use a rediss:// URL, with "
+        "?ssl_ca_certs=/path/ca.pem to check the server's certificate.",
+    )
+    trusted_hosts: str = Field(
+        "*",
+        description="Host header values the API answers (comma-separated; `*.example.com` "
+        "allowed); others get 400. `*` answers any (then DNS rebinding can reach open reads).",
+    )
+
+    @model_validator(mode="after")
+    def _redis_auth(self) -> "Settings":
+        password = self.redis_password.get_secret_value()
+        if password and self.redis_url:
+            parts = urlsplit(self.redis_url)
+            if parts.password is None:
+                netloc = f"{parts.username or ''}:{quote(password, safe='')}@{parts.netloc}"
+                self.redis_url = urlunsplit(parts._replace(netloc=netloc))
+        return self
+
+    @field_validator("camera_networks", "webhook_networks")
+    @classmethod
+    def _valid_networks(cls, value: str) -> str:
+        network_list(value)
+        return value
+
+    @field_validator("denied_endpoints")
+    @classmethod
+    def _valid_endpoints(cls, value: str) -> str:
+        parse_endpoints(value)
+        return value
+
     def api_key_list(self) -> list[str]:
         return [key.strip() for key in self.api_keys.get_secret_value().split(",") if key.strip()]
+
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        return parse_sentinels(self.redis_sentinels or "")
+
+    def redis_enabled(self) -> bool:
+        """Whether the parts share work through Redis (a URL or Sentinels), not in-process."""
+        return self.redis_url is not None or self.redis_sentinels is not None
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _valid_sentinels(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_sentinels(value)
+        return value
+
+    @field_validator("model_dir")
+    @classmethod
+    def _bundled_model(cls, value: Path) -> Path:
+        return bundled_model(value)
 
     @field_validator("reconnect_backoff")
     @classmethod

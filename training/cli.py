@@ -38,6 +38,11 @@ def register_data(commands: argparse._SubParsersAction) -> None:
     synth.add_argument("--fps", type=float, default=24.0)
     synth.add_argument("--split", type=int, default=1, help="writes list_cvt/ARID_split<N>_*.txt")
     synth.add_argument("--workers", type=int, default=0, help="processes (default: one per core)")
+    synth.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        help="a progress bar on stderr (default: only on a terminal)",
+    )
     synth.set_defaults(run=_data_synth)
 
 
@@ -92,6 +97,7 @@ def _data_synth(args: argparse.Namespace) -> int:
         fps=args.fps,
         split=args.split,
         workers=args.workers,
+        progress=args.progress,
     )
     print(json.dumps(write_benchmark(config)))
     return 0

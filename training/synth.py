@@ -24,6 +24,7 @@ from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from training.datasets import ARID_CLASSES
 from training.video import write_video
@@ -55,6 +56,8 @@ class SynthConfig:
     split: int = 1
     """Written as list_cvt/ARID_split<split>_{train,test}.txt."""
     workers: int = 0
+    progress: bool | None = None
+    """A progress bar on stderr: None = only on a terminal."""
     """Processes rendering in parallel; 0 means one per CPU core."""
 
 
@@ -572,6 +575,11 @@ def _write_clip(task: tuple[SynthConfig, str, int, int]) -> None:
     write_video(path, video, config.fps, "libx264", quality=int(rng.integers(18, 27)))
 
 
+def _hidden(progress: bool | None) -> bool | None:
+    """tqdm's `disable`: shown when asked, hidden when told, else only on a terminal."""
+    return None if progress is None else not progress
+
+
 def write_benchmark(config: SynthConfig) -> dict[str, int]:
     """Render every clip and write the ARID v1.0 list files; returns the clips per subset."""
     if any(side % 2 for side in config.size) or config.frames[0] > config.frames[1]:
@@ -587,13 +595,16 @@ def write_benchmark(config: SynthConfig) -> dict[str, int]:
         (config.out / "clips_v1" / action).mkdir(parents=True, exist_ok=True)
     workers = config.workers or os.cpu_count() or 1
     started = time.perf_counter()
-    if workers == 1:
-        for task in tasks:
-            _write_clip(task)
-    else:
-        with ProcessPoolExecutor(workers) as pool:
-            for _ in pool.map(_write_clip, tasks, chunksize=4):
-                pass
+    bar = tqdm(total=len(tasks), desc="clips", unit="clip", disable=_hidden(config.progress))
+    with bar:
+        if workers == 1:
+            for task in tasks:
+                _write_clip(task)
+                bar.update()
+        else:
+            with ProcessPoolExecutor(workers) as pool:
+                for _ in pool.map(_write_clip, tasks, chunksize=4):
+                    bar.update()
     lists = config.out / "list_cvt"
     lists.mkdir(exist_ok=True)
     table = "".join(f"{label}\t{action}\n" for label, action in enumerate(ARID_CLASSES))

@@ -1,5 +1,6 @@
 """Request dependencies shared by the routers: the runtime, API-key checks, and overload refusal."""
 
+import hashlib
 import hmac
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -77,32 +78,52 @@ async def authorize(
         raise Problem(401, "invalid_api_key", "the API key is not valid")
 
 
+def _client(request: Request) -> str:
+    """Whose upload this is: its API key (hashed: kept in memory only, never shown), or without
+    keys its address."""
+    given = request.headers.get("x-api-key") or request.headers.get("authorization", "")
+    if given:
+        return "key:" + hashlib.sha256(given.encode()).hexdigest()
+    return "addr:" + (request.client.host if request.client else "")
+
+
 async def refuse_when_overloaded(
     request: Request, runtime: RuntimeDep, tasks: TasksDep
 ) -> AsyncIterator[None]:
     """Shed load at the door, before an upload is even read: 503 when the clip queue is full,
     or when this process already works on `upload_max_in_flight` uploads (requests and async
-    classifications). Admitted uploads then never wait behind an unbounded crowd.
+    classifications), or `upload_max_in_flight_per_key` of this client's: admitted uploads then
+    never wait behind an unbounded crowd, and one client (one key) cannot take every slot.
     """
+    settings = runtime.settings
     depth, bound = runtime.queue_load()
-    busy = request.app.state.uploads_in_flight + len(tasks)
-    limit = runtime.settings.upload_max_in_flight
+    state = request.app.state
+    busy = state.uploads_in_flight + len(tasks)
+    client = _client(request)
+    mine = state.uploads_by_client[client]
+    limit, per_client = settings.upload_max_in_flight, settings.upload_max_in_flight_per_key
     cause = None
     if depth >= bound:
         cause = f"the clip queue holds {depth} clips (bound {bound})"
     elif busy >= limit:
         cause = f"{busy} uploads are in progress here (at most {limit})"
+    elif mine >= per_client:
+        cause = f"{mine} of your uploads are in progress here (at most {per_client} per client)"
     if cause is not None:
         raise Problem(
             503,
             "overloaded",
             f"{cause}; retry later",
-            headers={"Retry-After": str(runtime.settings.retry_after_s)},
+            headers={"Retry-After": str(settings.retry_after_s)},
         )
-    request.app.state.uploads_in_flight += 1
+    state.uploads_in_flight += 1
+    state.uploads_by_client[client] += 1
     UPLOADS_IN_FLIGHT.set(busy + 1)
     try:
         yield
     finally:
-        request.app.state.uploads_in_flight -= 1
-        UPLOADS_IN_FLIGHT.set(request.app.state.uploads_in_flight + len(tasks))
+        state.uploads_in_flight -= 1
+        state.uploads_by_client[client] -= 1
+        if not state.uploads_by_client[client]:
+            del state.uploads_by_client[client]
+        UPLOADS_IN_FLIGHT.set(state.uploads_in_flight + len(tasks))

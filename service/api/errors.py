@@ -6,16 +6,21 @@ out of reach (restarting, failing over) is a temporary state, not a bug: any rou
 `store_unavailable` with Retry-After, and the client tries again.
 """
 
+import logging
 from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from service.errors import ServiceError
+
+log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -51,24 +56,37 @@ class Problem(Exception):
         return JSONResponse(body, self.status, headers=self.headers, media_type=PROBLEM_JSON)
 
 
+class ProblemDetails(BaseModel):
+    """An error answer (RFC 9457 problem details): branch on `reason`, show `detail`."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "https://lumos.dev/problems/unknown_stream",
+                    "title": "Not Found",
+                    "status": 404,
+                    "reason": "unknown_stream",
+                    "detail": "no stream 'front-door'",
+                    "instance": "/v1/streams/front-door",
+                }
+            ]
+        },
+    )
+
+    type: str = Field(description="A URI naming the kind of problem; ends with `reason`.")
+    title: str = Field(description="The HTTP status's phrase.")
+    status: int = Field(description="The HTTP status code.")
+    reason: str = Field(description="Machine-readable and stable, e.g. `invalid_request`.")
+    detail: str = Field(description="What went wrong, for a person.")
+    instance: str | None = Field(None, description="The path that answered.")
+
+
 # Documented for every route that can fail, so the OpenAPI schema shows the error shape.
 PROBLEM_RESPONSE: dict[str, Any] = {
     "description": "Problem details (RFC 9457) with a machine-readable `reason`.",
-    "content": {
-        PROBLEM_JSON: {
-            "schema": {
-                "type": "object",
-                "properties": {
-                    "type": {"type": "string"},
-                    "title": {"type": "string"},
-                    "status": {"type": "integer"},
-                    "reason": {"type": "string"},
-                    "detail": {"type": "string"},
-                },
-                "required": ["status", "reason", "detail"],
-            }
-        }
-    },
+    "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}},
 }
 
 
@@ -85,6 +103,15 @@ class BodyTooLarge(StarletteHTTPException):
 
     def problem(self) -> Problem:
         return Problem(413, "too_large", self.detail, limit_bytes=self.limit)
+
+
+class BodyTimeout(StarletteHTTPException):
+    """A request body that stopped arriving (`service.api.middleware.BodyLimit`): a slow client
+    must not hold an upload slot for ever."""
+
+    def __init__(self, timeout_s: float) -> None:
+        detail = f"the request body sent nothing for {timeout_s:g} s"
+        super().__init__(408, detail, headers={"Connection": "close"})
 
 
 def store_unavailable(exc: RedisError, retry_after_s: int) -> Problem:
@@ -150,6 +177,13 @@ def install(app: FastAPI, retry_after_s: int) -> None:
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
         # Starlette logs the traceback; the client gets the same error format as always.
         problem = Problem(500, "internal_error", "the request failed; see the service log")
+        return problem.response(request.url.path)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _aborted(request: Request, exc: ClientDisconnect) -> JSONResponse:
+        # The client's own doing: a warning and a 4xx in the metrics, not a 500 and a traceback.
+        log.warning("%s %s: the client went away mid-request", request.method, request.url.path)
+        problem = Problem(400, "client_aborted", "the client closed the connection mid-request")
         return problem.response(request.url.path)
 
     @app.exception_handler(BodyTooLarge)

@@ -1,13 +1,14 @@
-"""Request metrics (every request counted and timed by its route template, never its raw path)
-and request body limits."""
+"""Request metrics (every request counted and timed by its route template, never its raw path),
+request body limits and read timeouts, security headers, and the Host check."""
 
+import asyncio
 import time
 
 from starlette.datastructures import Headers
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api.errors import BodyTooLarge
+from service.api.errors import BodyTimeout, BodyTooLarge, Problem
 from service.metrics import REQUEST_SECONDS, REQUESTS
 
 
@@ -57,7 +58,8 @@ class RequestMetrics:
 
 
 class BodyLimit:
-    """Refuses a request body past its limit: 413 problem+json, reason `too_large`.
+    """Refuses a request body past its limit: 413 problem+json, reason `too_large`; and one that
+    pauses longer than `timeout_s` between two reads: 408 (its connection then closes).
 
     The limit is `default`, or that of the path prefix in `limits` the request path falls under.
     A declared Content-Length over it is refused before the app runs; a body that grows past it
@@ -66,10 +68,13 @@ class BodyLimit:
     answers plain text, and replaces whatever the app answered once the declared length is over.
     """
 
-    def __init__(self, app: ASGIApp, default: int, limits: dict[str, int]) -> None:
+    def __init__(
+        self, app: ASGIApp, default: int, limits: dict[str, int], timeout_s: float
+    ) -> None:
         self.app = app
         self.default = default
         self.limits = limits
+        self.timeout_s = timeout_s
 
     def limit(self, path: str) -> int:
         for prefix, limit in self.limits.items():
@@ -88,14 +93,96 @@ class BodyLimit:
             await response(scope, receive, send)
             return
         received = 0
+        complete = False
 
         async def counted() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, complete
+            if complete:  # from now on the app only listens for a disconnect (SSE): no timeout
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.timeout_s)
+            except TimeoutError:
+                raise BodyTimeout(self.timeout_s) from None
             if message["type"] == "http.request":
+                complete = not message.get("more_body", False)
                 received += len(message.get("body", b""))
                 if received > limit:
                     raise BodyTooLarge(limit)
             return message
 
         await self.app(scope, counted, send)
+
+
+# The console loads only its own files and talks only to its own origin; no page may frame it.
+_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+# FastAPI's /docs and /redoc pages are an inline script loading Swagger UI / ReDoc from a CDN.
+_DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
+    "font-src https://fonts.gstatic.com; img-src 'self' data: https://fastapi.tiangolo.com; "
+    "worker-src blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+_HEADERS = [
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+]
+
+
+class SecurityHeaders:
+    """Every answer, console and API alike, says how a browser must treat it: no framing
+    (clickjacking), no MIME sniffing, no referrer, and a Content-Security-Policy."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        docs = scope["path"] in ("/docs", "/redoc")
+        csp = (b"content-security-policy", (_DOCS_CSP if docs else _CSP).encode())
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *_HEADERS, csp]
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+_UNCHECKED_HOSTS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+class TrustedHosts:
+    """Answers only requests whose Host header names this service (`trusted_hosts`): a page
+    whose DNS name is rebound to the service's address sends its own name, and gets 400
+    problem+json instead of the service's open reads. `*` trusts every host. Probes and
+    /metrics are exempt: kubelets and Prometheus address a pod by its IP."""
+
+    def __init__(self, app: ASGIApp, hosts: str) -> None:
+        self.app = app
+        self.hosts = [h.strip().lower() for h in hosts.split(",") if h.strip()]
+
+    def trusted(self, host: str) -> bool:
+        name = host.lower().rsplit(":", 1)[0] if not host.endswith("]") else host.lower()
+        return any(
+            pattern == "*"
+            or name == pattern
+            or (pattern.startswith("*.") and name.endswith(pattern[1:]))
+            for pattern in self.hosts
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        exempt = scope["type"] != "http" or scope["path"] in _UNCHECKED_HOSTS
+        if exempt or self.trusted(Headers(scope=scope).get("host", "")):
+            await self.app(scope, receive, send)
+            return
+        problem = Problem(
+            400, "untrusted_host", "the Host header names no host this service answers"
+        )
+        await problem.response(scope["path"])(scope, receive, send)

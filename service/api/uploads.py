@@ -14,20 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import av
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from python_multipart import MultipartParser
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import parse_options_header
 
 from service.api.errors import Problem
+from service.decode import Limits, open_source
 from service.settings import Settings
 
 _OTHER_PART_LIMIT = 64 * 1024  # bytes any non-file form field may hold
-# A frame must be decodable without gigabytes (8K at most) and show something (16 px a side);
-# a frame rate past high-speed cameras' is a forged time base.
-_MAX_PIXELS = 8192 * 4320
-_MIN_SIDE = 16
-_MAX_FPS = 1000.0
+_MIN_SIDE = 16  # a frame must show something
 
 
 # The OpenAPI request body of every route that takes a video as multipart field `file`.
@@ -52,23 +49,38 @@ class UploadLimits:
     max_bytes: int
     max_seconds: float
     min_frames: int
+    decode: Limits
+    """Frame size and rate (header and every decoded frame), timeline, decoding time."""
     field: str = "file"
 
     @classmethod
     def of(cls, settings: Settings) -> "UploadLimits":
         """The limits every upload route (and the local client) applies."""
-        return cls(settings.upload_max_bytes, settings.upload_max_s, settings.upload_min_frames)
+        return cls(
+            settings.upload_max_bytes,
+            settings.upload_max_s,
+            settings.upload_min_frames,
+            Limits.of(settings, upload=True),
+        )
 
 
 class VideoInfo(BaseModel):
     """What the probe learnt; `duration` decides between the synchronous and the async answer."""
 
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     bytes: int
+    """Size of the upload."""
     duration: float
+    """Seconds of video."""
     width: int
+    """Pixels."""
     height: int
+    """Pixels."""
     fps: float
+    """The video stream's frame rate."""
     codec: str
+    """The video codec's FFmpeg name, e.g. `h264`."""
 
 
 class _FilePart:
@@ -184,13 +196,16 @@ async def receive_upload(
 def probe_video(path: Path, limits: UploadLimits) -> VideoInfo:
     """Check that `path` is a video the ingest can clip; blocking, so run it in a thread."""
     try:
-        # Decoders that peek at the first frames while opening refuse a frame over the limit
-        # instead of allocating it (a 15000 x 15000 PNG is 225 MB); its size then reads 0 x 0.
-        options = {"max_pixels": str(_MAX_PIXELS)}
-        container = av.open(str(path), options=options, metadata_errors="ignore")
+        # Only container demuxers (FFmpeg refuses a playlist or script, which would open other
+        # files); decoders that peek at the first frames while opening refuse a frame over the
+        # limit instead of allocating it (a 15000 x 15000 PNG is 225 MB).
+        container = open_source(str(path), limits.decode)
     except (av.FFmpegError, UnicodeDecodeError) as exc:
         raise Problem(
-            415, "invalid_container", f"not a readable media container: {ffmpeg_reason(exc)}"
+            415,
+            "invalid_container",
+            "not a readable media container of an accepted format (mp4/mov, matroska/webm, "
+            f"avi, mpegts, flv, ogg, asf, mpeg-ps): {ffmpeg_reason(exc)}",
         ) from exc
     with container:
         if not container.streams.video:
@@ -198,7 +213,7 @@ def probe_video(path: Path, limits: UploadLimits) -> VideoInfo:
         stream = container.streams.video[0]
         if stream.codec_context is None:  # e.g. a forged codec id: FFmpeg has no decoder for it
             raise Problem(422, "undecodable", "the video stream's codec has no decoder here")
-        _check_frames(stream)
+        _check_frames(stream, limits.decode)
         duration = _duration(container, stream)
         if duration > limits.max_seconds:
             raise Problem(
@@ -245,20 +260,23 @@ def undecodable(exc: Exception) -> Problem:
     return Problem(422, "undecodable", f"decoding the video failed: {ffmpeg_reason(exc)}")
 
 
-def _check_frames(stream: av.VideoStream) -> None:
-    """Refuse frame sizes and rates that only a forged header declares, before any decoding."""
+def _check_frames(stream: av.VideoStream, limits: Limits) -> None:
+    """Refuse frame sizes and rates the header declares, before any decoding (decoding checks
+    every frame again: a header can lie)."""
     width, height = stream.codec_context.width, stream.codec_context.height
-    if width * height > _MAX_PIXELS or min(width, height) < _MIN_SIDE:
+    if width * height > limits.max_pixels or min(width, height) < _MIN_SIDE:
         raise Problem(
             422,
             "bad_dimensions",
             f"frames of {width}x{height} pixels (0 when over the limit); at least {_MIN_SIDE} "
-            f"a side and at most {_MAX_PIXELS} in all",
+            f"a side and at most {limits.max_pixels} in all",
         )
     rate = stream.average_rate or stream.guessed_rate
-    if rate and float(rate) > _MAX_FPS:
+    if rate and float(rate) > limits.max_fps:
         raise Problem(
-            422, "bad_frame_rate", f"{float(rate):g} frames per second; at most {_MAX_FPS:g}"
+            422,
+            "bad_frame_rate",
+            f"{float(rate):g} frames per second; at most {limits.max_fps:g}",
         )
 
 

@@ -12,6 +12,8 @@ Stage = Literal["teacher", "ssl", "distill", "eval", "pipeline"]
 
 
 class JobState(StrEnum):
+    """queued -> running -> succeeded, failed or cancelled."""
+
     QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
@@ -27,9 +29,25 @@ class JobError(ServiceError):
 
 
 class JobRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A training job to run: a stage of the recipe on a data set, with checked overrides."""
 
-    stage: Stage
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "stage": "pipeline",
+                    "dataset": "synth",
+                    "overrides": {"all.optim.epochs": 1},
+                    "activate": True,
+                }
+            ]
+        },
+    )
+
+    stage: Stage = Field(
+        description="`pipeline` (teacher, ssl, distill, eval), one of those stages, or `eval`."
+    )
     dataset: str = Field(description="A data set's directory name under the data root.")
     overrides: dict[str, Any] = Field(
         default_factory=dict,
@@ -43,18 +61,22 @@ class JobRequest(BaseModel):
 
 
 class Job(JobRequest):
-    id: str
-    state: JobState = JobState.QUEUED
-    created: datetime = Field(default_factory=lambda: datetime.now(UTC))
-    started: datetime | None = None
-    finished: datetime | None = None
+    """A training job's record: what was asked, where it is, and what it produced."""
+
+    id: str = Field(description="The job's id.")
+    state: JobState = Field(JobState.QUEUED, description="Where the job is in its life.")
+    created: datetime = Field(
+        default_factory=lambda: datetime.now(UTC), description="When it was submitted."
+    )
+    started: datetime | None = Field(None, description="When a trainer started it.")
+    finished: datetime | None = Field(None, description="When it ended, however it ended.")
     progress: float = Field(0.0, description="Fraction of the job done, 0 to 1.")
     step: str | None = Field(None, description="What runs now, e.g. `ssl epoch 2/3`.")
     metrics: dict[str, Any] = Field(default_factory=dict, description="Latest metrics reported.")
     log_tail: list[str] = Field(
         default_factory=list, description="The log's last lines, paths relative to their roots."
     )
-    error: str | None = None
+    error: str | None = Field(None, description="Why it failed, in words.")
     model_version: str | None = Field(None, description="The model version the job registered.")
     worker: str | None = Field(None, description="The trainer that runs or ran the job.")
-    cancel_requested: bool = False
+    cancel_requested: bool = Field(False, description="A cancel was asked for.")

@@ -230,6 +230,6 @@ def cancel(store: JobStore, job_id: str) -> Job:
 
 def job_store(settings: Settings) -> JobStore:
     """Redis-backed records when the service runs as several processes, else in-process."""
-    if settings.redis_url is None:
+    if not settings.redis_enabled():
         return MemoryJobStore()
-    return RedisJobStore(thread_client(settings.redis_url))
+    return RedisJobStore(thread_client(settings))

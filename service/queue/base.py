@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from service.clips import Clip, Integrity
 from service.illumination import Illumination
@@ -124,14 +124,23 @@ class ClipQueue(ABC):
 
 
 class Prediction(BaseModel):
+    """One label and its probability."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     label: str
+    """One of the model's labels."""
     score: float
+    """Probability, 0 to 1."""
 
 
 class Latency(BaseModel):
     """Seconds spent per step of one clip's way."""
 
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     queue_wait: float
+    """From entering the queue to being taken by an inference worker."""
     inference: float
     """The batched forward pass the clip was part of."""
     total: float
@@ -141,19 +150,32 @@ class Latency(BaseModel):
 class ClipResult(BaseModel):
     """What inference says about one clip, with the facts needed to judge it."""
 
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     clip_id: str
+    """The clip's id; a result is stored once per clip."""
     stream: str
+    """The camera's id, or the upload's."""
     seq: int
+    """The clip's position in its stream, from 0."""
     start: float
+    """Unix time of the clip's first frame."""
     end: float
+    """Unix time of the clip's last frame."""
     model_version: str
+    """The model version that classified it."""
     backend: str
+    """The inference backend, e.g. `fp32`, `openvino-int8`."""
     top: list[Prediction]
+    """The best labels, best first."""
     scores: dict[str, float]
     """Probability of every label of the model."""
     latency: Latency
+    """Where the clip's time went."""
     illumination: Illumination
+    """How dark and noisy the clip was."""
     integrity: Integrity
+    """What went missing while it was cut."""
     error: str | None = None
     """Set when the clip could not be classified (then `top` and `scores` are empty)."""
 
@@ -161,10 +183,16 @@ class ClipResult(BaseModel):
 class Summary(BaseModel):
     """A whole video or stream: the mean of its clips' scores."""
 
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     clips: int
+    """Clips summarised (those with an error count, but add no scores)."""
     top: list[Prediction]
+    """The best labels by mean score, best first."""
     scores: dict[str, float]
+    """Mean probability of every label."""
     model_versions: list[str]
+    """The model versions that classified the clips."""
 
 
 def summarize(results: Sequence[ClipResult], top_k: int = 5) -> Summary:
@@ -199,6 +227,12 @@ class ResultStore(ABC):
         self, stream: str, since: float = 0.0, limit: int = 1000
     ) -> list[ClipResult]:
         """The stream's results whose clip started after `since` (Unix time), oldest first."""
+
+    @abstractmethod
+    async def newer(self, stream: str, since: float, timeout: float) -> list[ClipResult]:
+        """The stream's results after `since` as `for_stream` reads them, waiting up to `timeout`
+        seconds for one to be stored (then an empty list): a follower is woken by the store,
+        not by polling."""
 
     @abstractmethod
     async def wait(self, stream: str, ids: Sequence[str], timeout: float) -> list[ClipResult]:

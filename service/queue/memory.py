@@ -108,6 +108,20 @@ class MemoryResults(ResultStore):
         first = bisect.bisect_right(entries, (since, "\uffff"))
         return [self._by_id[clip_id] for _, clip_id in entries[first : first + limit]]
 
+    async def newer(self, stream: str, since: float, timeout: float) -> list[ClipResult]:
+        async with self._changed:
+            try:
+                await asyncio.wait_for(
+                    self._changed.wait_for(lambda: self._newest(stream) > since), timeout
+                )
+            except TimeoutError:
+                return []
+        return await self.for_stream(stream, since)
+
+    def _newest(self, stream: str) -> float:
+        entries = self._by_stream.get(stream)
+        return entries[-1][0] if entries else float("-inf")
+
     async def wait(self, stream: str, ids: Sequence[str], timeout: float) -> list[ClipResult]:
         async with self._changed:
             await asyncio.wait_for(

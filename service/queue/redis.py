@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
@@ -61,9 +61,22 @@ def lane_key(lane: str) -> str:
 
 
 class RedisQueue(ClipQueue):
-    def __init__(self, redis: Redis, files_max: int, live_max: int, staleness_s: float) -> None:
+    """`replicas`: how many replicas must hold an upload clip (WAIT, up to `wait_ms`) before its
+    put returns; live clips never wait (a lost one is one clip of a stream that goes on)."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        files_max: int,
+        live_max: int,
+        staleness_s: float,
+        replicas: int = 0,
+        wait_ms: int = 1000,
+    ) -> None:
         super().__init__(files_max, live_max, staleness_s)
         self.redis = redis
+        self.replicas = replicas
+        self.wait_ms = wait_ms
         self._drop_oldest = redis.register_script(_DROP_OLDEST)
         self._keys = {lane: lane_key(lane) for lane in LANES}
         self._lanes = {key.encode(): lane for lane, key in self._keys.items()}
@@ -82,10 +95,23 @@ class RedisQueue(ClipQueue):
         costs a second (the drop), so the common case moves the clip's bytes once and no script
         copies them."""
         key = self._keys[lane]
+        durable = lane == "files" and self.replicas > 0
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.xadd(key, {"clip": encode(clip), "stream": clip.stream})
             pipe.xlen(key)
-            entry_id, depth = await pipe.execute()
+            if durable:
+                pipe.execute_command("WAIT", self.replicas, self.wait_ms)
+            entry_id, depth, *held = await pipe.execute()
+        if durable and held[0] < self.replicas:
+            # Not refused: the clip is queued and will be classified unless the primary fails
+            # before a replica has it; the log says that this one was at risk.
+            log.warning(
+                "upload clip of %s held by %d of %d replicas after %d ms",
+                clip.stream,
+                held[0],
+                self.replicas,
+                self.wait_ms,
+            )
         if lane == "files" or depth <= self.bounds[lane]:
             return depth, []
         dropped = await self._drop_oldest(keys=[key], args=[self.bounds[lane], GROUP, entry_id])
@@ -177,19 +203,19 @@ class RedisResults(ResultStore):
         return f"{_PREFIX}results:{stream}"
 
     async def put(self, result: ClipResult) -> bool:
-        stored = await self.redis.set(
-            self._key(result.clip_id), result.model_dump_json(), nx=True, ex=self.ttl_s
-        )
-        if not stored:
-            return False
+        """The result and its index entry in one transaction: a worker killed between two
+        separate writes left a result that no listing showed, and the clip's redelivery could
+        not repair it (its SET NX lost). Indexing a clip again is a no-op, so a loser indexes
+        too."""
         index = self._index(result.stream)
-        async with self.redis.pipeline(transaction=False) as pipe:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(self._key(result.clip_id), result.model_dump_json(), nx=True, ex=self.ttl_s)
             pipe.zadd(index, {result.clip_id: result.start})
             pipe.zremrangebyscore(index, "-inf", time.time() - self.ttl_s)
             pipe.expire(index, self.ttl_s)
             pipe.publish(_ANNOUNCE, result.stream)
-            await pipe.execute()
-        return True
+            stored, *_ = await pipe.execute()
+        return bool(stored)
 
     async def get_many(self, ids: Sequence[str]) -> dict[str, ClipResult]:
         if not ids:
@@ -221,13 +247,36 @@ class RedisResults(ResultStore):
                 log.warning("result announcements interrupted, subscribing again: %s", exc)
                 await pause(stopping, 1.0)
 
-    async def wait(self, stream: str, ids: Sequence[str], timeout: float) -> list[ClipResult]:
-        deadline = asyncio.get_running_loop().time() + timeout
-        found: dict[str, ClipResult] = {}
+    @contextlib.contextmanager
+    def _announced(self, stream: str) -> Iterator[asyncio.Event]:
+        """An event `listen` sets whenever a result of `stream` is announced."""
         woken = asyncio.Event()
         waiting = self._waiting.setdefault(stream, set())
         waiting.add(woken)
         try:
+            yield woken
+        finally:
+            waiting.discard(woken)
+            if not waiting:
+                del self._waiting[stream]
+
+    async def newer(self, stream: str, since: float, timeout: float) -> list[ClipResult]:
+        deadline = asyncio.get_running_loop().time() + timeout
+        with self._announced(stream) as woken:
+            while True:
+                woken.clear()  # before looking: a result stored meanwhile wakes the wait below
+                if found := await self.for_stream(stream, since):
+                    return found
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0:
+                    return []
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(woken.wait(), min(left, _RECHECK_S))
+
+    async def wait(self, stream: str, ids: Sequence[str], timeout: float) -> list[ClipResult]:
+        deadline = asyncio.get_running_loop().time() + timeout
+        found: dict[str, ClipResult] = {}
+        with self._announced(stream) as woken:
             while True:
                 woken.clear()  # before looking: a result stored meanwhile wakes the wait below
                 found |= await self.get_many([i for i in ids if i not in found])
@@ -239,7 +288,3 @@ class RedisResults(ResultStore):
                     raise TimeoutError(f"{missing} of {len(ids)} results still missing")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(woken.wait(), min(left, _RECHECK_S))
-        finally:
-            waiting.discard(woken)
-            if not waiting:
-                del self._waiting[stream]

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from bench.servers import ROOT, free_port, lumos_process, wait_for
+from bench.servers import ROOT, TEST_NETWORKS, free_port, lumos_process, wait_for
 from service.api.app import create_app
 from service.runtime import Runtime
 from service.settings import Settings
@@ -64,6 +64,8 @@ def service_env(root: Path, artifact: Path, **settings: str) -> dict[str, str]:
         LUMOS_BACKEND="fp32",
         LUMOS_BATCH_WAIT_MS="5",
         LUMOS_MODEL_POLL_S="0.3",
+        LUMOS_CAMERA_NETWORKS=TEST_NETWORKS,
+        LUMOS_WEBHOOK_NETWORKS=TEST_NETWORKS,
         TMPDIR=str(root / "tmp"),
     )
     env.update({f"LUMOS_{k.upper()}": v for k, v in settings.items()})
@@ -142,7 +144,8 @@ def service_settings(root: Path, artifact: Path, **settings: object) -> Settings
         for name in ("model_dir", "model_root", "artifacts_root", "data_root", "runs_dir")
     }
     fields["train_configs"] = env["LUMOS_TRAIN_CONFIGS"]
-    return Settings(_env_file=None, redis_url=None, **fields, **settings)
+    fields["camera_networks"] = fields["webhook_networks"] = TEST_NETWORKS
+    return Settings(_env_file=None, redis_url=None, **(fields | settings))
 
 
 @pytest.fixture

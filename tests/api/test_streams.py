@@ -56,7 +56,7 @@ def test_camera_delivers_events_and_predictions(service, rtsp_camera):
         assert created.status_code == 201, created.text
         assert "s3cret" not in created.text and "abc" not in created.text
         assert created.json()["url"].startswith("rtsp://***@127.0.0.1")
-        assert created.json()["status"] in ("connecting", "stopped")
+        assert created.json()["state"] == "connecting"
         assert client.post("/v1/streams", json={"url": secret_url, "id": "yard"}).status_code == 409
 
         events = read_events(client, "/v1/streams/yard/events", count=2, timeout=60)
@@ -71,7 +71,7 @@ def test_camera_delivers_events_and_predictions(service, rtsp_camera):
             return status if len(predictions(client)) >= 6 else None
 
         status = wait_for(several_clips, 30, "a few clips of the camera")
-        assert status["status"] == "live" and status["worker"]
+        assert status["state"] == "live" and status["worker"]
         assert status["illumination"]["luma_mean"] < 60
         assert 5 < status["fps"] <= 15  # the camera's 15 fps, sampled towards the model's 12
         assert "s3cret" not in client.get("/v1/streams").text

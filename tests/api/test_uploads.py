@@ -33,8 +33,9 @@ def leftover_uploads(service: Service) -> list[Path]:
 
 
 def write_audio(path: Path) -> Path:
-    """One second of a 440 Hz tone in a WAV file: a valid container without video."""
-    with av.open(str(path), "w") as container:
+    """One second of a 440 Hz tone in Matroska: a container uploads may use, without video
+    (WAV is not a video container: it is refused as such)."""
+    with av.open(str(path), "w", format="matroska") as container:
         stream = container.add_stream("pcm_s16le", rate=16000)
         tone = (np.sin(np.arange(16000) * 2 * np.pi * 440 / 16000) * 8000).astype(np.int16)
         frame = av.AudioFrame.from_ndarray(tone[None, :], format="s16", layout="mono")
@@ -131,12 +132,12 @@ def test_each_invalid_upload_gets_its_reason(service, make_video, tmp_path):
         "random.mp4": (415, "invalid_container"),
         "truncated.mp4": (415, "invalid_container"),
         "forged_codec.mp4": (422, "undecodable"),
-        "audio.wav": (415, "no_video_stream"),
+        "audio.mka": (415, "no_video_stream"),
         "one_frame.mp4": (422, "too_few_frames"),
         "long.mp4": (422, "too_long"),
         "big.mp4": (413, "too_large"),
     }
-    write_audio(tmp_path / "audio.wav")
+    write_audio(tmp_path / "audio.mka")
     make_video(tmp_path / "one_frame.mp4", frames=1)
     make_video(tmp_path / "long.mp4", frames=25 * 12)  # 25 s > the 20 s limit
     with service.client() as client:

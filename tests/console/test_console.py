@@ -1,19 +1,23 @@
 """The web console in a real browser (Debian's Chromium, driven by Playwright) against a real
-`lumos serve` with API keys on: classify an upload, follow a camera live, activate a model, run a
-training job. Each page is screenshot; `make screenshots` (LUMOS_SCREENSHOTS=docs/images) keeps
-them for the README, and no other run rewrites tracked files."""
+`lumos serve` with API keys on: classify an upload, follow a camera live and a dead one, read the
+bundled demo model's and a finished pipeline job's metrics, activate a model, run a training job,
+at desktop and phone widths. Each page is screenshot; `make screenshots`
+(LUMOS_SCREENSHOTS=docs/images) keeps them for the README, the Classify, phone and Cameras pictures
+from the bundled demo model, and no other run rewrites tracked files."""
 
 import json
 import os
 import re
+import shutil
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from bench.servers import ROOT
-from tests.api.conftest import API_KEY, Service, service_env, start_service, upload
-from tests.api.test_jobs import make_dataset
+from bench.servers import ROOT, free_port, wait_for
+from tests.api.conftest import API_KEY, Service, job_state, service_env, start_service, upload
+from tests.api.test_jobs import TINY, make_dataset
 from tests.conftest import ARID_LABELS, make_artifact
 
 CHROMIUM = "/usr/bin/chromium"
@@ -27,12 +31,14 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SCREENSHOTS = os.environ.get("LUMOS_SCREENSHOTS")
 WIDE = {"width": 1200, "height": 900}
 VIEWS = ("dark", "enhanced")
 PHONE = {"width": 390, "height": 844}
 TINY_2_METRICS = {"top1": 0.4242, "sit_stand_confusion": 0.03}
 A_LABEL = re.compile(f"^({'|'.join(ARID_LABELS)})$")
+DEMO = ROOT / "artifacts" / "demo"
+PERCENT = re.compile(r"^\d{1,3}\.\d%$")
+SCREENSHOTS = os.environ.get("LUMOS_SCREENSHOTS")
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +47,8 @@ def service(tiny_artifact, tmp_path_factory) -> Iterator[Service]:
     env = service_env(root, tiny_artifact, api_keys=API_KEY, lease_ms="1000")
     manifest = make_artifact(root / "models" / "tiny-2", "tiny-2", seed=1) / "manifest.json"
     manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "metrics": TINY_2_METRICS}))
+    demo = json.loads((DEMO / "manifest.json").read_text())
+    shutil.copytree(DEMO, root / "models" / demo["version"])  # its real, nested metrics
     make_dataset(root / "data" / "synth")
     service = start_service("serve", env, root / "serve.log")
     yield service
@@ -77,6 +85,10 @@ def shoot(page: Page, name: str) -> None:
     if SCREENSHOTS:
         (ROOT / SCREENSHOTS).mkdir(parents=True, exist_ok=True)
         (ROOT / SCREENSHOTS / f"console-{name}.png").write_bytes(image)
+
+
+def no_sideways_scroll(page: Page) -> bool:
+    return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 
 
 MEAN_LUMA = """img => {
@@ -126,11 +138,8 @@ def test_classify_shows_labels_scores_and_both_views(page: Page, service, make_v
         assert dark.evaluate("img => img.naturalWidth") == 160
         # The captured frame is dark; the Retinex view makes what is in it visible.
         assert dark.evaluate(MEAN_LUMA) < 40 < enhanced.evaluate(MEAN_LUMA)
-    shoot(page, "classify")
-
     page.set_viewport_size(PHONE)
-    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
-    shoot(page, "phone")
+    assert no_sideways_scroll(page)
     page.set_viewport_size(WIDE)
 
 
@@ -173,21 +182,77 @@ def test_camera_prediction_arrives_live(page: Page, rtsp_camera):
     expect(card.locator(".url")).to_have_text(camera.url().replace("rtsp://", "rtsp://***@"))
     assert "s3cret" not in page.content()
     expect(card.locator(".meta")).to_contain_text("fps")
-    shoot(page, "cameras")
+    # Its latest key frame, both ways, replaced as new clips come.
+    enhanced = card.locator(".frame.enhanced img")
+    expect(enhanced).to_have_attribute("src", re.compile("^data:image/jpeg;base64,"))
+    expect(card.locator(".frame.dark img")).to_have_attribute("src", re.compile("^data:image/"))
+    first = enhanced.get_attribute("src")
+    expect(enhanced).not_to_have_attribute("src", first, timeout=20_000)
 
     card.locator("button", has_text="Remove").click()
     expect(page.locator(".camera")).to_have_count(0)
     expect(page.locator("#cameras .empty")).to_be_visible()
 
 
+def test_a_refusing_camera_shows_failing_with_its_reason(page: Page):
+    open_page(page, "cameras")
+    page.fill("#camera-form input[name=url]", f"rtsp://127.0.0.1:{free_port()}/gone")
+    page.fill("#camera-form input[name=name]", "Dead camera")
+    page.click("#camera-form button[type=submit]")
+    card = page.locator(".camera", has_text="Dead camera")
+    expect(card.locator(".badge")).to_have_text("failing", timeout=30_000)
+    expect(card.locator(".problem")).to_contain_text("Connection refused")
+    expect(card.locator(".problem")).to_contain_text("next retry at")
+    reconnects = re.compile(r"([2-9]|\d\d+) reconnects")  # it keeps trying, and counts
+    expect(card.locator(".meta")).to_contain_text(reconnects, timeout=30_000)
+    card.locator("button", has_text="Remove").click()
+    expect(card).to_have_count(0)
+
+
+def shown_top1(page: Page, selector: str) -> str:
+    text = page.locator(selector).first.inner_text()
+    assert "[object Object]" not in page.content() and "NaN" not in page.inner_text("main")
+    return text
+
+
+def test_models_and_jobs_show_top1_as_a_percentage_at_every_width(page: Page, service: Service):
+    with service.client(timeout=120) as client:
+        posted = client.post(
+            "/v1/jobs", json={"stage": "pipeline", "dataset": "synth", "overrides": TINY}
+        )
+        assert posted.status_code == 201, posted.text
+        job_id = posted.json()["id"]
+        job = wait_for(lambda: job_state(client, job_id, "succeeded", "failed"), 300, "the job")
+    assert job["state"] == "succeeded", job["log_tail"]
+    demo = json.loads((DEMO / "manifest.json").read_text())
+    for viewport in (WIDE, PHONE):
+        page.set_viewport_size(viewport)
+        open_page(page, "models")
+        row = f"tr[data-version='{demo['version']}']"
+        expect(page.locator(f"{row} .headline-metric")).to_contain_text("test top-1")
+        shown = shown_top1(page, f"{row} .headline-metric strong")
+        assert shown == f"{100 * demo['metrics']['test']['top1']:.1f}%"  # 73.3%
+        expect(page.locator(f"{row} .metrics").first).to_contain_text("total time")
+        job_row = f"tr[data-version='job-{job_id}'] .headline-metric strong"
+        assert PERCENT.match(shown_top1(page, job_row))
+        assert no_sideways_scroll(page)
+        activate = page.locator(f"{row} button", has_text="Activate")
+        assert activate.evaluate("b => b.getBoundingClientRect().right <= window.innerWidth")
+        open_page(page, "jobs")
+        card = page.locator(".job", has_text="pipeline on synth").first
+        expect(card.locator(".badge")).to_have_text("succeeded")
+        expect(card.locator(".headline-metric")).to_contain_text("test top-1")
+        assert PERCENT.match(shown_top1(page, ".job .headline-metric").split(" ")[0])
+        assert no_sideways_scroll(page)
+    page.set_viewport_size(WIDE)
+
+
 def test_models_list_and_activate(page: Page):
     open_page(page, "models")
-    rows = page.locator(".model-table tbody tr")
-    expect(rows).to_have_count(2)
     expect(page.locator("tr[data-version='tiny-1'] .badge")).to_have_text("active")
     metrics = page.locator("tr[data-version='tiny-2'] .metrics")
-    expect(metrics).to_contain_text("top1")
-    expect(metrics).to_contain_text("0.4242")
+    expect(metrics).to_contain_text("top-1")
+    expect(metrics).to_contain_text("42.4%")
     page.locator("tr[data-version='tiny-2'] button", has_text="Activate").click()
     expect(page.locator("tr[data-version='tiny-2'] .badge")).to_have_text("active")
     expect(page.locator("tr[data-version='tiny-1'] button")).to_have_text("Activate")
@@ -203,7 +268,7 @@ def test_training_job_progress_moves(page: Page):
     page.fill("#job-form textarea[name=overrides]", "optim.epochs = -1")
     page.click("#job-form button[type=submit]")
     # Within 30 s, not the default 5: on a loaded 2-core machine the refusal once came later.
-    expect(page.locator("#jobs .error")).to_contain_text("epochs", timeout=30_000)
+    expect(page.locator("#jobs > .error")).to_contain_text("epochs", timeout=30_000)
     page.fill(
         "#job-form textarea[name=overrides]",
         "\n".join(
@@ -248,3 +313,38 @@ def test_keyboard_reaches_every_page(browser: Browser, service: Service):
             "[document.activeElement.name, document.activeElement.id]"
         )
     page.close()
+
+
+@pytest.mark.skipif(not SCREENSHOTS, reason="README screenshots only when asked (make screenshots)")
+def test_screenshots_of_the_demo_model(page: Page, service: Service, rtsp_camera, tmp_path):
+    """The README's Classify, phone and Cameras pictures, from the bundled demo model: a dark
+    clip of the generated benchmark, and a real RTSP camera."""
+    from training.synth import render_clip
+    from training.video import write_video
+
+    demo = json.loads((DEMO / "manifest.json").read_text())["version"]
+    with service.client() as client:
+        assert client.post(f"/v1/models/{demo}/activate").status_code == 200
+    expect(page.locator("[data-status=model]")).to_have_text(demo, timeout=10_000)
+    video = tmp_path / "walk.mp4"
+    write_video(video, render_clip("Walk", np.random.default_rng(7), 72, (160, 120)), 12.0)
+    open_page(page, "classify")
+    page.set_input_files("#classify-file", video)
+    expect(page.locator(".clip .frame.enhanced img")).to_have_count(4, timeout=60_000)
+    shoot(page, "classify")
+    page.set_viewport_size(PHONE)
+    shoot(page, "phone")
+    page.set_viewport_size(WIDE)
+
+    camera = rtsp_camera(fps=12)
+    open_page(page, "cameras")
+    page.fill("#camera-form input[name=url]", camera.url())
+    page.fill("#camera-form input[name=name]", "Loading dock")
+    page.click("#camera-form button[type=submit]")
+    card = page.locator(".camera", has_text="Loading dock")
+    expect(card.locator(".latest strong")).to_have_text(A_LABEL, timeout=60_000)
+    expect(card.locator(".frame.enhanced img")).to_have_attribute("src", re.compile("^data:"))
+    many = re.compile(r"of the last ([6-9]|\d\d+) clips")
+    expect(card.locator(".sparkline")).to_have_attribute("aria-label", many, timeout=30_000)
+    shoot(page, "cameras")
+    card.locator("button", has_text="Remove").click()

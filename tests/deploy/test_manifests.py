@@ -1,6 +1,6 @@
 """The deployment files are valid and say what the code does.
 
-Kubernetes manifests (`kubectl kustomize k8s/overlays/{cpu,gpu}`) are validated against the
+Kubernetes manifests (`kubectl kustomize k8s/overlays/{cpu,gpu,ha}`) are validated against the
 Kubernetes schemas of kubernetes-validate (strict: unknown fields fail) and, for the KEDA and
 Prometheus Operator resources, against models generated from those projects' CRDs (cloudcoil); all
 from PyPI packages, nothing fetched. Then every name a deployment file shares with the code is
@@ -16,7 +16,7 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
-from cloudcoil.models.keda.v1alpha1 import ScaledObject
+from cloudcoil.models.keda.v1alpha1 import ScaledObject, TriggerAuthentication
 from cloudcoil.models.prometheus_operator.v1 import PrometheusRule, ServiceMonitor
 from prometheus_client.metrics import MetricWrapperBase
 from pydantic import BaseModel, SecretStr
@@ -31,6 +31,7 @@ from tests.deploy.conftest import ROOT, compose
 KUBERNETES = "1.32"
 CRDS: dict[str, type[BaseModel]] = {
     "ScaledObject": ScaledObject,
+    "TriggerAuthentication": TriggerAuthentication,
     "ServiceMonitor": ServiceMonitor,
     "PrometheusRule": PrometheusRule,
 }
@@ -85,7 +86,7 @@ def metric_samples() -> set[str]:
     return names
 
 
-@pytest.fixture(scope="module", params=["cpu", "gpu"])
+@pytest.fixture(scope="module", params=["cpu", "gpu", "ha"])
 def overlay(request: pytest.FixtureRequest) -> tuple[str, list[dict]]:
     return request.param, kustomize(request.param)
 
@@ -186,6 +187,13 @@ def test_kubernetes_manifests_agree_with_the_code(overlay):
     triggers = of_kind(resources, "ScaledObject")["infer"]["spec"]["triggers"]
     assert sorted(t["metadata"]["stream"] for t in triggers) == sorted(map(lane_key, LANES))
     assert {t["metadata"]["consumerGroup"] for t in triggers} == {GROUP}
+    # Redis requires its password; KEDA takes it from the Secret the pods read it from.
+    assert "LUMOS_REDIS_PASSWORD" in secret
+    auth = of_kind(resources, "TriggerAuthentication")["redis-auth"]["spec"]["secretTargetRef"]
+    assert auth == [
+        {"parameter": "password", "name": "lumos-secrets", "key": "LUMOS_REDIS_PASSWORD"}
+    ]
+    assert all(t["authenticationRef"]["name"] == "redis-auth" for t in triggers)
 
     rules = of_kind(resources, "PrometheusRule")["lumos"]["spec"]["groups"][0]["rules"]
     used = {name for rule in rules for name in re.findall(r"\blumos_\w+", rule["expr"])}
@@ -208,7 +216,10 @@ def test_env_example_lists_every_setting_with_its_default():
     assert listed - SETTINGS - COMPOSE_ONLY == set(), "not settings of service/settings.py"
     Settings(**{k.removeprefix("LUMOS_").lower(): v for k, v in active.items()})
     for name, text in defaults.items():
-        if name in COMPOSE_ONLY or name == "LUMOS_WORKER_ID":
+        if name in COMPOSE_ONLY or name in (
+            "LUMOS_WORKER_ID",
+            "LUMOS_CACHE_DIR",
+        ):  # per process/user
             continue
         field = name.removeprefix("LUMOS_").lower()
         built_in = plain(getattr(Settings(), field))
@@ -283,3 +294,37 @@ def test_grafana_provisioning_matches_compose_and_the_metrics(docker_engine):
     assert used and used <= metric_samples(), used - metric_samples()
     uids = set(re.findall(r'"uid":\s*"([^"$]+)"', dashboard)) - {json.loads(dashboard)["uid"]}
     assert uids <= {source["uid"]}, "panels must query the provisioned datasource"
+
+
+def test_ha_overlay_reaches_redis_through_sentinel_and_spreads_every_replica():
+    resources = kustomize("ha")
+    config = next(iter(of_kind(resources, "ConfigMap").values()))["data"]
+    settings = Settings(**{k.removeprefix("LUMOS_").lower(): v for k, v in config.items()})
+    assert settings.redis_enabled() and settings.redis_wait_replicas >= 1
+    redis = of_kind(resources, "StatefulSet")["redis"]
+    assert redis["spec"]["replicas"] == 3
+    pods = {settings.sentinel_addresses()[i][0] for i in range(3)}
+    assert pods == {f"redis-{i}.redis" for i in range(3)}
+    containers = {c["name"] for c in pod_spec(redis)["containers"]}
+    assert containers == {"redis", "sentinel"}
+    monitored = pod_spec(redis)["containers"][1]["args"][0]
+    assert f"sentinel monitor {settings.redis_master_name} " in monitored
+    spread = pod_spec(redis)["affinity"]["podAntiAffinity"]
+    assert spread["requiredDuringSchedulingIgnoredDuringExecution"][0]["topologyKey"] == (
+        "kubernetes.io/hostname"
+    )
+    for name, deployment in of_kind(resources, "Deployment").items():
+        terms = pod_spec(deployment)["affinity"]["podAntiAffinity"]
+        (term,) = terms["preferredDuringSchedulingIgnoredDuringExecution"]
+        assert term["podAffinityTerm"]["labelSelector"]["matchLabels"] == {
+            "app.kubernetes.io/name": name
+        }
+    # KEDA asks the same Sentinels for the primary and reads the same lag (XINFO GROUPS).
+    triggers = of_kind(resources, "ScaledObject")["infer"]["spec"]["triggers"]
+    assert {t["type"] for t in triggers} == {"redis-sentinel-streams"}
+    for trigger in triggers:
+        meta = trigger["metadata"]
+        assert meta["sentinelMaster"] == settings.redis_master_name
+        hosts = {a.split(".")[0] + ".redis" for a in meta["addresses"].split(",")}
+        assert hosts == pods
+        assert "lagCount" in meta

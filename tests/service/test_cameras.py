@@ -8,6 +8,7 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from bench.servers import RedisServer
+from service.camera_health import CameraHealth
 from service.cameras import Camera, CameraRegistry, MemoryCameras, Ownership, RedisCameras
 
 
@@ -157,5 +158,30 @@ def test_ownership_run_gives_everything_back_when_stopped(run) -> None:
         stopping.set()
         await asyncio.wait_for(task, 2.0)
         assert worker.running == set() and await registry.owner("x") is None
+
+    run(body)
+
+
+def test_health_and_key_frames_are_read_with_the_cameras_in_one_overview(run) -> None:
+    async def body(registry: CameraRegistry) -> None:
+        for camera_id in ("a", "b"):
+            await registry.add(Camera(id=camera_id, url=f"rtsp://h/{camera_id}"))
+        assert await registry.acquire("a", "w1", 10_000)
+        failing = CameraHealth(
+            state="failing", last_error="Connection refused", reconnects=3, reported_at=1.0
+        )
+        await registry.report("a", failing)
+        await registry.keep_frame("a", b"frame")
+        views = await registry.overview()
+        assert [(v.camera.id, v.owner, v.health) for v in views] == [
+            ("a", "w1", failing),
+            ("b", None, None),
+        ]
+        assert [v.camera.id for v in await registry.overview(["b"])] == ["b"]
+        assert await registry.frame("a") == b"frame" and await registry.frame("b") is None
+        await registry.remove("a")
+        await registry.add(Camera(id="a", url="rtsp://h/a"))  # subscribed anew: a clean slate
+        assert (await registry.overview(["a"]))[0].health is None
+        assert await registry.frame("a") is None
 
     run(body)

@@ -5,14 +5,24 @@ from pathlib import Path
 import av
 import pytest
 
-from service.decode import Geometry, decode_frames, is_live, open_source, redact_url
+from service.decode import (
+    Geometry,
+    LimitExceeded,
+    Limits,
+    decode_frames,
+    is_live,
+    open_source,
+    redact_url,
+)
+from service.settings import Settings
 
 TINY = Geometry(44, 32, 32)
+LIMITS = Limits.of(Settings(), upload=False)
 
 
 def sampled(path: Path, fps: float, geometry: Geometry = TINY) -> list:
-    with open_source(str(path)) as container:
-        return list(decode_frames(container, geometry, fps))
+    with open_source(str(path), LIMITS) as container:
+        return list(decode_frames(container, geometry, fps, LIMITS))
 
 
 @pytest.mark.parametrize(
@@ -44,14 +54,14 @@ def test_frames_come_resized_and_centre_cropped(make_video, tmp_path: Path) -> N
     frames = sampled(path, 12, Geometry(width=60, height=30, crop=30))
     assert frames[0].image.shape == (30, 30, 3) and frames[0].image.flags["C_CONTIGUOUS"]
     # The drifting bright square is in the first frame's left part: the crop drops 15 columns.
-    with open_source(str(path)) as container:
+    with open_source(str(path), LIMITS) as container:
         full = next(container.decode(video=0)).to_ndarray(width=60, height=30, format="rgb24")
     assert (frames[0].image == full[:, 15:45]).all()
 
 
 def test_a_file_without_video_is_an_error(tmp_path: Path) -> None:
-    path = tmp_path / "silence.wav"
-    with av.open(str(path), "w") as out:
+    path = tmp_path / "silence.mka"  # a container allowed, holding audio alone
+    with av.open(str(path), "w", format="matroska") as out:
         stream = out.add_stream("pcm_s16le", rate=8000)
         frame = av.AudioFrame(format="s16", layout="mono", samples=800)
         frame.planes[0].update(bytes(1600))
@@ -75,7 +85,7 @@ def test_not_a_media_file_raises_ffmpeg_error(tmp_path: Path) -> None:
         ("rtsp://user@cam.local/live", "rtsp://***@cam.local/live"),
         (
             "https://cams.example/hls.m3u8?token=abc123&quality=hd",
-            "https://cams.example/hls.m3u8?token=***&quality=hd",
+            "https://cams.example/hls.m3u8?token=***&quality=***",
         ),
         ("rtsp://cam.local:8554/cam", "rtsp://cam.local:8554/cam"),
         ("/videos/a.mp4", "/videos/a.mp4"),
@@ -93,9 +103,39 @@ def test_live_schemes() -> None:
 
 def test_realtime_paces_a_file_to_its_timestamps(make_video, tmp_path: Path) -> None:
     path = make_video(tmp_path / "v.mp4", frames=12, fps=12)
-    with open_source(str(path)) as container:
-        frames = list(decode_frames(container, TINY, 12, realtime=True))
+    with open_source(str(path), LIMITS) as container:
+        frames = list(decode_frames(container, TINY, 12, LIMITS, realtime=True))
     walls = [f.wall - frames[0].wall for f in frames]
     pts = [f.pts - frames[0].pts for f in frames]
     assert walls[-1] == pytest.approx(11 / 12, abs=0.15)
     assert all(w >= p - 0.01 for w, p in zip(walls, pts, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("reason", "limits"),
+    [
+        ("bad_frame_rate", Limits(10**6, 5.0)),
+        ("too_long", Limits(10**6, 1000.0, max_seconds=1.0)),
+        ("decode_budget", Limits(10**6, 1000.0, budget_s=1e-6)),
+    ],
+)
+def test_every_decoded_frame_is_held_to_the_limits(
+    make_video, tmp_path: Path, reason: str, limits: Limits
+) -> None:
+    """Checked on the frames themselves, not on what the header declares: 48 frames of 64x48
+    at 12 fps (4 s), against a limit each breaks."""
+    path = make_video(tmp_path / "v.mp4", frames=48, fps=12, size=(64, 48))
+    with pytest.raises(LimitExceeded) as raised:
+        with open_source(str(path), limits) as container:
+            list(decode_frames(container, TINY, 12, limits))
+    assert raised.value.reason == reason
+
+
+def test_the_decoder_refuses_a_frame_over_the_pixel_limit_before_allocating_it(
+    make_video, tmp_path: Path
+) -> None:
+    path = make_video(tmp_path / "v.mp4", frames=12, fps=12, size=(64, 48))
+    limits = Limits(64 * 48 - 1, 1000.0)
+    with pytest.raises(av.FFmpegError):
+        with open_source(str(path), limits) as container:
+            list(decode_frames(container, TINY, 12, limits))

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.servers import TEST_NETWORKS
 from service.infer import InferenceWorker, load_engine
 from service.queue.memory import MemoryQueue, MemoryResults
 from service.registry import ActiveModel, MemoryPointer, ModelRegistry
@@ -17,6 +18,7 @@ from tests.service.clips import make_clip, metric
 
 def settings(tmp_path: Path, **changes) -> Settings:
     base = dict(backend="fp32", model_poll_s=0.1, batch_max=4, batch_wait_ms=300, top_k=3)
+    base |= dict(webhook_networks=TEST_NETWORKS)
     return Settings(cache_dir=tmp_path / "cache", **(base | changes))
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from bench.servers import free_port, wait_for
+from bench.servers import TEST_NETWORKS, free_port, wait_for
 from service.cameras import Camera
 from service.queue.redis import lane_key
 from service.runtime import Runtime
@@ -36,6 +36,7 @@ def live_settings(tiny_artifact: Path, tmp_path: Path, **changes) -> Settings:
         stall_timeout_s=3.0,
         lease_ms=1500,
         batch_wait_ms=20,
+        camera_networks=TEST_NETWORKS,
     )
     return Settings(**(base | changes))
 

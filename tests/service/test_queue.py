@@ -165,6 +165,24 @@ def test_wait_returns_once_every_result_is_stored_in_the_order_asked(run) -> Non
     run(body)
 
 
+def test_a_follower_is_woken_by_a_stored_result_not_by_polling(run) -> None:
+    async def body(_: ClipQueue, store: ResultStore) -> None:
+        now = time.time()
+        await store.put(result("old", start=now - 10))
+        assert [r.clip_id for r in await store.newer("s", now - 20, timeout=1.0)] == ["old"]
+        assert await store.newer("s", now, timeout=0.2) == []  # nothing newer: waits, then []
+        waiting = asyncio.create_task(store.newer("s", now, timeout=4.0))
+        await asyncio.sleep(0.2)
+        assert not waiting.done()
+        await store.put(result("other", stream="elsewhere", start=now + 1))
+        await store.put(result("new", start=now + 1))
+        started = time.monotonic()
+        assert [r.clip_id for r in await asyncio.wait_for(waiting, 2.0)] == ["new"]
+        assert time.monotonic() - started < 1.0  # announced: the Redis recheck is 5 s away
+
+    run(body)
+
+
 def test_summary_is_the_mean_of_clip_scores() -> None:
     clips = [result("a", Run=0.8, Walk=0.2), result("b", Run=0.2, Walk=0.6, Jump=0.2)]
     summary = summarize(clips, top_k=2)

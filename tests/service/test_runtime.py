@@ -7,6 +7,7 @@ import av
 import pytest
 import redis
 
+from bench.servers import TEST_NETWORKS
 from service.runtime import NoActiveModel, Runtime
 from service.settings import Settings
 from tests.service.clips import metric
@@ -25,6 +26,8 @@ def make_settings(request: pytest.FixtureRequest, tiny_artifact: Path, tmp_path:
             cache_dir=tmp_path / "cache",
             backend="fp32",
             batch_wait_ms=20,
+            camera_networks=TEST_NETWORKS,
+            webhook_networks=TEST_NETWORKS,
         )
         return Settings(**(base | changes))
 

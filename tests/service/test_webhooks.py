@@ -3,8 +3,10 @@ costs counted deliveries, never the sender."""
 
 import asyncio
 
-from bench.servers import WebhookReceiver, free_port, wait_for
+from bench.servers import TEST_NETWORKS, WebhookReceiver, free_port, wait_for
 from service.queue.base import ClipResult, Latency
+from service.settings import Settings
+from service.urls import webhook_destinations
 from service.webhooks import WebhookSender
 from tests.service.clips import make_clip, metric
 
@@ -40,7 +42,7 @@ def test_a_dead_url_fails_counted_and_later_results_still_arrive(caplog) -> None
     before = outcomes()
 
     async def main(receiver: WebhookReceiver) -> None:
-        sender = WebhookSender(timeout_s=1.0)
+        sender = WebhookSender(1.0, webhook_destinations(Settings(webhook_networks=TEST_NETWORKS)))
         task = asyncio.create_task(sender.run())
         sender.send(dead, result_of(0))
         sender.send(receiver.url, result_of(1))
@@ -64,7 +66,9 @@ def test_a_full_queue_drops_the_newest_results_and_counts_them() -> None:
     before = outcomes()["dropped"]
 
     async def main(receiver: WebhookReceiver) -> None:
-        sender = WebhookSender(timeout_s=1.0, capacity=2)
+        sender = WebhookSender(
+            1.0, webhook_destinations(Settings(webhook_networks=TEST_NETWORKS)), capacity=2
+        )
         for seq in range(5):  # nothing drains the queue yet: two fit
             sender.send(receiver.url, result_of(seq))
         task = asyncio.create_task(sender.run())

@@ -13,7 +13,7 @@ import pytest
 import redis
 from redis.asyncio import Redis
 
-from bench.servers import RedisServer, free_port, lumos_process, wait_for
+from bench.servers import TEST_NETWORKS, RedisServer, free_port, lumos_process, wait_for
 from service.cameras import Camera, RedisCameras
 from service.queue.base import ClipResult, Latency
 from service.queue.redis import GROUP, RedisQueue, RedisResults, lane_key
@@ -34,6 +34,7 @@ def spawn(redis_server: RedisServer, tiny_artifact: Path, tmp_path: Path):
             "LUMOS_CACHE_DIR": str(tmp_path / "cache"),
             "LUMOS_WORKER_ID": worker,
             "LUMOS_BACKEND": "fp32",
+            "LUMOS_CAMERA_NETWORKS": TEST_NETWORKS,
         }
         env |= {f"LUMOS_{k.upper()}": v for k, v in settings.items()}
         process = lumos_process(role, env, tmp_path / f"{worker}.log")

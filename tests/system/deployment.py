@@ -45,6 +45,9 @@ SETTINGS = dict(
     stall_timeout_s="3",
     queue_files_max="24",
     upload_max_in_flight="8",
+    # One key drives every load test here: its own cap is the process's (the per-key cap is
+    # tested on a service of its own, tests/system/test_attack_classes.py).
+    upload_max_in_flight_per_key="8",
     queue_live_max="8",
 )
 

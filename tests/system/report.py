@@ -149,6 +149,11 @@ def render(runs: list[dict[str, Any]]) -> str:
         "Every part is a real process: `lumos api`, two `lumos ingest` workers and a `lumos infer`",
         "worker over a redis-server with append-only persistence (`appendfsync always`), GStreamer",
         "RTSP cameras, real HTTP; the faults are real signals (SIGKILL, SIGSTOP) and real bytes.",
+        'The rows named "Hosts:" run each part on a host of its own (Linux network namespaces '
+        "joined by a",
+        "bridge: separate network stacks, real TCP between them), where links are cut (`ip link "
+        "set",
+        "down`) and slowed or stalled (a TCP relay), and Redis fails over through Sentinel.",
         "",
         "This page is generated from the suite's results:",
         "",

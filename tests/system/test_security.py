@@ -236,15 +236,23 @@ def _value(store, key: bytes) -> str:
 
 def test_credentials_are_shown_nowhere(system, record):
     password, token = "S3cr3tPass-" + uuid.uuid4().hex[:6], "T0ken-" + uuid.uuid4().hex[:6]
+    # Secrets no name list knows: a query value under an ordinary name, and a webhook's
+    # path-embedded token (Slack, Discord and Teams put theirs there).
+    signature, hook_token = uuid.uuid4().hex[:16], "xK9" + uuid.uuid4().hex[:21]
     working = system.camera.url("/north").replace("rtsp://", f"rtsp://viewer:{password}@")
     failing = system.camera.url("/no-such-path").replace("rtsp://", f"rtsp://admin:{password}@")
-    secrets = (password, token, API_KEY)
+    hook = f"http://127.0.0.1:{free_port()}/services/T0AB12CD3/B0AB12CD3/{hook_token}"
+    secrets = (password, token, signature, hook_token, API_KEY)
     logs_before = system.log_sizes()
     with system.client() as client:
         shown = [
-            client.post("/v1/streams", json={"id": "secret-ok", "url": working}).text,
             client.post(
-                "/v1/streams", json={"id": "secret-bad", "url": f"{failing}?token={token}"}
+                "/v1/streams",
+                json={"id": "secret-ok", "url": f"{working}?channel=1&sgn={signature}"},
+            ).text,
+            client.post(
+                "/v1/streams",
+                json={"id": "secret-bad", "url": f"{failing}?token={token}", "webhook": hook},
             ).text,
             client.post("/v1/streams", json={"url": f"ftp://u:{password}@h/x?token={token}"}).text,
         ]
@@ -274,10 +282,11 @@ def test_credentials_are_shown_nowhere(system, record):
     leaks = {where: [s for s in secrets if s in text] for where, text in places.items()}
     record(
         "Security: credentials redacted everywhere",
-        "cameras with a password (user info) and a token (query), one working and one failing; a "
-        "refused URL holding both; the API key in every request",
-        "neither password, token nor API key in any API answer, /metrics, any process log or "
-        "any Redis record besides the subscription",
+        "cameras with a password (user info), a token and an unlisted signature parameter "
+        "(query), a Slack-style webhook token (path), one working and one failing; a refused "
+        "URL holding both; the API key in every request",
+        "no password, token, signature, webhook token or API key in any API answer, /metrics, "
+        "any process log or any Redis record besides the subscription",
         places_checked=len(places),
         redis_records=len(records),
         log_bytes=len(places["process logs"]),
@@ -436,3 +445,54 @@ def test_request_headers_and_bodies_are_bounded(system, record):
     assert all(not s or s.split()[1].startswith("4") for s in status.values()), status
     assert body.status_code == 413
     assert alive == 200 and system.alive()["api"] and system.pids()["api"] == api
+
+
+def test_ingest_checks_every_connection_against_the_url_policy(system, record):
+    """A subscription that passed once may point elsewhere by its next connection (a DNS name
+    rebound, or a record written to Redis behind the API's back): the ingest worker checks the
+    URL again before every connection, and the denied address sees nothing."""
+    denied = socket.create_server(("127.0.0.2", 0))
+    denied.settimeout(0.2)
+    port = denied.getsockname()[1]
+    redis_port = int(system.redis.url.rsplit(":", 1)[1].split("/")[0])
+    store = system.store()
+    planted = {
+        "rebound": f"rtsp://127.0.0.2:{port}/cam",
+        "redis": f"rtsp://127.0.0.1:{redis_port}/cam",
+        "smuggled": f"rtsp://127.0.0.1:{redis_port}/cam\r\nSET pwned 1\r\n",
+    }
+    logs_before = system.log_sizes()
+    for camera_id, url in planted.items():
+        store.hset("lumos:cameras", camera_id, json.dumps({"id": camera_id, "url": url}))
+    try:
+        wait_for(
+            lambda: all(f"camera {c}: " in system.logs(logs_before) for c in planted),
+            60,
+            "every planted camera's refusal",
+        )
+        time.sleep(2)  # reconnect attempts come every 0.5 s
+        accepted = 0
+        try:
+            while True:
+                conn, _ = denied.accept()
+                conn.close()
+                accepted += 1
+        except TimeoutError:
+            pass
+    finally:
+        store.hdel("lumos:cameras", *planted)
+        denied.close()
+    refusals = [line for line in system.logs(logs_before).splitlines() if "may not connect" in line]
+    record(
+        "Security: every camera connection checked",
+        "cameras written straight into Redis (as if their host had been rebound after the "
+        "subscription): 127.0.0.2, the deployment's own Redis, Redis with a CR/LF command",
+        "the ingest worker refuses each before connecting, at every retry; nothing reaches "
+        "the denied listener; Redis never ran the smuggled command",
+        refusals=len(refusals),
+        denied_listener_connections=accepted,
+        smuggled_command_ran=bool(store.exists("pwned")),
+    )
+    assert accepted == 0 and not store.exists("pwned")
+    assert any("127.0.0.2" in line for line in refusals)
+    assert "whitespace or control characters" in system.logs(logs_before)

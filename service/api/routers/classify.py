@@ -19,7 +19,7 @@ import av
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from redis.exceptions import RedisError
 
 from service.api.deps import RuntimeDep, TasksDep, refuse_when_overloaded
@@ -33,6 +33,7 @@ from service.api.uploads import (
     receive_upload,
     undecodable,
 )
+from service.decode import LimitExceeded
 from service.queue.base import ClipResult, Summary
 from service.runtime import NoActiveModel, Runtime, VideoResult
 
@@ -44,45 +45,77 @@ router = APIRouter(prefix="/classify", tags=["classify"])
 class IlluminationStats(BaseModel):
     """The clips' luma statistics (0-255): how dark and how noisy the video was."""
 
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     luma_mean: float
+    """Mean luma over all clips."""
     luma_min: float
+    """Mean luma of the darkest clip."""
     luma_max: float
+    """Mean luma of the brightest clip."""
     noise_sigma: float
+    """Mean estimated sensor-noise sigma."""
 
 
 class Timings(BaseModel):
     """Seconds: receiving the upload, vetting it, and decoding + queueing + inference."""
 
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     upload: float
+    """Receiving the body."""
     probe: float
+    """Vetting the container and its video stream."""
     classify: float
+    """Decoding, queueing and inference of every clip."""
     total: float
+    """The whole request."""
     queue_wait_mean: float
+    """Mean time a clip waited in the queue."""
     inference_mean: float
+    """Mean time of the batched forward pass a clip was part of."""
 
 
 class Classification(BaseModel):
+    """An uploaded video's answer: the whole-video verdict, every clip's, and how it went."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     id: str
+    """The upload's id (also its `stream` in the clips)."""
     status: Literal["done"] = "done"
+    """Always `done` here; see `UploadTask` for the other states."""
     model_version: str | None
+    """The model version that classified the clips (null: no clip was classified)."""
     clip_count: int
+    """Clips classified."""
     gated: int
     """Clips the darkness gate skipped; they have no result."""
     video: Summary
     """Whole-video top-k: the mean of the clips' scores."""
     clips: list[ClipResult]
+    """Each clip's result, in order."""
     illumination: IlluminationStats | None
+    """Null when there were no clips."""
     timings: Timings
+    """Where the time went."""
     info: VideoInfo
+    """What the probe found in the file."""
 
 
 class UploadTask(BaseModel):
     """An asynchronous upload not (or not successfully) answered: poll `poll` for its answer."""
 
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     id: str
+    """The task's id."""
     status: Literal["pending", "failed"]
+    """`pending` while it runs; `failed` with `problem` when it could not be classified."""
     poll: str
+    """Where to ask again: `GET` it until the answer is a `Classification`."""
     problem: dict[str, Any] | None = None
+    """The problem details of a failed task."""
 
 
 _ERRORS = {code: PROBLEM_RESPONSE for code in (400, 413, 415, 422, 503, 504)}
@@ -134,6 +167,8 @@ async def _classify(
         raise Problem(503, "no_model", str(exc)) from exc
     except TimeoutError as exc:
         raise Problem(504, "inference_timeout", f"no results within {timeout:.0f} s") from exc
+    except LimitExceeded as exc:  # a frame or the timeline beyond what the header declared
+        raise Problem(422, exc.reason, str(exc)) from exc
     except (av.FFmpegError, ValueError) as exc:  # passed the probe, failed further in
         raise undecodable(exc) from exc
     finally:

@@ -6,7 +6,7 @@ file included.
 import av
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from service.api.deps import RuntimeDep, refuse_when_overloaded
 from service.api.errors import PROBLEM_RESPONSE, Problem
@@ -22,11 +22,16 @@ router = APIRouter(prefix="/frames", tags=["frames"])
 
 
 class KeyFrame(BaseModel):
+    """One clip's middle frame, as captured and enhanced."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     seq: int
     """The clip's position in the video, as in /v1/classify's `clips`."""
     start: float
-    """Media time (seconds) of the clip's first and last frame."""
+    """Media time (seconds) of the clip's first frame."""
     end: float
+    """Media time (seconds) of the clip's last frame."""
     dark: str
     """The middle frame as captured: a `data:image/jpeg;base64,...` URL."""
     enhanced: str
@@ -34,8 +39,14 @@ class KeyFrame(BaseModel):
 
 
 class KeyFrames(BaseModel):
+    """An uploaded video's key frames, one per clip."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     model_version: str
+    """The model version whose clip spec cut the video."""
     clips: list[KeyFrame]
+    """In clip order."""
 
 
 @router.post(

@@ -5,7 +5,7 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from service.api.deps import RuntimeDep
 from service.api.errors import PROBLEM_RESPONSE
@@ -15,17 +15,33 @@ router = APIRouter(prefix="/models", tags=["models"])
 
 
 class ModelOut(BaseModel):
+    """A registered model version."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     version: str
+    """Its name, e.g. `demo-20261126` or `job-<id>`."""
     active: bool
+    """Whether the service serves it now."""
     created: datetime
+    """When it was trained."""
     labels: list[str]
+    """The actions it recognises, in score order."""
     metrics: dict[str, Any]
+    """Its evaluation as training reported it, e.g. `{"test": {"top1": 0.73}}`."""
     manifest: dict[str, Any]
+    """The whole manifest: architecture, clip spec, labels, metrics."""
 
 
 class ModelList(BaseModel):
+    """Every registered version and the active one."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     active: str | None
+    """The version served now."""
     versions: list[ModelOut]
+    """Newest first."""
 
 
 def _out(entry: ModelVersion, active: str | None) -> ModelOut:

@@ -1,46 +1,56 @@
 """Live cameras: subscribe, inspect, unsubscribe, and read their predictions (polling or SSE).
 
 A subscription only records the camera; an ingest worker takes it through its lease and its clips
-reach the shared queue. A camera's status is read from what reaches the API: who holds its lease
-and the results its clips produced. URLs are shown redacted, everywhere.
+reach the shared queue. A camera's status is what its worker reports (`service.camera_status`),
+its events are pushed as the result store announces results. URLs are shown redacted, everywhere.
 """
 
 import asyncio
-import statistics
 import time
 import uuid
 from collections.abc import AsyncIterator
-from itertools import pairwise
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from service.api.deps import RuntimeDep
 from service.api.errors import PROBLEM_RESPONSE, Problem
+from service.camera_status import StreamStatus, statuses
 from service.cameras import Camera, Sampling, Stride, Webhook
-from service.decode import LIVE_SCHEMES
-from service.illumination import Illumination
-from service.ingest import cadence
 from service.queue.base import ClipResult, Summary, summarize
 from service.runtime import Runtime
+from service.urls import (
+    CAMERA_SCHEMES,
+    Destinations,
+    RefusedURL,
+    camera_destinations,
+    parse,
+    webhook_destinations,
+)
 
 router = APIRouter(prefix="/streams", tags=["streams"])
 
-# How far back the status looks; a live camera yields a clip every few seconds.
-_STATUS_WINDOW_S = 120.0
-_EVENT_POLL_S = 0.5
-_FPS_CLIPS = 12  # the rate is the median over pairs of the latest clips
+_EVENT_WAIT_S = 1.0
+"""How long an event stream waits for a result before it looks whether its client left."""
 
 
 class StreamRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")  # an option the ingest lacks is refused, not lost
+    """A live camera to subscribe."""
+
+    model_config = ConfigDict(  # an option the ingest lacks is refused, not lost
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"url": "rtsp://viewer:secret@10.0.0.7/stream1", "name": "Front door"}]
+        },
+    )
 
     url: str = Field(
-        min_length=1, max_length=2048, description=f"A live source: {', '.join(LIVE_SCHEMES)}."
+        min_length=1, max_length=2048, description=f"A live source: {', '.join(CAMERA_SCHEMES)}."
     )
-    name: str = Field("", max_length=200)
+    name: str = Field("", max_length=200, description="A name for people, e.g. `Front door`.")
     id: str | None = Field(
         None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="Default: generated."
     )
@@ -59,44 +69,33 @@ class StreamRequest(BaseModel):
     @field_validator("url")
     @classmethod
     def _live_source(cls, url: str) -> str:
-        """Only network sources: a file path or file://, concat:, pipe: URL would let a caller
-        read the server's own files."""
-        scheme, sep, rest = url.partition("://")
-        if not sep or scheme.lower() not in LIVE_SCHEMES or not rest.split("/", 1)[0]:
-            raise ValueError(f"url must be a {'/'.join(LIVE_SCHEMES)} URL with a host")
-        return url
+        """Only network sources, rebuilt by the URL policy: a file path or file://, concat:,
+        pipe: URL would let a caller read the server's own files, a CR or LF in the path speak
+        another protocol to whatever listens."""
+        try:
+            return parse(url, CAMERA_SCHEMES).url
+        except RefusedURL as exc:
+            raise ValueError(str(exc)) from None
 
 
-class StreamStatus(BaseModel):
-    id: str
-    url: str
-    """Redacted: user info and secret query values are `***`."""
-    name: str
-    sampling: float | None
-    """Null: the model's rate."""
-    stride: int | None
-    """Null: `LUMOS_CLIP_STRIDE`, or the model's clip length."""
-    webhook: str | None
-    """Redacted like `url`."""
-    status: Literal["connecting", "live", "reconnecting", "stopped"]
-    worker: str | None
-    """The ingest worker holding the camera's lease."""
-    fps: float | None
-    """Sampled frames per second over the recent clips (the model's rate when keeping up); null
-    for the first seconds."""
-    last_clip: float | None
-    """Wall-clock end of the latest classified clip."""
-    last_error: str | None
-    reconnects: int
-    """Recent clips that spanned a reconnect of the source."""
-    illumination: Illumination | None
-    """Of the latest clip."""
+class CameraFrame(BaseModel):
+    """A camera's latest key frame, both ways."""
+
+    dark: str = Field(description="As captured: a `data:image/jpeg;base64,...` URL.")
+    enhanced: str = Field(description="After the teacher's Retinex (MSRCR).")
 
 
 class Predictions(BaseModel):
+    """A stream's results after `since`, and their mean."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     stream: str
+    """The stream's id."""
     results: list[ClipResult]
+    """Oldest first."""
     summary: Summary
+    """The mean of `results`."""
     next_since: float
     """Pass as `since` to get only newer results."""
 
@@ -112,72 +111,70 @@ async def existing_camera(stream_id: str, runtime: RuntimeDep) -> Camera:
 CameraDep = Annotated[Camera, Depends(existing_camera)]
 
 
-async def _status(runtime: Runtime, camera: Camera) -> StreamStatus:
-    worker = await runtime.cameras.owner(camera.id)
-    recent = await runtime.results.for_stream(camera.id, since=time.time() - _STATUS_WINDOW_S)
-    latest = recent[-1] if recent else None
-    # A clip every (stride / fps) seconds; "live" while the newest is younger than a few clips.
-    fresh_s = 3 * runtime.settings.staleness_s + 3 * (latest.end - latest.start if latest else 0)
-    if worker is None:
-        state = "stopped" if latest is None else "reconnecting"
-    elif latest is None:
-        state = "connecting"
-    else:
-        state = "live" if time.time() - latest.end < fresh_s else "reconnecting"
-    fps = None
-    active = await runtime.active.get() if len(recent) >= 2 else None
-    if active is not None:
-        sampling, stride = cadence(active.manifest.clip, runtime.settings, camera)
-        fps = _frame_rate(recent, stride, sampling)
-    errors = [r.error for r in recent if r.error]
-    return StreamStatus(
-        **camera.public(),
-        status=state,
-        worker=worker,
-        fps=fps,
-        last_clip=latest.end if latest else None,
-        last_error=errors[-1] if errors else None,
-        reconnects=sum(r.integrity.reconnect for r in recent),
-        illumination=latest.illumination if latest else None,
-    )
+async def _status(runtime: Runtime, camera_id: str) -> StreamStatus:
+    (status,) = await statuses(runtime.cameras, runtime.settings.staleness_s, [camera_id])
+    return status
 
 
-def _frame_rate(recent: list[ClipResult], stride: int, fps: float) -> float | None:
-    """Sampled frames per second (`stride` between clips): the median rate between consecutive
-    clips of the latest ones, None until there is one.
-
-    Pairs that do not measure the camera are left out: across a reconnect, across a restart of
-    its ingest (`seq` starts over), and faster than the sampler's `fps` can run in real time,
-    which only the seconds of frames a source buffers while it opens, delivered at once, are.
-    """
-    rates = [
-        (b.seq - a.seq) * stride / (b.end - a.end)
-        for a, b in pairwise(recent[-_FPS_CLIPS:])
-        if b.seq > a.seq and b.end > a.end and not (a.integrity.reconnect or b.integrity.reconnect)
-    ]
-    real = [rate for rate in rates if rate <= 1.25 * fps]  # a quarter for timing jitter
-    return round(statistics.median(real), 2) if real else None
+async def _check_destination(destinations: Destinations, url: str) -> None:
+    """422 unless `url` resolves to addresses this service may connect to (ingest workers
+    check again at every connection)."""
+    try:
+        await asyncio.to_thread(destinations.check, url)
+    except RefusedURL as exc:
+        raise Problem(422, exc.reason, str(exc)) from exc
 
 
 @router.post("", status_code=201, responses={409: PROBLEM_RESPONSE, 422: PROBLEM_RESPONSE})
 async def subscribe(request: StreamRequest, runtime: RuntimeDep) -> StreamStatus:
     """Subscribe a live camera; an ingest worker picks it up within a lease period."""
+    settings = runtime.settings
+    await _check_destination(camera_destinations(settings), request.url)
+    if request.webhook:
+        await _check_destination(webhook_destinations(settings), request.webhook)
     camera_id = request.id or uuid.uuid4().hex[:12]
-    if await runtime.cameras.get(camera_id) is not None:
+    cameras = await runtime.cameras.all()
+    if any(c.id == camera_id for c in cameras):
         raise Problem(409, "stream_exists", f"stream {camera_id!r} already exists")
+    if len(cameras) >= settings.cameras_max:
+        raise Problem(
+            409,
+            "too_many_streams",
+            f"{len(cameras)} streams are subscribed, at most {settings.cameras_max}",
+        )
     camera = Camera(id=camera_id, **request.model_dump(exclude={"id"}))
     await runtime.cameras.add(camera)
-    return await _status(runtime, camera)
+    return await _status(runtime, camera.id)
 
 
 @router.get("")
 async def list_streams(runtime: RuntimeDep) -> list[StreamStatus]:
-    return [await _status(runtime, camera) for camera in await runtime.cameras.all()]
+    """Every subscribed camera with its state, in one read of the registry."""
+    return await statuses(runtime.cameras, runtime.settings.staleness_s)
 
 
 @router.get("/{stream_id}", responses={404: PROBLEM_RESPONSE})
 async def get_stream(camera: CameraDep, runtime: RuntimeDep) -> StreamStatus:
-    return await _status(runtime, camera)
+    """The camera's state: `failing` with `last_error` and `next_retry_at` while its source
+    refuses, `stalled` when frames stop."""
+    return await _status(runtime, camera.id)
+
+
+@router.get("/{stream_id}/frame", responses={404: PROBLEM_RESPONSE})
+async def latest_frame(camera: CameraDep, runtime: RuntimeDep) -> CameraFrame:
+    """The middle frame of the camera's latest clip, as captured and as the teacher's Retinex
+    shows it (404 `no_frame` until the first clip)."""
+    data = await runtime.cameras.frame(camera.id)
+    if data is None:
+        raise Problem(404, "no_frame", f"stream {camera.id!r} has no clip yet")
+    return await run_in_threadpool(_render, data)
+
+
+def _render(data: bytes) -> CameraFrame:
+    from service.keyframes import render_stored  # torch: loaded on the first key-frame request
+
+    dark, enhanced = render_stored(data)
+    return CameraFrame(dark=dark, enhanced=enhanced)
 
 
 @router.delete("/{stream_id}", status_code=204, responses={404: PROBLEM_RESPONSE})
@@ -205,8 +202,31 @@ async def predictions(
     )
 
 
+async def event_slot(request: Request, runtime: RuntimeDep) -> AsyncIterator[None]:
+    """503 before an event stream starts when `sse_max_connections` are open: each one holds a
+    connection and polls the store for as long as its client stays. Held until the stream ends
+    (a dependency's exit runs after its response)."""
+    limit = runtime.settings.sse_max_connections
+    state = request.app.state
+    if state.event_streams >= limit:
+        raise Problem(
+            503,
+            "too_many_event_streams",
+            f"{limit} event streams are open here, the limit; retry later",
+            headers={"Retry-After": str(runtime.settings.retry_after_s)},
+        )
+    state.event_streams += 1
+    try:
+        yield
+    finally:
+        state.event_streams -= 1
+
+
 @router.get(
-    "/{stream_id}/events", response_class=EventSourceResponse, responses={404: PROBLEM_RESPONSE}
+    "/{stream_id}/events",
+    response_class=EventSourceResponse,
+    dependencies=[Depends(event_slot)],
+    responses={404: PROBLEM_RESPONSE, 503: PROBLEM_RESPONSE},
 )
 async def events(
     camera: CameraDep,
@@ -214,10 +234,10 @@ async def events(
     runtime: RuntimeDep,
     since: Annotated[float | None, Query(description="Default: from now")] = None,
 ) -> AsyncIterator[ServerSentEvent]:
-    """Server-Sent Events: one `prediction` event per classified clip, as results arrive."""
+    """Server-Sent Events: one `prediction` event per classified clip, pushed as the result
+    store announces it."""
     cursor = time.time() if since is None else since
     while not await request.is_disconnected():
-        for result in await runtime.results.for_stream(camera.id, since=cursor):
+        for result in await runtime.results.newer(camera.id, cursor, _EVENT_WAIT_S):
             cursor = result.start
             yield ServerSentEvent(data=result, event="prediction", id=result.clip_id)
-        await asyncio.sleep(_EVENT_POLL_S)

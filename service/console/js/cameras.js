@@ -1,5 +1,6 @@
-// Cameras: subscribe, watch their status and their predictions arrive live, unsubscribe. URLs are
-// shown only as the server redacts them.
+// Cameras: subscribe, watch their state, latest key frame and predictions arrive live, unsubscribe.
+// A failing camera says why and when it tries again. URLs are shown only as the server redacts
+// them.
 
 import { call, follow } from "./api.js";
 import { h, percent, reconcile, showError, sparkline } from "./dom.js";
@@ -15,7 +16,13 @@ let timer = null;
 const live = new Map();
 
 function feed(id) {
-  const entry = { camera: null, abort: new AbortController(), luma: [], latest: null };
+  const entry = {
+    camera: null,
+    abort: new AbortController(),
+    luma: [],
+    latest: null,
+    frameOf: null,
+  };
   live.set(id, entry);
   const since = Date.now() / 1000 - HISTORY_S;
   const base = `/v1/streams/${encodeURIComponent(id)}/events`;
@@ -61,10 +68,54 @@ function build(camera) {
     h("div", { class: "card-head" }, h("h3", {}), h("span", { class: "badge" })),
     h("p", { class: "url" }),
     h("p", { class: "meta" }),
+    h("p", { class: "problem", role: "status" }),
+    h(
+      "div",
+      { class: "frames", hidden: true },
+      ["dark", "enhanced"].map((view) =>
+        h(
+          "figure",
+          {},
+          h(
+            "div",
+            { class: `frame ${view}` },
+            h("img", { class: "pixelated", alt: `latest key frame, ${view}` }),
+          ),
+          h("figcaption", {}, view === "dark" ? "As captured" : "Enhanced"),
+        ),
+      ),
+    ),
     h("div", { class: "luma" }),
     h("p", { class: "latest", "aria-live": "polite" }),
     h("button", { type: "button", class: "secondary", onclick: () => remove(camera.id) }, "Remove"),
   );
+}
+
+const clock = (unix) => new Date(unix * 1000).toLocaleTimeString();
+
+/** Why the camera is not live, in words, with the time of its next attempt. */
+function problem(camera) {
+  if (camera.state === "failing") {
+    const retry = camera.next_retry_at ? `; next retry at ${clock(camera.next_retry_at)}` : "";
+    return `Failing: ${camera.last_error ?? "the source failed"}${retry}`;
+  }
+  if (camera.state === "stalled") return "Stalled: connected, but no frame is arriving";
+  return "";
+}
+
+/** Fetch the camera's latest key frame when it has a newer clip than the one shown. */
+async function refreshFrame(card, camera, entry) {
+  if (camera.last_clip == null || camera.last_clip === entry.frameOf) return;
+  entry.frameOf = camera.last_clip;
+  try {
+    const frame = await call("GET", `/v1/streams/${encodeURIComponent(camera.id)}/frame`);
+    for (const view of ["dark", "enhanced"]) {
+      card.querySelector(`.frame.${view} img`).src = frame[view];
+    }
+    card.querySelector(".frames").hidden = false;
+  } catch (error) {
+    entry.frameOf = null; // try again on the next refresh
+  }
 }
 
 function fill(card, camera) {
@@ -73,12 +124,16 @@ function fill(card, camera) {
   const fps = camera.fps == null ? "—" : camera.fps.toFixed(1);
   card.querySelector("h3").textContent = camera.name || camera.id;
   const badge = card.querySelector(".badge");
-  badge.textContent = camera.status;
-  badge.dataset.state = camera.status;
+  badge.textContent = camera.state;
+  badge.dataset.state = camera.state;
   card.querySelector(".url").textContent = camera.url;
   card.querySelector(".meta").textContent =
     `${fps} fps · ${camera.reconnects} reconnects` +
-    (camera.last_error ? ` · last error: ${camera.last_error}` : "");
+    (camera.last_error && camera.state !== "failing" ? ` · last error: ${camera.last_error}` : "");
+  const trouble = problem(camera);
+  card.querySelector(".problem").textContent = trouble;
+  card.querySelector(".problem").hidden = !trouble;
+  refreshFrame(card, camera, entry);
   card
     .querySelector(".luma")
     .replaceChildren(

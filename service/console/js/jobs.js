@@ -2,11 +2,13 @@
 
 import { call } from "./api.js";
 import { h, percent, reconcile, showError } from "./dom.js";
+import { flatten, headline, metricName, metricValue } from "./metrics.js";
 
 const EVERY_MS = 1500;
 const OVERRIDE = /^([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\s*[=:]\s*(.+)$/;
 const FINAL = new Set(["succeeded", "failed", "cancelled"]);
 const LOG_LINES = 12;
+const SHOWN_METRICS = 6;
 
 let page;
 let timer = null;
@@ -56,7 +58,8 @@ function build(job) {
     ),
     h("p", { class: "error" }),
     h("p", { class: "outcome" }),
-    h("p", { class: "meta metrics" }),
+    h("p", { class: "headline-metric" }),
+    h("p", { class: "meta job-metrics" }),
     h(
       "details",
       { open: !FINAL.has(job.state) },
@@ -82,8 +85,15 @@ function fill(card, job) {
   text(".step", job.step);
   text(".error", job.error);
   text(".outcome", job.model_version && `Registered model ${job.model_version}`);
-  const metrics = Object.entries(job.metrics).slice(-6);
-  text(".metrics", metrics.map(([k, v]) => `${k} ${+Number(v).toFixed(4)}`).join(" · "));
+  const top = headline(job.metrics);
+  text(".headline-metric", top && `${top.value} ${top.name}`);
+  const shown = flatten(job.metrics)
+    .filter(([keys]) => !keys.includes("per_class"))
+    .slice(-SHOWN_METRICS);
+  text(
+    ".job-metrics",
+    shown.map(([keys, value]) => `${metricName(keys)} ${metricValue(keys, value)}`).join(" · "),
+  );
   card.querySelector(".log").textContent = job.log_tail.slice(-LOG_LINES).join("\n");
   card.querySelector("details").hidden = !job.log_tail.length;
   card.querySelector("button").hidden = FINAL.has(job.state);

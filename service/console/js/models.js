@@ -2,19 +2,17 @@
 
 import { call } from "./api.js";
 import { h, showError } from "./dom.js";
+import { headline, metricList } from "./metrics.js";
 
 let page;
 
 function metrics(values) {
-  const entries = Object.entries(values);
-  if (!entries.length) return h("span", { class: "muted" }, "—");
+  const top = headline(values);
   return h(
-    "dl",
-    { class: "metrics" },
-    entries.flatMap(([name, value]) => [
-      h("dt", {}, name),
-      h("dd", {}, typeof value === "number" ? String(+value.toFixed(4)) : String(value)),
-    ]),
+    "div",
+    {},
+    top ? h("p", { class: "headline-metric" }, h("strong", {}, top.value), ` ${top.name}`) : null,
+    metricList(values),
   );
 }
 
@@ -31,12 +29,12 @@ function row(model) {
     "tr",
     { "data-version": model.version },
     h("th", { scope: "row" }, model.version),
-    h("td", {}, new Date(model.created).toLocaleString()),
-    h("td", {}, metrics(model.metrics)),
-    h("td", {}, String(model.labels.length)),
+    h("td", { "data-label": "Created" }, new Date(model.created).toLocaleString()),
+    h("td", { "data-label": "Metrics" }, metrics(model.metrics)),
+    h("td", { "data-label": "Labels" }, String(model.labels.length)),
     h(
       "td",
-      {},
+      { class: "action" },
       model.active
         ? h("span", { class: "badge", "data-state": "ready" }, "active")
         : h("button", { type: "button", onclick: activate }, "Activate"),
