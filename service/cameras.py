@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from service.camera_health import CameraHealth
+from service.pause import pause
 from service.urls import WEBHOOK_SCHEMES, RefusedURL, parse, redact_url
 
 log = logging.getLogger(__name__)
@@ -355,10 +356,7 @@ class Ownership:
                     if time.monotonic() - renewed > self.lease_ms / 1000:
                         for camera_id in list(self.owned):
                             await self._lose(camera_id)
-                try:
-                    await asyncio.wait_for(stopping.wait(), self.lease_ms / 3000)
-                except TimeoutError:
-                    pass
+                await pause(stopping, self.lease_ms / 3000)
         finally:
             for camera_id in list(self.owned):
                 await self._lose(camera_id)

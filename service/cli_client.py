@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from service.client import ApiError, AsyncClient
+from service.pause import pause
 from service.queue.base import ClipResult, Summary
 from service.settings import Settings
 
@@ -246,7 +247,4 @@ class LocalClient:
             for result in await self.runtime.results.for_stream(camera.id, since=since):
                 since = result.start
                 yield result
-            try:
-                await asyncio.wait_for(stop.wait(), _POLL_S)
-            except TimeoutError:
-                pass
+            await pause(stop, _POLL_S)

@@ -26,8 +26,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="API, camera ingest and inference in one process; in-memory queues unless "
         "LUMOS_REDIS_URL is set. Serves the model in LUMOS_MODEL_DIR (artifacts/demo).",
     )
-    serve.add_argument("--host", help="listen address (default LUMOS_HOST, 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="listen port (default LUMOS_PORT, 8000)")
+    _listen_options(serve)
     serve.set_defaults(run=_serve)
 
     ingest = commands.add_parser(
@@ -48,6 +47,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     register_control(commands)
     register_clients(commands)
     register_bench(commands)
+
+
+def _listen_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="listen address (default LUMOS_HOST, 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="listen port (default LUMOS_PORT, 8000)")
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -147,8 +151,7 @@ def register_control(commands: argparse._SubParsersAction) -> None:
         description="Uploads, cameras, jobs and models over HTTP; uploads are decoded here and "
         "their clips queued for `lumos infer` workers. Run several behind a load balancer.",
     )
-    api.add_argument("--host", help="listen address (default LUMOS_HOST, 127.0.0.1)")
-    api.add_argument("--port", type=int, help="listen port (default LUMOS_PORT, 8000)")
+    _listen_options(api)
     api.set_defaults(run=_api)
 
     trainer = commands.add_parser(
