@@ -84,10 +84,14 @@ CLIP_LATENCY = Histogram(
     buckets=_LATENCY_BUCKETS,
 )
 PREDICTIONS = Counter("lumos_predictions_total", "Top-1 predictions by label.", ["label"])
-WEBHOOK_DELIVERIES = Counter(
-    "lumos_webhook_deliveries_total",
-    "Results POSTed to camera webhooks, by outcome (delivered, failed, dropped).",
-    ["outcome"],
+EVENTS = Counter(
+    "lumos_events_total", "Events opened, by camera and peak label.", ["camera", "label"]
+)
+NOTIFICATIONS = Counter(
+    "lumos_notifications_total",
+    "Event notifications by channel (webhook, mqtt) and outcome (delivered, retried, "
+    "dead_letter, dropped).",
+    ["channel", "outcome"],
 )
 MODEL_INFO = Gauge(
     "lumos_model_info",

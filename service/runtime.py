@@ -10,6 +10,7 @@ The API holds a `Runtime` (`create_app(runtime)`); `service.commands.serve_http`
 """
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Coroutine, Iterable
@@ -24,6 +25,10 @@ from redis.asyncio import Redis
 from model.clip import ClipSpec
 from service.cameras import CameraRegistry, MemoryCameras, RedisCameras
 from service.connections import loop_client, open_all, thread_client
+from service.events.evidence import EvidenceStore
+from service.events.notify import Notifier
+from service.events.store import EventStore, MemoryEvents, RedisEvents
+from service.events.tracker import EventServices
 from service.ingest import CameraIngest, FileIngest, ingest_file
 from service.models import MemoryPointer, ModelRegistry, RedisPointer
 from service.queue.base import ClipQueue, ClipResult, ResultStore, Summary, summarize
@@ -65,6 +70,7 @@ class Runtime:
         results: ResultStore,
         cameras: CameraRegistry,
         models: ModelRegistry,
+        events: EventStore,
         roles: Iterable[str] = ROLES,
         redis_client: Redis | None = None,
     ) -> None:
@@ -73,6 +79,8 @@ class Runtime:
         self.results = results
         self.cameras = cameras
         self.models = models
+        self.events = events
+        self.evidence = EvidenceStore(settings.event_dir)
         self.roles = frozenset(roles)
         if not self.roles <= ROLES:
             raise ValueError(f"unknown roles {sorted(self.roles - ROLES)}")
@@ -95,6 +103,7 @@ class Runtime:
                 MemoryResults(settings.result_ttl_s),
                 MemoryCameras(),
                 models,
+                MemoryEvents(),
                 roles,
             )
         client = loop_client(settings.redis_url, settings.redis_connections)
@@ -105,6 +114,7 @@ class Runtime:
             RedisResults(client, settings.result_ttl_s),
             RedisCameras(client),
             ModelRegistry(settings.model_root, pointer, settings.model_dir),
+            RedisEvents(client),
             roles,
             client,
         )
@@ -116,11 +126,17 @@ class Runtime:
             await open_all(self.redis)
         if isinstance(self.queue, RedisQueue):
             await self.queue.ensure_groups()
-        if isinstance(self.results, RedisResults) and "api" in self.roles:
+        # Uploads (api) and event trackers (ingest) wait on announced results.
+        if isinstance(self.results, RedisResults) and self.roles & {"api", "ingest"}:
             self._spawn(self.results.listen(self._stopping))
         self._spawn(self._watch_depth())
         if "ingest" in self.roles:
-            ingest = CameraIngest(self.cameras, self.queue, self.models, self.settings)
+            notifier = Notifier(self.settings)
+            self._spawn(self._until_stopped(notifier.run()))
+            events = EventServices(
+                self.events, self.evidence, self.results, notifier, self.settings
+            )
+            ingest = CameraIngest(self.cameras, self.queue, self.models, self.settings, events)
             self._spawn(ingest.run(self._stopping))
         if "infer" in self.roles:
             from service.infer import InferenceWorker  # torch-heavy: only where it runs
@@ -143,6 +159,14 @@ class Runtime:
         done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             task.result()
+
+    async def _until_stopped(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run a task that only ends when cancelled, until `stop()`."""
+        task = asyncio.create_task(work)
+        await self._stopping.wait()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)

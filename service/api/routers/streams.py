@@ -21,6 +21,7 @@ from service.api.deps import RuntimeDep
 from service.api.errors import PROBLEM_RESPONSE, Problem
 from service.cameras import Camera, Sampling, Stride, Webhook
 from service.decode import LIVE_SCHEMES
+from service.events.rules import Roi, Rules
 from service.illumination import Illumination
 from service.ingest import cadence
 from service.queue.base import ClipResult, Summary, summarize
@@ -53,8 +54,10 @@ class StreamRequest(BaseModel):
         "`LUMOS_CLIP_STRIDE`, or the model's clip length (back-to-back clips).",
     )
     webhook: Webhook | None = Field(
-        None, description="An http(s) URL every prediction of the camera is POSTed to, as JSON."
+        None, description="An http(s) URL each finished event of the camera is POSTed to."
     )
+    rules: Rules | None = Field(None, description="When clips make events; null: none.")
+    roi: Roi | None = Field(None, description="Region of interest; null: the whole frame.")
 
     @field_validator("url")
     @classmethod
@@ -78,6 +81,8 @@ class StreamStatus(BaseModel):
     """Null: `LUMOS_CLIP_STRIDE`, or the model's clip length."""
     webhook: str | None
     """Redacted like `url`."""
+    rules: Rules | None
+    roi: Roi | None
     status: Literal["connecting", "live", "reconnecting", "stopped"]
     worker: str | None
     """The ingest worker holding the camera's lease."""
