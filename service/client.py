@@ -337,9 +337,16 @@ def as_table(name: str, result: Classified, top: int) -> str:
 
 
 async def classify_files(
-    files: list[Path], server: str | None, api_key: str | None, top: int, json_out: bool
+    files: list[Path],
+    server: str | None,
+    api_key: str | None,
+    top: int,
+    json_out: bool,
+    save: Path | None = None,
+    enhanced: bool = False,
 ) -> int:
-    """`lumos classify`: a table (or JSON) per file; 1 when a file could not be classified."""
+    """`lumos classify`: a table (or JSON) per file; 1 when a file could not be classified.
+    With `save` (one file), also the video annotated with each clip's labels."""
     failed = 0
     answers = []
     try:
@@ -364,6 +371,15 @@ async def classify_files(
                     answers.append(as_json(str(path), result, top))
                 else:
                     print(as_table(str(path), result, top), flush=True)
+                if save is not None:
+                    from service.annotate import annotate
+
+                    clips = [(result.span(clip)[0], clip) for clip in result.clips]
+                    try:
+                        await asyncio.to_thread(annotate, path, save, clips, top, enhanced)
+                    except (OSError, ValueError) as exc:  # av.FFmpegError is an OSError
+                        print(f"lumos classify: cannot write {save}: {exc}", file=sys.stderr)
+                        failed += 1
     except ClientError as exc:
         print(f"lumos classify: {exc}", file=sys.stderr)
         return 2
