@@ -74,7 +74,8 @@ def annotate(
             for index, frame in enumerate(container.decode(stream)):
                 t = frame.time if frame.time is not None else index / rate
                 at = int(np.searchsorted(starts, t + 1e-6)) - 1
-                pending.append((frame.to_ndarray(format="rgb24"), clips[at][1] if at >= 0 else None))
+                clip = clips[at][1] if at >= 0 else None
+                pending.append((frame.to_ndarray(format="rgb24"), clip))
                 if len(pending) == _CHUNK:
                     flush()
             if pending:

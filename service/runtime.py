@@ -27,9 +27,10 @@ from service.cameras import CameraRegistry, MemoryCameras, RedisCameras
 from service.connections import loop_client, open_all, thread_client
 from service.events.evidence import EvidenceStore
 from service.events.notify import Notifier
+from service.events.segments import Segment, segments
 from service.events.store import EventStore, MemoryEvents, RedisEvents
 from service.events.tracker import EventServices
-from service.ingest import CameraIngest, FileIngest, ingest_file
+from service.ingest import CameraIngest, FileIngest, cadence, ingest_file
 from service.models import MemoryPointer, ModelRegistry, RedisPointer
 from service.queue.base import ClipQueue, ClipResult, ResultStore, Summary, summarize
 from service.queue.memory import MemoryQueue, MemoryResults
@@ -57,6 +58,8 @@ class VideoResult(BaseModel):
     summary: Summary
     gated: int
     """Clips the darkness gate skipped (they have no result)."""
+    segments: list[Segment]
+    """The clips as runs of one top label, so that a short action is not averaged away."""
 
 
 class Runtime:
@@ -243,9 +246,11 @@ class Runtime:
         `timeout` seconds of waiting for them)."""
         ingest = await self.ingest_file(path, stream)
         clips = await self.results.wait(ingest.stream, ingest.clip_ids, timeout)
+        spec = await asyncio.to_thread(self.clip_spec)
         return VideoResult(
             stream=ingest.stream,
             clips=clips,
             summary=summarize(clips, self.settings.top_k),
             gated=ingest.gated,
+            segments=segments(clips, spec.frames, spec.fps, *cadence(spec, self.settings)[1:]),
         )

@@ -32,6 +32,7 @@ from service.api.uploads import (
     probe_video,
     receive_upload,
 )
+from service.events.segments import Segment
 from service.queue.base import ClipResult, Summary
 from service.runtime import NoActiveModel, Runtime, VideoResult
 
@@ -69,6 +70,8 @@ class Classification(BaseModel):
     """Clips the darkness gate skipped; they have no result."""
     video: Summary
     """Whole-video top-k: the mean of the clips' scores."""
+    segments: list[Segment]
+    """Runs of clips with one top label: a short action the mean hides shows here."""
     clips: list[ClipResult]
     illumination: IlluminationStats | None
     timings: Timings
@@ -129,6 +132,7 @@ def _answer(
         clip_count=len(result.clips),
         gated=result.gated,
         video=result.summary,
+        segments=result.segments,
         clips=result.clips,
         illumination=illumination,
         timings=Timings(
