@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # Debian packages the tests drive for real: Redis, ffmpeg, the GStreamer RTSP server, a browser.
 TEST_DEBS := redis-server ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp \
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
-	gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools chromium
+	gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools chromium mosquitto
 
 .PHONY: run test lint format system-deps clean
 

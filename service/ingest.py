@@ -241,7 +241,7 @@ class LiveIngest:
                     STREAM_FRAMES_DROPPED.labels(stream=label, reason="queue_error").inc()
                     continue
                 if self.tracker is not None:
-                    self.tracker.queued(clip.id)
+                    self.tracker.queued(clip.id, clip.end)
         finally:
             if tracking is not None:
                 tracking.cancel()

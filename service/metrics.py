@@ -93,6 +93,10 @@ NOTIFICATIONS = Counter(
     "dead_letter, dropped).",
     ["channel", "outcome"],
 )
+# Known from the start, so that a dashboard shows zeros rather than nothing before the first one.
+for _channel in ("webhook", "mqtt"):
+    for _outcome in ("delivered", "retried", "dead_letter", "dropped"):
+        NOTIFICATIONS.labels(channel=_channel, outcome=_outcome)
 MODEL_INFO = Gauge(
     "lumos_model_info",
     "1 for the model version a process serves.",

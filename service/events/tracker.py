@@ -27,6 +27,9 @@ from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
+_INFERENCE_GRACE_S = 10.0
+_MIN_WAIT_S = 0.05
+
 
 @dataclass(frozen=True)
 class EventServices:
@@ -59,26 +62,29 @@ class EventTracker:
         self.frames: deque[tuple[float, np.ndarray]] = deque(
             maxlen=max(1, round(fps * (settings.event_clip_max_s + 1)))
         )
-        self._clips: asyncio.Queue[str] = asyncio.Queue()
-        # A result later than this never comes (its clip was dropped as stale).
-        self._result_timeout = settings.staleness_s + settings.claim_idle_ms / 1000
+        self._clips: asyncio.Queue[tuple[str, float]] = asyncio.Queue()
+        # How long after its last frame a clip's result may take: past the staleness budget a
+        # live clip is dropped rather than inferred, so its result never comes.
+        self._result_within = settings.staleness_s + _INFERENCE_GRACE_S
 
     def frame(self, wall: float, view: np.ndarray | None) -> None:
         if view is not None:
             self.frames.append((wall, view))
 
-    def queued(self, clip_id: str) -> None:
-        self._clips.put_nowait(clip_id)
+    def queued(self, clip_id: str, end: float) -> None:
+        """Follow the clip `clip_id`, whose last frame was at `end` (wall time)."""
+        self._clips.put_nowait((clip_id, end))
 
     async def run(self) -> None:
         results, store = self.services.results, self.services.store
         state = await self._resume()
         while True:
-            clip_id = await self._clips.get()
+            clip_id, end = await self._clips.get()
+            # A backlog of dropped clips is passed over at once, not one timeout each.
+            timeout = max(_MIN_WAIT_S, end + self._result_within - time.time())
             try:
-                (result,) = await results.wait(self.camera.id, [clip_id], self._result_timeout)
-                changes = step(self.rules, state, result)
-                for kind, event in changes:
+                (result,) = await results.wait(self.camera.id, [clip_id], timeout)
+                for kind, event in step(self.rules, state, result):
                     await self._changed(kind, event)
                 await store.save_state(self.camera.id, state)
             except TimeoutError:
@@ -87,6 +93,8 @@ class EventTracker:
                 )
             except (RedisError, OSError) as exc:
                 log.warning("camera %s: events missed a clip: %s", self.camera.id, exc)
+            except Exception:  # a bug here must not end the camera's events for good
+                log.exception("camera %s: events failed on clip %s", self.camera.id, clip_id)
 
     async def _resume(self) -> TrackerState:
         """The camera's state as its last owner left it; an event left open longer ago than

@@ -3,6 +3,7 @@ worker's open event, retention, and signed webhook delivery with retries and dea
 
 import asyncio
 import os
+import socket
 import time
 
 import pytest
@@ -18,7 +19,7 @@ from service.queue.base import ClipResult
 from service.queue.memory import MemoryResults
 from service.settings import Settings
 from service.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookNotifier, sign, verify
-from tests.servers import RedisServer, WebhookReceiver, free_port
+from tests.servers import RedisServer, WebhookReceiver
 from tests.service.clips import metric
 from tests.service.test_queue import result
 
@@ -81,7 +82,7 @@ def run_tracker(services: EventServices, camera: Camera, results: list[ClipResul
         task = asyncio.create_task(tracker.run())
         for r in results:
             await services.results.put(r)
-            tracker.queued(r.clip_id)
+            tracker.queued(r.clip_id, r.end)
         while not tracker._clips.empty():
             await asyncio.sleep(0.01)
         await asyncio.sleep(0.1)
@@ -188,7 +189,10 @@ def test_webhooks_are_signed_retried_and_dead_lettered(tmp_path) -> None:
     )
     assert not verify("k", "soon", sign("k", "soon", body), body)
     ((_, event),) = step(Rules(min_clips=1), TrackerState(), clip(0, "Run", 0.9))
-    dead = f"http://user:secret@127.0.0.1:{free_port()}/hook"
+    # A port held but not listening: refused every time, and nobody else can take it meanwhile.
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    dead = f"http://user:secret@127.0.0.1:{holder.getsockname()[1]}/hook"
     before = {
         o: metric("lumos_notifications_total", channel="webhook", outcome=o)
         for o in ("delivered", "retried", "dead_letter")
@@ -204,7 +208,7 @@ def test_webhooks_are_signed_retried_and_dead_lettered(tmp_path) -> None:
             await asyncio.sleep(0.05)
         task.cancel()
 
-    with WebhookReceiver() as receiver:
+    with holder, WebhookReceiver() as receiver:
         asyncio.run(asyncio.wait_for(main(receiver), 30))
     headers, raw = receiver.requests[0]
     assert verify("k", headers[TIMESTAMP_HEADER], headers[SIGNATURE_HEADER], raw)

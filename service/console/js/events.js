@@ -8,6 +8,7 @@ const PAGE = 50;
 let page;
 let abort = null;
 let shown = []; // the listed events, newest first
+let total = 0; // matching events on the server
 let urls = []; // blob URLs of the open event's evidence, revoked when another opens
 
 const time = (t) => new Date(t * 1000).toLocaleString();
@@ -57,11 +58,13 @@ function fill(card, event) {
 
 function render() {
   reconcile(page.querySelector(".event-list"), shown, (e) => e.id, build, fill);
+  page.querySelector(".event-total").textContent = `${total} events`;
   page.querySelector(".event-list + .empty").hidden = shown.length > 0;
 }
 
 function changed(event) {
   if (!wanted(event)) return;
+  if (!shown.some((e) => e.id === event.id)) total += 1;
   shown = [event, ...shown.filter((e) => e.id !== event.id)]
     .sort((a, b) => b.start - a.start)
     .slice(0, PAGE);
@@ -75,7 +78,7 @@ async function load() {
   try {
     const answer = await call("GET", `/v1/events?${filters()}`);
     shown = answer.events;
-    page.querySelector(".event-total").textContent = `${answer.total} events`;
+    total = answer.total;
     render();
   } catch (error) {
     showError(page, error.message);
@@ -164,7 +167,9 @@ function camera() {
   return cameras.find((c) => c.id === id);
 }
 
-async function loadCameras() {
+/** The cameras into both selects; `refill` also puts the selected camera's rules in the form
+ * (not after a save, which would overwrite what is being typed). */
+async function loadCameras(refill = true) {
   try {
     cameras = await call("GET", "/v1/streams");
   } catch (error) {
@@ -177,7 +182,7 @@ async function loadCameras() {
     select.replaceChildren(...any, ...cameras.map((c) => h("option", { value: c.id }, c.name || c.id)));
     select.value = keep;
   }
-  showRules();
+  if (refill) showRules();
 }
 
 function showRules() {
@@ -211,7 +216,7 @@ async function saveRules(event) {
     if (event.submitter?.value === "clear") await call("DELETE", `/v1/streams/${id}/rules`);
     else await call("PUT", `/v1/streams/${id}/rules`, rules);
     page.querySelector(".rules-state").textContent = "Saved; the camera restarts with it.";
-    loadCameras();
+    loadCameras(false);
   } catch (error) {
     showError(page, error.message);
   }
@@ -276,7 +281,7 @@ async function saveRoi(clear) {
     if (clear || !box) await call("DELETE", `/v1/streams/${id}/roi`);
     else await call("PUT", `/v1/streams/${id}/roi`, { points: [box.slice(0, 2), box.slice(2)] });
     page.querySelector(".rules-state").textContent = "Region saved; the camera restarts with it.";
-    loadCameras();
+    loadCameras(false);
   } catch (error) {
     showError(page, error.message);
   }
