@@ -163,7 +163,10 @@ class Settings(BaseSettings):
         2 * 1024**3, ge=0, description="Evidence kept at most; the oldest goes first beyond."
     )
     event_clip_max_s: float = Field(
-        30.0, gt=0, description="An event's evidence clip keeps at most its last this many seconds."
+        30.0,
+        gt=0,
+        description="An event's evidence clip keeps at most its last this many seconds. Each "
+        "camera with rules holds this much of its frames (30 s at 12 fps and 320 x 240: 83 MiB).",
     )
     event_view_height: int = Field(
         240, ge=16, le=2160, description="Height of evidence frames (source height if lower)."

@@ -8,6 +8,7 @@ continues the open event (or closes it, if the camera was away too long).
 """
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -22,13 +23,13 @@ from service.events.notify import Notifier
 from service.events.rules import Event, Rules, TrackerState, step
 from service.events.store import EventStore
 from service.metrics import EVENTS
-from service.queue.base import ResultStore
+from service.queue.base import ClipResult, ResultStore
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
 _INFERENCE_GRACE_S = 10.0
-_MIN_WAIT_S = 0.05
+_RECHECK_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -62,10 +63,11 @@ class EventTracker:
         self.frames: deque[tuple[float, np.ndarray]] = deque(
             maxlen=max(1, round(fps * (settings.event_clip_max_s + 1)))
         )
-        self._clips: asyncio.Queue[tuple[str, float]] = asyncio.Queue()
-        # How long after its last frame a clip's result may take: past the staleness budget a
-        # live clip is dropped rather than inferred, so its result never comes.
-        self._result_within = settings.staleness_s + _INFERENCE_GRACE_S
+        self._clips: deque[tuple[str, float]] = deque()
+        """(id, wall-clock end) of the clips queued and not yet stepped, oldest first."""
+        self._queued = asyncio.Event()
+        self._overtaken: float | None = None
+        """When a later clip's result was first seen while the oldest clip had none."""
 
     def frame(self, wall: float, view: np.ndarray | None) -> None:
         if view is not None:
@@ -73,28 +75,59 @@ class EventTracker:
 
     def queued(self, clip_id: str, end: float) -> None:
         """Follow the clip `clip_id`, whose last frame was at `end` (wall time)."""
-        self._clips.put_nowait((clip_id, end))
+        self._clips.append((clip_id, end))
+        self._queued.set()
 
     async def run(self) -> None:
-        results, store = self.services.results, self.services.store
+        store = self.services.store
         state = await self._resume()
         while True:
-            clip_id, end = await self._clips.get()
-            # A backlog of dropped clips is passed over at once, not one timeout each.
-            timeout = max(_MIN_WAIT_S, end + self._result_within - time.time())
+            if not self._clips:
+                self._queued.clear()
+                await self._queued.wait()
+            clip_id = self._clips[0][0]
             try:
-                (result,) = await results.wait(self.camera.id, [clip_id], timeout)
-                for kind, event in step(self.rules, state, result):
-                    await self._changed(kind, event)
-                await store.save_state(self.camera.id, state)
-            except TimeoutError:
+                result = await self._result()
+                if result is not None:
+                    for kind, event in step(self.rules, state, result):
+                        await self._changed(kind, event)
+                    await store.save_state(self.camera.id, state)
+                self._clips.popleft()
+            except (RedisError, OSError) as exc:
+                log.warning("camera %s: events wait for the store: %s", self.camera.id, exc)
+                await asyncio.sleep(1.0)
+            except Exception:  # a bug here must not end the camera's events for good
+                log.exception("camera %s: events failed on clip %s", self.camera.id, clip_id)
+                self._clips.popleft()
+
+    async def _result(self) -> ClipResult | None:
+        """The oldest followed clip's result, or None once it will not come.
+
+        A live clip can be dropped (the queue's overflow, or staleness) and then has no result
+        ever. So the oldest clip is passed over when its successors have had results for a
+        recheck period (an overflow drop), when it is past the staleness budget while they have
+        (a stale drop), or when it is past the budget and a grace for slow inference; a backlog
+        of dropped clips is passed over at once, not one timeout each.
+        """
+        results, settings = self.services.results, self.services.settings
+        clip_id, end = self._clips[0]
+        while True:
+            found = await results.get_many([i for i, _ in self._clips])
+            if clip_id in found:
+                self._overtaken = None
+                return found[clip_id]
+            now = time.time()
+            if found and self._overtaken is None:
+                self._overtaken = now
+            late = now - end - settings.staleness_s
+            overtaken = self._overtaken is not None and now - self._overtaken >= _RECHECK_S
+            if late > _INFERENCE_GRACE_S or (found and (late > 0 or overtaken)):
                 log.info(
                     "camera %s: clip %s has no result; events skip it", self.camera.id, clip_id
                 )
-            except (RedisError, OSError) as exc:
-                log.warning("camera %s: events missed a clip: %s", self.camera.id, exc)
-            except Exception:  # a bug here must not end the camera's events for good
-                log.exception("camera %s: events failed on clip %s", self.camera.id, clip_id)
+                return None
+            with contextlib.suppress(TimeoutError):
+                await results.wait(self.camera.id, [clip_id], _RECHECK_S)
 
     async def _resume(self) -> TrackerState:
         """The camera's state as its last owner left it; an event left open longer ago than

@@ -83,7 +83,7 @@ def run_tracker(services: EventServices, camera: Camera, results: list[ClipResul
         for r in results:
             await services.results.put(r)
             tracker.queued(r.clip_id, r.end)
-        while not tracker._clips.empty():
+        while tracker._clips:
             await asyncio.sleep(0.01)
         await asyncio.sleep(0.1)
         task.cancel()
