@@ -8,7 +8,7 @@ TEST_DEBS := redis-server ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
 	gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools chromium mosquitto
 
-.PHONY: run test lint format system-deps clean
+.PHONY: run test check screenshots lint format system-deps clean
 
 $(VENV)/.installed: pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,14 @@ format: $(VENV)/.installed
 
 test: $(VENV)/.installed system-deps lint
 	$(BIN)/pytest -q
+
+# The fast tier: lint, then every test not marked system, browser, deploy or gpu (pyproject.toml).
+check: $(VENV)/.installed system-deps lint
+	$(BIN)/pytest -q -m "not system and not browser and not deploy and not gpu"
+
+# The console's screenshots for the README (docs/images/); no other target rewrites them.
+screenshots: $(VENV)/.installed system-deps
+	LUMOS_SCREENSHOTS=docs/images $(BIN)/pytest -q tests/console
 
 clean:
 	rm -rf $(VENV)

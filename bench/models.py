@@ -12,9 +12,10 @@ import torch
 import yaml
 
 from bench.report import ROOT, SCRATCH
-from model.artifact import Manifest, load_manifest, save_artifact
+from model.artifact import save_artifact
 from model.clip import ClipSpec
-from model.networks import ArchConfig, build_network
+from model.manifest import ArchConfig, Manifest, load_manifest
+from model.networks import build_network
 
 DEMO = ROOT / "artifacts" / "demo"
 DEMO_CONFIG = ROOT / "configs" / "cpu-small" / "distill.yaml"

@@ -31,7 +31,7 @@ from bench import models
 from bench.profile import Sampler, show
 from bench.report import SCRATCH, Run, add_options, table, verdict
 from service.backends import calibration_batch
-from service.clip import Clip, Integrity, encode
+from service.clips import Clip, Integrity, encode
 from service.illumination import measure
 from service.queue.redis import GROUP, RedisQueue, lane_key
 from tests.servers import RedisServer

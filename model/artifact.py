@@ -5,49 +5,17 @@ needed to rebuild the network and feed it (architecture, labels, clip spec), plu
 from and how well it did.
 """
 
-import json
 import os
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, Self
+from typing import Any, NamedTuple
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from model.clip import ClipSpec
-from model.networks import ArchConfig, Student, Teacher, build_network
+from model.manifest import FORMAT, MANIFEST, WEIGHTS, ArtifactError, Manifest, load_manifest
+from model.networks import Student, Teacher, build_network
 from model.state import StateMismatchError, check_state, load_strict
-
-FORMAT = "lumos-artifact/1"
-WEIGHTS = "model.safetensors"
-MANIFEST = "manifest.json"
-
-
-class ArtifactError(ValueError):
-    """An artifact directory that cannot be loaded or written, with the reason."""
-
-
-class Manifest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    format: Literal["lumos-artifact/1"] = FORMAT
-    version: str = Field(min_length=1)
-    arch: ArchConfig
-    labels: list[str]
-    clip: ClipSpec
-    provenance: dict[str, Any] = Field(default_factory=dict)
-    metrics: dict[str, Any] = Field(default_factory=dict)
-    created: datetime = Field(default_factory=lambda: datetime.now(UTC))
-
-    @model_validator(mode="after")
-    def _labels_match_classes(self) -> Self:
-        if len(self.labels) != self.arch.num_classes:
-            raise ValueError(
-                f"{len(self.labels)} labels for {self.arch.num_classes} classes; they must match"
-            )
-        return self
 
 
 class Artifact(NamedTuple):
@@ -78,17 +46,6 @@ def save_artifact(directory: str | Path, network: Student | Teacher, manifest: M
     _write_atomic(directory / WEIGHTS, lambda p: save_file(state, p, metadata={"format": FORMAT}))
     _write_atomic(directory / MANIFEST, lambda p: p.write_text(manifest.model_dump_json(indent=2)))
     return directory
-
-
-def load_manifest(directory: str | Path) -> Manifest:
-    """The manifest alone, e.g. to show a model's labels without building it."""
-    path = Path(directory) / MANIFEST
-    try:
-        return Manifest.model_validate(json.loads(path.read_text()))
-    except FileNotFoundError as e:
-        raise ArtifactError(f"{directory} is not a model artifact: no {MANIFEST}") from e
-    except (json.JSONDecodeError, ValidationError) as e:
-        raise ArtifactError(f"invalid {path}: {e}") from e
 
 
 def load_artifact(directory: str | Path) -> Artifact:

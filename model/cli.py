@@ -43,7 +43,7 @@ def _add_backbone_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from model.networks import ArchConfig
+    from model.manifest import ArchConfig
     from model.profile import profile
 
     fusion = args.fusion or ("dff" if args.arch == "teacher" else None)
@@ -79,10 +79,11 @@ def _import_ig65m(args: argparse.Namespace) -> int:
     import hashlib
     from pathlib import Path
 
-    from model.artifact import Manifest, save_artifact
+    from model.artifact import save_artifact
     from model.clip import ClipSpec
     from model.ig65m import import_backbone
-    from model.networks import ArchConfig, Student
+    from model.manifest import ArchConfig, Manifest
+    from model.networks import Student
 
     checkpoint = Path(args.checkpoint)
     now = datetime.now(UTC)

@@ -1,13 +1,19 @@
 """The clip a network expects, and the one conversion from decoded frames to network input.
 
 Training and serving both call `ClipSpec.to_input`, so the two can never disagree on scaling,
-layout or normalisation; the spec travels inside every model artifact.
+layout or normalisation; the spec travels inside every model artifact. The spec itself is plain
+data that imports no torch (the control plane reads it from manifests); only the conversion needs
+torch, and whoever calls it already holds tensors.
 """
 
-from typing import Literal
+from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING, Literal
+
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    import torch
 
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
@@ -36,6 +42,8 @@ class ClipSpec(BaseModel):
         The frames are expected already resized and cropped; only the layout is checked here,
         because a trainer may feed other lengths (the networks accept any multiple of 8).
         """
+        import torch
+
         if frames.dtype != torch.uint8 or frames.ndim != 5 or frames.shape[-1] != 3:
             raise ValueError(
                 "expected uint8 frames shaped B x T x H x W x 3, got "
@@ -46,6 +54,8 @@ class ClipSpec(BaseModel):
 
     def normalize_unit(self, clip: torch.Tensor) -> torch.Tensor:
         """Normalise a float `B x 3 x T x H x W` clip in [0, 1], e.g. an enhanced copy."""
+        import torch
+
         if self.normalize == "per_clip":
             dims = (1, 2, 3, 4)
             mean = clip.mean(dim=dims, keepdim=True)

@@ -3,13 +3,10 @@
 Every fusion module maps `(f_dark, f_ret)`, both `B x C x T x H x W`, to one map of that shape.
 """
 
-from typing import Literal, get_args
-
 import torch
 from torch import nn
 
-FusionKind = Literal["dff", "sum", "mean", "concat", "single"]
-FUSIONS: tuple[str, ...] = get_args(FusionKind)
+from model.manifest import FUSIONS
 
 
 def _bottleneck(channels: int, hidden: int, out: int, norm_out: bool) -> list[nn.Module]:

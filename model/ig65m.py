@@ -29,7 +29,12 @@ def read_state(path: str | Path) -> dict[str, torch.Tensor]:
     except FileNotFoundError as e:
         raise CheckpointError(f"no checkpoint at {path}") from e
     except Exception as e:  # torch raises pickle, zip and runtime errors for a bad file
-        raise CheckpointError(f"{path} is not a loadable weights-only checkpoint: {e}") from e
+        # The error's own text quotes bytes of the file; the path may be a job's (shown to
+        # clients), so only the kind of failure is reported.
+        kind = type(e).__name__
+        raise CheckpointError(
+            f"{path} is not a loadable weights-only checkpoint ({kind})"
+        ) from None
     for key in _WRAPPERS:
         if isinstance(data, Mapping) and isinstance(data.get(key), Mapping):
             data = data[key]

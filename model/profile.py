@@ -9,7 +9,8 @@ from pydantic import BaseModel
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from model.networks import ArchConfig, Teacher, build_network
+from model.manifest import ArchConfig
+from model.networks import Teacher, build_network
 
 
 class Profile(BaseModel):

@@ -192,21 +192,15 @@ def _api(args: argparse.Namespace) -> int:
 def _trainer(args: argparse.Namespace) -> int:
     import threading
 
-    from service.jobs import JobPlanner, Trainer, job_store
+    from service.jobs.planner import JobPlanner
+    from service.jobs.runner import JobRunner
+    from service.jobs.store import job_store
     from service.probes import ProbeServer
     from service.runtime import Runtime
 
     settings = _distributed_settings("trainer", trainer_concurrency=args.concurrency)
     models = Runtime.from_settings(settings, roles=()).models
-    trainer = Trainer(
-        job_store(settings),
-        models,
-        JobPlanner(settings, models),
-        settings.runs_dir,
-        settings.worker_id,
-        settings.job_lease_s,
-        settings.trainer_concurrency,
-    )
+    trainer = JobRunner(settings, job_store(settings), models, JobPlanner(settings, models))
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

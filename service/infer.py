@@ -33,7 +33,7 @@ from service.metrics import (
     QUEUE_WAIT,
     set_model_version,
 )
-from service.models import ModelRegistry
+from service.pause import pause
 from service.queue.base import (
     ClipQueue,
     ClipResult,
@@ -42,6 +42,7 @@ from service.queue.base import (
     Prediction,
     ResultStore,
 )
+from service.registry import ModelRegistry
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -173,10 +174,7 @@ class InferenceWorker:
                 set_model_version(engine.version)
                 return engine
             log.error("no active model: waiting for one to be activated")
-            try:
-                await asyncio.wait_for(stopping.wait(), self.settings.model_poll_s)
-            except TimeoutError:
-                pass
+            await pause(stopping, self.settings.model_poll_s)
         return None
 
     async def _every(self, seconds: float, action: Callable[[], Awaitable[None]]) -> None:

@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 
 from model.clip import ClipSpec
 from service.cameras import Camera, CameraRegistry, Ownership
-from service.clip import Clip, Integrity
+from service.clips import Clip, Integrity
 from service.decode import Frame, Geometry, decode_frames, is_live, open_source, redact_url
 from service.events.tracker import EventServices, EventTracker
 from service.illumination import gate, measure
@@ -39,8 +39,9 @@ from service.metrics import (
     STREAM_RECONNECTS,
     STREAM_UP,
 )
-from service.models import ModelRegistry
+from service.pause import pause
 from service.queue.base import ClipQueue
+from service.registry import ModelRegistry
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -346,10 +347,7 @@ class CameraIngest:
             if active is not None:
                 return active.manifest.clip
             log.error("no active model: cameras wait until one is activated")
-            try:
-                await asyncio.wait_for(stopping.wait(), self.settings.model_poll_s)
-            except TimeoutError:
-                pass
+            await pause(stopping, self.settings.model_poll_s)
         return None
 
     async def _watch_spec(self, stopping: asyncio.Event) -> None:

@@ -109,6 +109,11 @@ REQUESTS = Counter("lumos_requests_total", "HTTP requests by route and status.",
 REQUEST_SECONDS = Histogram(
     "lumos_request_seconds", "HTTP request duration by route.", ["route"], buckets=_LATENCY_BUCKETS
 )
+UPLOADS_IN_FLIGHT = Gauge(
+    "lumos_uploads_in_flight",
+    "Uploads an API process works on (requests and asynchronous classifications).",
+    multiprocess_mode="livesum",
+)
 JOBS = Gauge("lumos_jobs", "Training jobs by state.", ["state"], multiprocess_mode="mostrecent")
 
 

@@ -31,10 +31,11 @@ from service.events.segments import Segment, segments
 from service.events.store import EventStore, MemoryEvents, RedisEvents
 from service.events.tracker import EventServices
 from service.ingest import CameraIngest, FileIngest, cadence, ingest_file
-from service.models import MemoryPointer, ModelRegistry, RedisPointer
+from service.pause import pause
 from service.queue.base import ClipQueue, ClipResult, ResultStore, Summary, summarize
 from service.queue.memory import MemoryQueue, MemoryResults
 from service.queue.redis import RedisQueue, RedisResults
+from service.registry import MemoryPointer, ModelRegistry, RedisPointer
 from service.settings import Settings
 
 if TYPE_CHECKING:
@@ -187,10 +188,7 @@ class Runtime:
                 await self.queue.depth()
             except (redis.RedisError, OSError) as exc:
                 log.warning("cannot read queue depth: %s", exc)
-            try:
-                await asyncio.wait_for(self._stopping.wait(), _DEPTH_EVERY_S)
-            except TimeoutError:
-                pass
+            await pause(self._stopping, _DEPTH_EVERY_S)
 
     async def readiness(self) -> dict[str, dict[str, Any]]:
         """Checks for a readiness probe, each `{"ok": bool, ...details}`: the queue answers, a

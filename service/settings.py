@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     model_root: Path = Field(
         Path("runs/models"), description="Directory of registered model versions."
     )
+    artifacts_root: Path = Field(
+        Path("artifacts"),
+        description="Bundled artifacts and backbone weights: with the model root, the only "
+        "directories a training job may name files under (`pretrained`).",
+    )
     cache_dir: Path = Field(
         Path("runs/cache"), description="Derived files, e.g. ONNX exports of served models."
     )

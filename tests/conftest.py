@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from model.artifact import Manifest, save_artifact
+from model.artifact import save_artifact
 from model.clip import ClipSpec
-from model.networks import ArchConfig, build_network
+from model.manifest import ArchConfig, Manifest
+from model.networks import build_network
 from tests.servers import RedisServer, RtspCamera
 from training.video import Codec, write_video
 
@@ -26,6 +27,37 @@ ARID_LABELS = [
     "Walk",
     "Wave",
 ]
+TIERS = {
+    "system": (
+        "tests/system/",
+        "tests/api/test_uploads.py",
+        "tests/api/test_streams.py",
+        "tests/api/test_distributed.py",
+        "tests/api/test_events.py",
+        "tests/api/test_jobs.py",
+        # End to end through `lumos` subprocesses: CLI, training recipes, DDP, killed workers.
+        "tests/cli/",
+        "tests/model/test_model_cli.py",
+        "tests/training/test_recipe_stages.py",
+        "tests/training/test_ddp.py",
+        "tests/service/test_workers.py",
+    ),
+    "browser": ("tests/console/",),
+    "deploy": ("tests/deploy/",),
+    "gpu": ("tests/service/test_cuda.py",),
+}
+"""The slow tiers by module (markers in pyproject.toml); a test elsewhere may mark itself."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    root = Path(__file__).parent.parent
+    for item in items:
+        path = item.path.relative_to(root).as_posix()
+        for marker, prefixes in TIERS.items():
+            if path.startswith(prefixes):
+                item.add_marker(marker)
+
+
 TINY_CLIP = ClipSpec(frames=8, crop=32, resize=(44, 32), fps=12.0, normalize="per_clip")
 
 

@@ -1,10 +1,10 @@
-"""Where the tests find the data sets' real split lists: `shared/data` beside the checkout.
+"""Where the tests find the data sets' real split lists: `tests/data/lists` in the checkout.
 
-CI clones the repository into another folder with a copy of shared/ beside it, so the path is taken
-relative to this file, never as an absolute one.
+The lists are committed (tests/data/lists/README.md says where they come from), so a clone with
+nothing beside it runs every reader test; `tests/test_self_contained.py` keeps it that way.
 """
 
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+DATA_LISTS = REPO / "tests" / "data" / "lists"

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.config import DistillConfig, TeacherConfig
+from training.config import DistillConfig, TeacherConfig, stage_config
 from training.distill import train_distill
-from training.pipeline import ssl_config, stage_config
+from training.pipeline import ssl_config
 from training.ssl import train_ssl
 from training.teacher import train_teacher
 

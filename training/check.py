@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from training.datasets import VideoItem, detect_layout, resolve_split
-from training.video import VideoError, probe_video
+from training.video import VideoError, check_decodes
 
 
 @dataclass
@@ -42,7 +42,7 @@ def _problem(item: VideoItem) -> tuple[str, str] | None:
     if not item.path.exists():
         return "missing", "no such file"
     try:
-        probe_video(item.path)
+        check_decodes(item.path)
     except VideoError as error:
         return "unreadable", error.reason
     return None

@@ -13,7 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from model.clip import ClipSpec
-from model.networks import ArchConfig
+from model.manifest import ArchConfig
 
 
 class Section(BaseModel):
@@ -152,3 +152,34 @@ def load_config(kind: type[Config], path: Path, overrides: Sequence[str] = ()) -
     """A stage config from its YAML file, with command-line overrides applied on top."""
     raw = yaml.safe_load(Path(path).read_text()) or {}
     return kind.model_validate(apply_overrides(raw, overrides))
+
+
+STAGES = ("teacher", "ssl", "distill")
+
+
+def stage_overrides(overrides: Sequence[str], stage: str) -> list[str]:
+    """The `STAGE.key=value` items meant for `stage` (or for `all`), without the prefix."""
+    picked = []
+    for item in overrides:
+        prefix, _, rest = item.partition(".")
+        if prefix not in (*STAGES, "all") or not rest:
+            raise ValueError(f"override {item!r} must start with one of {STAGES} or 'all'")
+        if prefix in (stage, "all"):
+            picked.append(rest)
+    return picked
+
+
+def stage_config(
+    kind: type[Config],
+    stage: str,
+    config_dir: Path,
+    data: Path,
+    work: Path,
+    overrides: Sequence[str],
+    wiring: Sequence[str] = (),
+) -> Config:
+    """One stage's config: its YAML, the pipeline's data and output paths, then the overrides."""
+    paths = [f"data.root={data}", f"run.output_dir={work / stage}", *wiring]
+    return load_config(
+        kind, config_dir / f"{stage}.yaml", [*paths, *stage_overrides(overrides, stage)]
+    )

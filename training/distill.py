@@ -19,10 +19,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from model.artifact import Manifest, save_artifact
+from model.artifact import save_artifact
 from model.clip import ClipSpec
 from model.losses import kd_loss
-from model.networks import ArchConfig, Teacher, build_network
+from model.manifest import ArchConfig, Manifest
+from model.networks import Teacher, build_network
 from model.state import load_strict
 from training.clips import ClipDataset, collate_clips
 from training.config import DataConfig, DistillConfig, EnhanceConfig, TeacherConfig

@@ -30,12 +30,14 @@ from tqdm import tqdm
 
 from model.clip import ClipSpec
 from model.ig65m import import_backbone
-from model.networks import ArchConfig, Student, Teacher, build_network
+from model.manifest import ArchConfig
+from model.networks import Student, Teacher, build_network
 from model.precision import mixed_precision, roomy_signal_stack
 from model.state import load_strict
 from training.clips import ClipDataset
 from training.config import DataConfig, RunConfig, StageConfig
 from training.datasets import load_dataset
+from training.progress import StageProgress, write_progress
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +50,7 @@ ValidateFn = Callable[[nn.Module], dict[str, float]]
 
 
 @dataclass(frozen=True)
-class Runtime:
+class TrainingRuntime:
     """This process's device and its place among torchrun's processes."""
 
     device: torch.device
@@ -64,7 +66,7 @@ class Runtime:
         return self.world_size > 1
 
 
-def init_runtime(device: str = "auto") -> Runtime:
+def init_runtime(device: str = "auto") -> TrainingRuntime:
     """Pick the device and, under torchrun, join the process group (NCCL on GPU, gloo on CPU)."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -76,7 +78,7 @@ def init_runtime(device: str = "auto") -> Runtime:
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if target.type == "cuda" else "gloo")
     rank = dist.get_rank() if dist.is_initialized() else 0
-    return Runtime(target, rank, world_size)
+    return TrainingRuntime(target, rank, world_size)
 
 
 def memory_format(run: RunConfig) -> torch.memory_format:
@@ -191,15 +193,19 @@ class ResumableSampler(DistributedSampler):
 
 
 class MetricLog:
-    """metrics.jsonl (one JSON object per line) plus TensorBoard events, on the main process."""
+    """metrics.jsonl (one JSON object per line), TensorBoard events and the stage's typed
+    progress file (`training.progress`), on the main process."""
 
-    def __init__(self, directory: Path, stage: str) -> None:
+    def __init__(self, directory: Path, stage: str, epochs: int, done: int) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         self.stage = stage
+        self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         self.file = (directory / "metrics.jsonl").open("a")
         self.board = SummaryWriter(str(directory / "tensorboard"))
+        self.progress = StageProgress(stage=stage, epochs=epochs, done=done)
+        write_progress(directory, self.progress)
 
     def write(self, split: str, step: int, epoch: int, values: dict[str, float]) -> None:
         record = {"stage": self.stage, "split": split, "epoch": epoch, "step": step, **values}
@@ -207,6 +213,12 @@ class MetricLog:
         self.file.flush()
         for name, value in values.items():
             self.board.add_scalar(f"{split}/{name}", value, step)
+        done = self.progress.done if split == "train" else max(self.progress.done, epoch + 1)
+        metrics = {**self.progress.metrics, split: values}
+        self.progress = StageProgress(
+            stage=self.stage, epochs=self.progress.epochs, done=done, step=step, metrics=metrics
+        )
+        write_progress(self.directory, self.progress)
 
     def close(self) -> None:
         self.file.close()
@@ -236,7 +248,7 @@ class Trainer:
         stage: str,
         module: nn.Module,
         config: StageConfig,
-        runtime: Runtime,
+        runtime: TrainingRuntime,
         meta: dict[str, Any],
     ) -> None:
         self.stage, self.runtime, self.meta = stage, runtime, meta
@@ -330,7 +342,11 @@ class Trainer:
         last = self.checkpoints / "last.pt"
         if self.run.resume and last.exists():
             self._restore(load_checkpoint(last), scheduler)
-        metric_log = MetricLog(self.run.output_dir, self.stage) if self.runtime.is_main else None
+        metric_log = (
+            MetricLog(self.run.output_dir, self.stage, self.optim.epochs, self.epoch)
+            if self.runtime.is_main
+            else None
+        )
         try:
             for epoch in range(self.epoch, self.optim.epochs):
                 self.epoch = epoch

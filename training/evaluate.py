@@ -15,7 +15,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from model.artifact import Manifest, load_artifact
+from model.artifact import load_artifact
+from model.manifest import Manifest
 from training.clips import (
     ClipDataset,
     CropBox,

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from model.artifact import load_artifact, save_artifact
-from training.config import Config, DistillConfig, SSLConfig, TeacherConfig, load_config
+from training.config import DistillConfig, SSLConfig, TeacherConfig, stage_config
 from training.distill import train_distill
 from training.engine import init_runtime
 from training.evaluate import evaluate
@@ -24,36 +24,6 @@ from training.ssl import train_ssl
 from training.teacher import train_teacher
 
 log = logging.getLogger(__name__)
-
-STAGES = ("teacher", "ssl", "distill")
-
-
-def stage_overrides(overrides: Sequence[str], stage: str) -> list[str]:
-    """The `STAGE.key=value` items meant for `stage` (or for `all`), without the prefix."""
-    picked = []
-    for item in overrides:
-        prefix, _, rest = item.partition(".")
-        if prefix not in (*STAGES, "all") or not rest:
-            raise ValueError(f"override {item!r} must start with one of {STAGES} or 'all'")
-        if prefix in (stage, "all"):
-            picked.append(rest)
-    return picked
-
-
-def stage_config(
-    kind: type[Config],
-    stage: str,
-    config_dir: Path,
-    data: Path,
-    work: Path,
-    overrides: Sequence[str],
-    wiring: Sequence[str] = (),
-) -> Config:
-    """One stage's config: its YAML, the pipeline's data and output paths, then the overrides."""
-    paths = [f"data.root={data}", f"run.output_dir={work / stage}", *wiring]
-    return load_config(
-        kind, config_dir / f"{stage}.yaml", [*paths, *stage_overrides(overrides, stage)]
-    )
 
 
 def ssl_config(

@@ -73,7 +73,7 @@ def read_video(path: Path | str, size: tuple[int, int] | None = None) -> np.ndar
     return np.stack(frames)
 
 
-def probe_video(path: Path | str) -> None:
+def check_decodes(path: Path | str) -> None:
     """Raise VideoError unless `path` opens and its first frame decodes (a cheap check)."""
     path = Path(path)
     with _open_stream(path) as (container, stream):

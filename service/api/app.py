@@ -20,7 +20,9 @@ from service.api.deps import authorize
 from service.api.middleware import BodyLimit, RequestMetrics
 from service.api.routers import classify, events, frames, health, jobs, models, streams
 from service.api.tasks import ClassifyTasks
-from service.jobs import JobPlanner, Trainer, job_store
+from service.jobs.planner import JobPlanner
+from service.jobs.runner import JobRunner
+from service.jobs.store import job_store
 from service.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -48,16 +50,8 @@ def create_app(runtime: Runtime, run_trainer: bool = True) -> FastAPI:
         stop = threading.Event()
         thread = None
         if run_trainer:
-            trainer = Trainer(
-                store,
-                runtime.models,
-                planner,
-                settings.runs_dir,
-                settings.worker_id,
-                settings.job_lease_s,
-                settings.trainer_concurrency,
-            )
-            thread = threading.Thread(target=trainer.run, args=(stop,), name="trainer")
+            runner = JobRunner(settings, store, runtime.models, planner)
+            thread = threading.Thread(target=runner.run, args=(stop,), name="trainer")
             thread.start()
         try:
             yield

@@ -9,8 +9,10 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from service.api.errors import Problem
 from service.api.tasks import ClassifyTasks
-from service.jobs import JobPlanner, JobStore
-from service.models import ModelRegistry
+from service.jobs.planner import JobPlanner
+from service.jobs.store import JobStore
+from service.metrics import UPLOADS_IN_FLIGHT
+from service.registry import ModelRegistry
 from service.runtime import Runtime
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -104,7 +106,9 @@ async def refuse_when_overloaded(
             headers={"Retry-After": str(runtime.settings.retry_after_s)},
         )
     request.app.state.uploads_in_flight += 1
+    UPLOADS_IN_FLIGHT.set(busy + 1)
     try:
         yield
     finally:
         request.app.state.uploads_in_flight -= 1
+        UPLOADS_IN_FLIGHT.set(request.app.state.uploads_in_flight + len(tasks))

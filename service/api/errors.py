@@ -15,6 +15,8 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.errors import ServiceError
+
 PROBLEM_JSON = "application/problem+json"
 
 
@@ -94,6 +96,30 @@ def store_unavailable(exc: RedisError, retry_after_s: int) -> Problem:
     )
 
 
+STATUS: dict[str, int] = {
+    # training jobs
+    "invalid_request": 422,
+    "invalid_dataset": 422,
+    "dataset_outside_root": 422,
+    "unknown_dataset": 404,
+    "invalid_overrides": 422,
+    "reserved_override": 422,
+    "path_outside_roots": 422,
+    "missing_checkpoint": 422,
+    "missing_config": 500,
+    "no_active_model": 409,
+    "unknown_job": 404,
+    "job_finished": 409,
+    # model versions
+    "unknown_version": 404,
+    "not_an_artifact": 422,
+    "invalid_manifest": 422,
+    "invalid_version": 422,
+    "version_exists": 409,
+}
+"""The HTTP status of each reason a domain error (`ServiceError`) can carry: the one table."""
+
+
 def _reason_for(status: int) -> str:
     return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
 
@@ -104,6 +130,10 @@ def install(app: FastAPI, retry_after_s: int) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
         return exc.response(request.url.path)
+
+    @app.exception_handler(ServiceError)
+    async def _refused(request: Request, exc: ServiceError) -> JSONResponse:
+        return Problem(STATUS[exc.reason], exc.reason, str(exc)).response(request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -11,9 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from model.enhance import msrcr
 from service.encode import write_h264, write_jpeg
 from service.events.rules import Event, Evidence
 
@@ -31,6 +29,10 @@ _ENHANCE_CHUNK = 48
 
 def enhance(frames: np.ndarray) -> np.ndarray:
     """MSRCR Retinex (the teacher's enhanced view) of uint8 `T x H x W x 3`, as uint8."""
+    import torch  # only where evidence is written: the API serves it without the tensor stack
+
+    from model.enhance import msrcr
+
     parts = []
     for begin in range(0, len(frames), _ENHANCE_CHUNK):
         clip = torch.from_numpy(frames[begin : begin + _ENHANCE_CHUNK]).permute(3, 0, 1, 2)[None]

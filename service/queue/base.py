@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from service.clip import Clip, Integrity
+from service.clips import Clip, Integrity
 from service.illumination import Illumination
 from service.metrics import QUEUE_DEPTH, STREAM_FRAMES_DROPPED
 

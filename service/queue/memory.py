@@ -12,7 +12,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Sequence
 
-from service.clip import Clip
+from service.clips import Clip
 from service.queue.base import LANES, ClipQueue, ClipResult, Delivery, ResultStore
 
 

@@ -16,8 +16,9 @@ from collections.abc import Iterable, Sequence
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from service.clip import Clip, ClipFormatError, decode, encode
+from service.clips import Clip, ClipFormatError, decode, encode
 from service.metrics import STREAM_FRAMES_DROPPED
+from service.pause import pause
 from service.queue.base import LANES, ClipQueue, ClipResult, Delivery, ResultStore
 
 log = logging.getLogger(__name__)
@@ -218,8 +219,7 @@ class RedisResults(ResultStore):
                                 woken.set()
             except (RedisError, OSError) as exc:
                 log.warning("result announcements interrupted, subscribing again: %s", exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopping.wait(), 1.0)
+                await pause(stopping, 1.0)
 
     async def wait(self, stream: str, ids: Sequence[str], timeout: float) -> list[ClipResult]:
         deadline = asyncio.get_running_loop().time() + timeout

@@ -1,5 +1,6 @@
 """The service as users run it: `lumos serve` (or `lumos api` and its workers) as real processes,
-reached over real HTTP on a free port of 127.0.0.1."""
+reached over real HTTP on a free port of 127.0.0.1; and the API in this process (`in_process`),
+over the in-memory runtime, for what does not need a server process to be tested."""
 
 import os
 import subprocess
@@ -10,7 +11,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
+from service.api.app import create_app
+from service.runtime import Runtime
+from service.settings import Settings
 from tests.servers import ROOT, free_port, lumos_process, wait_for
 
 API_KEY = "test-key-0123456789"
@@ -45,13 +50,14 @@ class Service:
 def service_env(root: Path, artifact: Path, **settings: str) -> dict[str, str]:
     """Environment of a test service whose every path is under `root` (uploads' temporary files
     included, through TMPDIR), serving `artifact` with the quick fp32 backend."""
-    for name in ("models", "data", "runs", "tmp"):
+    for name in ("models", "artifacts", "data", "runs", "tmp"):
         (root / name).mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("LUMOS_")}
     env.update(
         LUMOS_HOST="127.0.0.1",
         LUMOS_MODEL_DIR=str(artifact),
         LUMOS_MODEL_ROOT=str(root / "models"),
+        LUMOS_ARTIFACTS_ROOT=str(root / "artifacts"),
         LUMOS_DATA_ROOT=str(root / "data"),
         LUMOS_RUNS_DIR=str(root / "runs"),
         LUMOS_TRAIN_CONFIGS=str(ROOT / "configs" / "cpu-small"),
@@ -126,3 +132,30 @@ def job_state(client: httpx.Client, job_id: str, *states: str) -> dict | None:
     """The job's record once it is in one of `states` (for `wait_for`), else None."""
     job = client.get(f"/v1/jobs/{job_id}").json()
     return job if job["state"] in states else None
+
+
+def service_settings(root: Path, artifact: Path, **settings: object) -> Settings:
+    """`service_env`'s settings, for an app in this process (no Redis: the in-memory runtime)."""
+    env = service_env(root, artifact)
+    fields = {
+        name: env[f"LUMOS_{name.upper()}"]
+        for name in ("model_dir", "model_root", "artifacts_root", "data_root", "runs_dir")
+    }
+    fields["train_configs"] = env["LUMOS_TRAIN_CONFIGS"]
+    return Settings(_env_file=None, redis_url=None, **fields, **settings)
+
+
+@pytest.fixture
+def in_process(tmp_path: Path, tiny_artifact: Path) -> Iterator[Callable[..., TestClient]]:
+    """Makes the HTTP API in this process, without the job runner: factory(**settings) -> a
+    TestClient whose settings put every path under `tmp_path` (`client.app.state.runtime`)."""
+    clients: list[TestClient] = []
+
+    def make(**settings: object) -> TestClient:
+        runtime = Runtime.from_settings(service_settings(tmp_path, tiny_artifact, **settings))
+        clients.append(TestClient(create_app(runtime, run_trainer=False)).__enter__())
+        return clients[-1]
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)

@@ -242,9 +242,19 @@ def test_a_job_whose_trainer_is_killed_fails_once_its_lease_runs_out(deployment)
         trainer.wait()
 
 
+def jobs_in(client: httpx.Client, state: str) -> float:
+    """The `lumos_jobs` gauge for `state`: jobs in that state, whichever tests made them."""
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        for sample in family.samples:
+            if sample.name == "lumos_jobs" and sample.labels.get("state") == state:
+                return sample.value
+    return 0.0
+
+
 def test_trainer_process_runs_and_cancels_queued_jobs(deployment):
     deployment.start("trainer")
     with deployment.api.client() as client:
+        before = {state: jobs_in(client, state) for state in ("succeeded", "cancelled")}
         long = client.post(
             "/v1/jobs", json={"stage": "ssl", "dataset": "synth", "overrides": {"init": None}}
         ).json()
@@ -267,6 +277,5 @@ def test_trainer_process_runs_and_cancels_queued_jobs(deployment):
         top1 = [v for k, v in done["metrics"].items() if k.endswith("single.top1")]
         assert top1 and all(0 <= v <= 1 for v in top1)
         assert done["model_version"] is None  # an evaluation registers nothing
-        metrics = client.get("/metrics").text
-        assert 'lumos_jobs{state="succeeded"} 1.0' in metrics
-        assert 'lumos_jobs{state="cancelled"} 1.0' in metrics
+        after = {state: jobs_in(client, state) for state in before}
+        assert after == {state: count + 1 for state, count in before.items()}

@@ -6,7 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from model.artifact import load_manifest
+from model.manifest import load_manifest
 from tests.cli.test_cli import command
 from tests.servers import ROOT
 

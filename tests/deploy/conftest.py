@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from model.artifact import load_manifest
+from model.manifest import load_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_ARTIFACT = ROOT / "artifacts" / "demo"

@@ -8,7 +8,7 @@ import subprocess
 import httpx
 import pytest
 
-from model.artifact import load_manifest
+from model.manifest import load_manifest
 from tests.deploy.conftest import DEMO_ARTIFACT, labels_of, upload
 from tests.servers import free_port, wait_for
 

@@ -4,7 +4,7 @@ from collections.abc import Callable
 
 import pytest
 
-from model.networks import ArchConfig
+from model.manifest import ArchConfig
 
 
 @pytest.fixture

@@ -10,8 +10,9 @@ import torch
 from pydantic import ValidationError
 from safetensors.torch import load_file, save_file
 
-from model.artifact import ArtifactError, Manifest, load_artifact, load_manifest, save_artifact
+from model.artifact import load_artifact, save_artifact
 from model.clip import ClipSpec
+from model.manifest import ArtifactError, Manifest, load_manifest
 from model.networks import build_network
 
 LOAD_AND_RUN = """

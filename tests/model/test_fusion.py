@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from model.fusion import FUSIONS, DynamicFeatureFusion, build_fusion
+from model.fusion import DynamicFeatureFusion, build_fusion
+from model.manifest import FUSIONS
 
 
 def maps(batch: int = 2, channels: int = 16) -> tuple[torch.Tensor, torch.Tensor]:

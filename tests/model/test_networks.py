@@ -5,7 +5,8 @@ import torch
 from pydantic import ValidationError
 
 from model.backbone import R2Plus1D
-from model.networks import ArchConfig, NetworkOutput, Student, Teacher, build_network
+from model.manifest import ArchConfig
+from model.networks import NetworkOutput, Student, Teacher, build_network
 from model.profile import count_params, profile
 
 

@@ -6,7 +6,7 @@ import uuid
 import numpy as np
 from prometheus_client import REGISTRY
 
-from service.clip import Clip, Integrity
+from service.clips import Clip, Integrity
 from service.illumination import Illumination
 
 

@@ -6,7 +6,7 @@ import struct
 import numpy as np
 import pytest
 
-from service.clip import ClipFormatError, Integrity, decode, encode
+from service.clips import ClipFormatError, Integrity, decode, encode
 from service.decode import Frame
 from service.ingest import Clipper
 from tests.service.clips import make_clip

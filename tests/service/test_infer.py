@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from service.infer import InferenceWorker, load_engine
-from service.models import MemoryPointer, ModelRegistry
 from service.queue.memory import MemoryQueue, MemoryResults
+from service.registry import MemoryPointer, ModelRegistry
 from service.settings import Settings
 from tests.conftest import ARID_LABELS, TINY_CLIP, make_artifact
 from tests.service.clips import make_clip, metric
@@ -35,9 +35,10 @@ class Harness:
 
     async def __aenter__(self) -> "Harness":
         self.task = asyncio.create_task(self.worker.run(self.stopping))
-        while self.worker.engine is None:
-            assert not self.task.done(), self.task.exception()
-            await asyncio.sleep(0.02)
+        async with asyncio.timeout(60):  # the model loads in about a second
+            while self.worker.engine is None:
+                assert not self.task.done(), self.task.exception()
+                await asyncio.sleep(0.02)
         return self
 
     async def __aexit__(self, *exc) -> None:
@@ -120,8 +121,9 @@ def test_a_newly_activated_model_is_swapped_in_without_losing_clips(
             before = await h.classify([make_clip("up", 0, live=False, frames=tiny_frames(0))])
             assert before[0].model_version == "tiny-1"
             registry.activate(second.version)
-            while h.worker.engine.version != "tiny-2":
-                await asyncio.sleep(0.05)
+            async with asyncio.timeout(30):  # the worker polls the pointer every model_poll_s
+                while h.worker.engine.version != "tiny-2":
+                    await asyncio.sleep(0.05)
             # Clips cut for the old shape (already queued when the model changed) still get
             # the old model; clips cut for the new one get the new model.
             old_shape = make_clip("up", 1, live=False, frames=tiny_frames(1))

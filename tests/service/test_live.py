@@ -1,10 +1,8 @@
 """Live cameras over real RTSP: continuous predictions, surviving an outage, a slow consumer."""
 
 import asyncio
-import itertools
 import logging
 import os
-import resource
 import time
 from pathlib import Path
 
@@ -18,6 +16,13 @@ from service.settings import Settings
 from tests.conftest import TINY_CLIP, make_artifact
 from tests.servers import free_port, wait_for
 from tests.service.clips import metric
+
+
+def resident_kib() -> int:
+    """This process's resident memory now (not `ru_maxrss`, the lifetime peak, which a test
+    process that loaded torch earlier has long since passed)."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") // 1024
 
 
 def live_settings(tiny_artifact: Path, tmp_path: Path, **changes) -> Settings:
@@ -119,7 +124,7 @@ def test_a_slow_consumer_bounds_memory_counts_drops_and_holds_the_staleness_budg
                 got = await runtime.queue.get("slow", 1, 2.0)  # 2 clips/s at most
                 ages += [time.time() - d.clip.end for d in got]
                 lengths.append(await client.xlen(lane_key("live")))
-                rss.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+                rss.append(resident_kib())
                 await asyncio.sleep(0.5)
                 await runtime.queue.ack(got)
         finally:
@@ -132,28 +137,10 @@ def test_a_slow_consumer_bounds_memory_counts_drops_and_holds_the_staleness_budg
         cut = metric("lumos_stream_clips_total", stream="fast") - cut_before
         assert cut == len(ages) + left + dropped() - dropped_before
         assert dropped() - dropped_before >= 10  # producing ~3x faster than consuming
-        # Peak memory stops growing once the buffers are full (second half adds < 20 MB).
+        # Memory stops growing once the buffers are full (second half adds < 20 MB).
         assert rss[-1] - rss[len(rss) // 2] < 20 * 1024
 
     asyncio.run(main())
-
-
-@pytest.mark.skipif(not os.path.exists("/usr/bin/python3"), reason="needs GStreamer's python3")
-def test_camera_serves_several_paths_and_restarts_on_its_port(rtsp_camera) -> None:
-    import av
-
-    camera = rtsp_camera(paths=("/a", "/b"), fps=10, size=(64, 48))
-    port = camera.port
-    for path in ("/a", "/b"):
-        with av.open(camera.url(path), options={"rtsp_transport": "tcp"}, timeout=5) as c:
-            # A second in: the compositor shows its grey checkerboard until its inputs arrive.
-            *_, frame = itertools.islice(c.decode(video=0), 10)
-            assert (frame.width, frame.height) == (64, 48)
-            assert frame.to_ndarray(format="rgb24").mean() < 60  # a dark scene
-    camera.restart()
-    assert camera.port == port
-    with av.open(camera.url("/a"), options={"rtsp_transport": "tcp"}, timeout=5) as c:
-        assert next(c.decode(video=0)).width == 64
 
 
 def test_camera_credentials_never_reach_the_logs(
@@ -205,18 +192,3 @@ def test_activating_a_model_with_another_clip_shape_switches_the_live_pipeline(
             await runtime.stop()
 
     asyncio.run(main())
-
-
-def test_camera_loops_a_video_file_forever(rtsp_camera, make_video, tmp_path: Path) -> None:
-    import av
-
-    video = make_video(tmp_path / "one-second.mp4", frames=12, fps=12, size=(96, 72))
-    camera = rtsp_camera(file=video, fps=10, size=(64, 48))
-    with av.open(camera.url(), options={"rtsp_transport": "tcp"}, timeout=5) as source:
-        start, frames = time.monotonic(), []
-        for frame in source.decode(video=0):
-            frames.append(frame.to_ndarray(format="rgb24"))
-            if time.monotonic() - start > 3:
-                break
-    assert len(frames) >= 25  # three seconds of a one-second file
-    assert frames[-1].shape == (48, 64, 3) and frames[-1].mean() < 40

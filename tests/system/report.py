@@ -75,8 +75,21 @@ COVERED = [
         "tests/api/test_uploads.py::test_mutating_calls_need_an_api_key",
     ),
     (
-        "Data sets: ../, absolute path, symlink out; path overrides reserved to the trainer",
-        "tests/api/test_jobs.py::test_job_requests_are_checked_before_queueing",
+        "Data sets: ../, absolute path, symlink out; job requests checked before queueing",
+        "tests/api/test_job_requests.py::test_job_requests_are_checked_before_queueing",
+    ),
+    (
+        "Job overrides: reserved paths changed through a whole section, a pipeline stage, `all.`",
+        "tests/api/test_job_requests.py::test_reserved_fields_cannot_change_through_any_section",
+    ),
+    (
+        "Job checkpoint paths confined to the artifacts/models roots, no existence oracle",
+        "tests/api/test_job_requests.py::"
+        "test_checkpoint_paths_are_confined_without_an_existence_oracle",
+    ),
+    (
+        "A failing job's log and error: no file bytes, paths relative to their roots",
+        "tests/api/test_jobs.py::test_a_failing_job_shows_no_server_paths_and_no_file_bytes",
     ),
     (
         "Camera URLs: bare path, file://, udp, concat:, ftp, no host",

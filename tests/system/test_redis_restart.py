@@ -9,7 +9,7 @@ import signal
 import time
 from collections import Counter
 
-from service.clip import decode
+from service.clips import decode
 from service.queue.redis import lane_key
 from tests.servers import wait_for
 from tests.system.deployment import CAMERAS, System, metric

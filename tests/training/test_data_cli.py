@@ -5,10 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.paths import SHARED_DATA
+from tests.paths import DATA_LISTS
 
 LUMOS = Path(sys.executable).parent / "lumos"
-SHARED = SHARED_DATA
 
 
 def lumos(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -18,7 +17,9 @@ def lumos(*args: str | Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_check_arid_lists() -> None:
-    result = lumos("data", "check", SHARED / "arid_v1", "--split", "1", "--lists-only", "--json")
+    result = lumos(
+        "data", "check", DATA_LISTS / "arid_v1", "--split", "1", "--lists-only", "--json"
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["layout"] == "arid_v1" and report["splits"] == [1, 2, 3]
@@ -31,7 +32,7 @@ def test_check_arid_lists() -> None:
 
 
 def test_check_dark48_lists() -> None:
-    result = lumos("data", "check", SHARED / "dark48", "--split", "1", "--lists-only", "--json")
+    result = lumos("data", "check", DATA_LISTS / "dark48", "--split", "1", "--lists-only", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["layout"] == "dark48" and len(report["classes"]) == 48
@@ -69,7 +70,7 @@ def test_bad_input_is_a_clear_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "matches no known data set layout" in result.stderr
     assert "Traceback" not in result.stderr
-    result = lumos("data", "check", SHARED / "arid_v1", "--split", "7", "--lists-only")
+    result = lumos("data", "check", DATA_LISTS / "arid_v1", "--split", "7", "--lists-only")
     assert result.returncode == 2 and "has no split 7" in result.stderr
     result = lumos("data", "synth", "--out", tmp_path, "--size", "63x48")
     assert result.returncode == 2 and "even sides" in result.stderr

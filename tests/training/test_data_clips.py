@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from model.clip import ClipSpec
-from tests.paths import SHARED_DATA
+from tests.paths import DATA_LISTS
 from training.clips import (
     ClipDataset,
     CropBox,
@@ -23,7 +23,6 @@ from training.clips import (
 from training.datasets import VideoItem, load_dataset
 from training.video import VideoError
 
-SHARED = SHARED_DATA
 SPEC = ClipSpec(frames=8, crop=32, resize=(42, 32), fps=12.0, normalize="per_clip")
 
 
@@ -69,7 +68,7 @@ def test_crops() -> None:
 
 def _arid_stand_in(root: Path, make_video) -> list[Path]:
     """The real ARID v1.0 lists, with short videos at two listed paths of every class."""
-    shutil.copytree(SHARED / "arid_v1" / "list_cvt", root / "list_cvt")
+    shutil.copytree(DATA_LISTS / "arid_v1" / "list_cvt", root / "list_cvt")
     lines = (root / "list_cvt" / "ARID_split1_train.txt").read_text().splitlines()
     chosen: dict[str, list[str]] = {}
     for line in lines:
@@ -103,7 +102,7 @@ def test_arid_stand_in_loads_into_normalised_batches(tmp_path: Path, make_video)
 
 
 def test_dark48_stand_in_loads_test_clips(tmp_path: Path, make_video) -> None:
-    shutil.copytree(SHARED / "dark48" / "annotations", tmp_path / "annotations")
+    shutil.copytree(DATA_LISTS / "dark48" / "annotations", tmp_path / "annotations")
     lines = (tmp_path / "annotations" / "test_split1.txt").read_text().splitlines()
     for line in lines[:6]:
         make_video(tmp_path / line.split()[0], frames=10, size=(80, 60))

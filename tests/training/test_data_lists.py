@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.paths import SHARED_DATA
+from tests.paths import DATA_LISTS
 from training.datasets import (
     ARID_CLASSES,
     DatasetError,
@@ -17,9 +17,8 @@ from training.datasets import (
 )
 from training.video import read_video, write_video
 
-SHARED = SHARED_DATA
-ARID = SHARED / "arid_v1"
-DARK48 = SHARED / "dark48"
+ARID = DATA_LISTS / "arid_v1"
+DARK48 = DATA_LISTS / "dark48"
 
 ARID_COUNTS = {1: (2288, 823, 673), 2: (2252, 859, 673), 3: (2259, 852, 673)}
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.video import VideoError, probe_video, read_video, write_video
+from training.video import VideoError, check_decodes, read_video, write_video
 
 
 def _gradient(frames: int = 6, width: int = 64, height: int = 48) -> np.ndarray:
@@ -23,7 +23,7 @@ def test_round_trip(tmp_path: Path, codec: str) -> None:
     decoded = read_video(path)
     assert decoded.shape == original.shape and decoded.dtype == np.uint8
     assert np.abs(decoded.astype(int) - original).mean() < 4
-    probe_video(path)
+    check_decodes(path)
 
 
 def test_resize_happens_in_the_decoder(tmp_path: Path) -> None:
@@ -49,7 +49,7 @@ def test_unreadable_videos_raise_video_error(tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.avi"
     garbage.write_bytes(b"RIFF" + bytes(500))
     with pytest.raises(VideoError, match="cannot open"):
-        probe_video(garbage)
+        check_decodes(garbage)
     write_video(tmp_path / "whole.mp4", _gradient(), 12.0)
     truncated = tmp_path / "truncated.mp4"
     truncated.write_bytes((tmp_path / "whole.mp4").read_bytes()[:-400])

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from model.networks import ArchConfig
+from model.manifest import ArchConfig
 from model.precision import cpu_has_native_bf16, mixed_precision
 from training.config import (
     DataConfig,
@@ -176,6 +176,7 @@ def test_cpu_steps_run_in_bf16_only_where_the_cpu_computes_it(tmp_path: Path, am
     assert set(dtypes) == {expected}
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_steps_run_under_autocast_and_save_the_same_checkpoint(tmp_path: Path) -> None:
     seen: list[tuple[torch.dtype, str]] = []

@@ -14,16 +14,23 @@ import torch
 
 from model.artifact import load_artifact
 from model.enhance import msrcr
-from model.networks import ArchConfig, Student
+from model.manifest import ArchConfig
+from model.networks import Student
 from service.cli import main
 from training.ablate import SSL_ROWS, STUDENTS, TEACHERS, render, run_ablation
 from training.clips import ClipDataset
-from training.config import DataConfig, DistillConfig, EnhanceConfig, TeacherConfig, load_config
+from training.config import (
+    DataConfig,
+    DistillConfig,
+    EnhanceConfig,
+    TeacherConfig,
+    load_config,
+    stage_overrides,
+)
 from training.datasets import ARID_CLASSES, load_dataset
 from training.distill import WithTargets, load_teacher, teacher_logits
 from training.engine import RawClipSpec, build_stage_network, load_checkpoint
 from training.evaluate import EvalViews, crop_boxes, score
-from training.pipeline import stage_overrides
 from training.synth import SynthConfig, write_benchmark
 from training.teacher import EnhancedClips, TeacherInputs, enhancer
 

@@ -1,39 +1,21 @@
-"""Key frames of an uploaded video: each clip's middle frame as captured and as Retinex sees it.
-
-A dark clip shows a person almost nothing, so the console puts beside each clip's labels what the
-camera captured and the MSRCR view the teacher was trained on. The upload is vetted like
-/v1/classify's and cut into clips by the same ingest code, with the model's clip length, rate,
-stride and field of view, so clip `seq` here is clip `seq` there; only the resolution is raised
-for the eye. The JPEGs are encoded in the request and answered inline: nothing outlives it, the
-temporary file included.
+"""Key frames of an uploaded video (`service.keyframes`): the upload is vetted like
+/v1/classify's, and the JPEGs are answered inline: nothing outlives the request, the temporary
+file included.
 """
 
 import asyncio
-import base64
-import threading
-from pathlib import Path
 
 import av
-import torch
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
-from torchvision.io import encode_jpeg
 
-from model.clip import ClipSpec
-from model.enhance import msrcr
 from service.api.deps import RuntimeDep, refuse_when_overloaded
 from service.api.errors import PROBLEM_RESPONSE, Problem
 from service.api.routers.classify import _MULTIPART_BODY, _limits
 from service.api.uploads import ffmpeg_reason, probe_video, receive_upload
-from service.ingest import cut_file
-from service.settings import Settings
 
 router = APIRouter(prefix="/frames", tags=["frames"])
-
-VIEW_SIDE = 160
-"""Pixels per side of a key frame: the model's square field of view, enlarged to be seen."""
-_QUALITY = 90
 
 
 class KeyFrame(BaseModel):
@@ -51,37 +33,6 @@ class KeyFrame(BaseModel):
 class KeyFrames(BaseModel):
     model_version: str
     clips: list[KeyFrame]
-
-
-def _data_url(image: torch.Tensor) -> str:
-    """`3 x H x W` uint8 -> an inline JPEG."""
-    jpeg = encode_jpeg(image, quality=_QUALITY).numpy().tobytes()
-    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
-
-
-def key_frames(path: Path, spec: ClipSpec, settings: Settings) -> list[KeyFrame]:
-    """Cut `path` as ingest cuts it for `spec`, at `VIEW_SIDE` pixels, and render each clip's
-    middle frame both ways (blocking: run it in a thread)."""
-    scale = VIEW_SIDE / spec.crop
-    width, height = spec.resize
-    view = spec.model_copy(
-        update={"crop": VIEW_SIDE, "resize": (round(width * scale), round(height * scale))}
-    )
-    frames = []
-    for clip in cut_file(path, "frames", view, settings, threading.Event()):
-        middle = len(clip.frames) // 2
-        pixels = torch.from_numpy(clip.frames).permute(3, 0, 1, 2)  # 3 x T x H x W
-        enhanced = msrcr(pixels.unsqueeze(0))[0, :, middle].mul(255).round().to(torch.uint8)
-        frames.append(
-            KeyFrame(
-                seq=clip.seq,
-                start=clip.timestamps[0],
-                end=clip.timestamps[-1],
-                dark=_data_url(pixels[:, middle].contiguous()),
-                enhanced=_data_url(enhanced),
-            )
-        )
-    return frames
 
 
 @router.post(
@@ -104,11 +55,13 @@ async def frames(request: Request, runtime: RuntimeDep) -> KeyFrames:
         active = await asyncio.to_thread(runtime.models.active)
         if active is None:
             raise Problem(503, "no_model", "no active model to cut clips for")
-        clips = await run_in_threadpool(key_frames, path, active.manifest.clip, runtime.settings)
+        from service.keyframes import key_frames  # torch: loaded on the first key-frame request
+
+        rendered = await run_in_threadpool(key_frames, path, active.manifest.clip, runtime.settings)
     except (av.FFmpegError, ValueError) as exc:  # passed the probe, failed further in
         raise Problem(
             422, "undecodable", f"decoding the video failed: {ffmpeg_reason(exc)}"
         ) from exc
     finally:
         path.unlink(missing_ok=True)
-    return KeyFrames(model_version=active.version, clips=clips)
+    return KeyFrames(model_version=active.version, clips=[KeyFrame(**f) for f in rendered])

@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 
 from service import metrics
 from service.api.deps import JobsDep, RuntimeDep
-from service.jobs import count_states
+from service.jobs.store import count_states
 
 router = APIRouter(tags=["health"])
 

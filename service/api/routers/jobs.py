@@ -5,8 +5,9 @@ import uuid
 from fastapi import APIRouter, Response
 
 from service.api.deps import JobsDep, PlannerDep
-from service.api.errors import PROBLEM_RESPONSE, Problem
-from service.jobs import Job, JobError, JobRequest, JobState, cancel, reap
+from service.api.errors import PROBLEM_RESPONSE
+from service.jobs.records import Job, JobError, JobRequest, JobState
+from service.jobs.store import cancel, reap
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -14,10 +15,7 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 @router.post("", status_code=201, responses={404: PROBLEM_RESPONSE, 422: PROBLEM_RESPONSE})
 def submit_job(request: JobRequest, store: JobsDep, planner: PlannerDep) -> Job:
     """Queue a training stage on a named data set; the request is fully checked first."""
-    try:
-        planner.validate(request)
-    except JobError as exc:
-        raise Problem(exc.status, exc.reason, str(exc)) from exc
+    planner.validate(request)
     job = Job(id=uuid.uuid4().hex[:12], **request.model_dump())
     store.add(job)
     return job
@@ -33,7 +31,7 @@ def get_job(job_id: str, store: JobsDep) -> Job:
     """State, progress, metrics so far and the tail of the job's log."""
     job = store.get(job_id)
     if job is None:
-        raise Problem(404, "unknown_job", f"no job {job_id!r}")
+        raise JobError("unknown_job", f"no job {job_id!r}")
     return reap(store, [job])[0]
 
 
@@ -42,10 +40,7 @@ def get_job(job_id: str, store: JobsDep) -> Job:
 )
 def cancel_job(job_id: str, store: JobsDep, response: Response) -> Job:
     """A queued job is cancelled at once (200); a running one is stopped by its trainer (202)."""
-    try:
-        job = cancel(store, job_id)
-    except JobError as exc:
-        raise Problem(exc.status, exc.reason, str(exc)) from exc
+    job = cancel(store, job_id)
     if job.state != JobState.CANCELLED:
         response.status_code = 202
     return job

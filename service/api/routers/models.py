@@ -7,8 +7,8 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from service.api.deps import RegistryDep
-from service.api.errors import PROBLEM_RESPONSE, Problem
-from service.models import ModelVersion, RegistryError
+from service.api.errors import PROBLEM_RESPONSE
+from service.registry import ModelVersion
 
 router = APIRouter(prefix="/models", tags=["models"])
 
@@ -49,9 +49,5 @@ def list_models(registry: RegistryDep) -> ModelList:
 @router.post("/{version}/activate", responses={404: PROBLEM_RESPONSE})
 def activate_model(version: str, registry: RegistryDep) -> ModelOut:
     """Point inference at `version`; workers swap between batches, so no clip is lost."""
-    try:
-        entry = registry.activate(version)
-    except RegistryError as exc:
-        status = 404 if exc.reason == "unknown_version" else 422
-        raise Problem(status, exc.reason, str(exc)) from exc
+    entry = registry.activate(version)
     return _out(entry, entry.version)

@@ -18,18 +18,15 @@ from typing import Protocol
 
 from redis import Redis
 
-from model.artifact import MANIFEST, WEIGHTS, ArtifactError, Manifest, load_manifest
+from model.manifest import MANIFEST, WEIGHTS, ArtifactError, Manifest, load_manifest
+from service.errors import ServiceError
 
 ACTIVE_KEY = "lumos:model:active"
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
-class RegistryError(Exception):
+class RegistryError(ServiceError):
     """A version that does not exist, already exists, or is not a valid artifact."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 class ActivePointer(Protocol):

@@ -1,0 +1,97 @@
+"""What a model artifact says about itself, as plain data: architecture, labels, clip spec.
+
+This module imports no torch, so the control plane (the API, the model registry, the job planner)
+can read and validate manifests without loading the tensor stack; `model.artifact` adds the
+weights, and `model.networks` builds the network an `ArchConfig` describes.
+"""
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, Self, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from model.clip import ClipSpec
+
+FORMAT = "lumos-artifact/1"
+WEIGHTS = "model.safetensors"
+MANIFEST = "manifest.json"
+
+FusionKind = Literal["dff", "sum", "mean", "concat", "single"]
+FUSIONS: tuple[str, ...] = get_args(FusionKind)
+
+
+class ArtifactError(ValueError):
+    """An artifact directory that cannot be loaded or written, with the reason."""
+
+
+class ArchConfig(BaseModel):
+    """Everything needed to rebuild a network; stored in each artifact's manifest."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["student", "teacher"] = "student"
+    depth: Literal[18, 34] = 34
+    ig65m: bool = True
+    width: int = Field(64, ge=1)
+    """Base channel count; 64 is the paper's R(2+1)D, layer4 has 8 x width channels."""
+    num_classes: int = Field(11, ge=1)
+    frames: int = Field(64, ge=1)
+    """Longest clip the head's position table accepts; shorter clips work too."""
+    fusion: FusionKind | None = None
+    """Teacher only; "single" classifies from the dark stream alone."""
+    fusion_reduction: int = Field(4, ge=1)
+    head_dim: int | None = None
+    """Transformer width; None means the backbone's feature width (8 x width)."""
+    head_heads: int = Field(8, ge=1)
+    head_dropout: float = Field(0.1, ge=0, lt=1)
+    token_keep: float = Field(0.8, gt=0, le=1)
+    """Training-time probability that each temporal token stays visible to the head."""
+    classifier_dropout: float = Field(0.8, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.kind == "student" and self.fusion is not None:
+            raise ValueError("a student has no fusion; set fusion to null")
+        if self.kind == "teacher" and self.fusion is None:
+            raise ValueError(f"a teacher needs a fusion, one of {FUSIONS}")
+        if (self.head_dim or self.feature_dim) % self.head_heads:
+            raise ValueError("the head width must be divisible by head_heads")
+        return self
+
+    @property
+    def feature_dim(self) -> int:
+        return 8 * self.width
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["lumos-artifact/1"] = FORMAT
+    version: str = Field(min_length=1)
+    arch: ArchConfig
+    labels: list[str]
+    clip: ClipSpec
+    provenance: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    created: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    @model_validator(mode="after")
+    def _labels_match_classes(self) -> Self:
+        if len(self.labels) != self.arch.num_classes:
+            raise ValueError(
+                f"{len(self.labels)} labels for {self.arch.num_classes} classes; they must match"
+            )
+        return self
+
+
+def load_manifest(directory: str | Path) -> Manifest:
+    """The manifest alone, e.g. to show a model's labels without building it."""
+    path = Path(directory) / MANIFEST
+    try:
+        return Manifest.model_validate(json.loads(path.read_text()))
+    except FileNotFoundError as e:
+        raise ArtifactError(f"{directory} is not a model artifact: no {MANIFEST}") from e
+    except (json.JSONDecodeError, ValidationError) as e:
+        raise ArtifactError(f"invalid {path}: {e}") from e
