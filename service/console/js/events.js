@@ -141,6 +141,12 @@ async function open(id) {
         )
       : "",
     h("div", { class: "frames" }, figure(still, "Key frame"), figure(stillEnhanced, "Enhanced")),
+    h(
+      "p",
+      { class: "inline" },
+      clip && h("a", { href: clip, download: `event-${id}.mp4` }, "Download clip"),
+      clipEnhanced && h("a", { href: clipEnhanced, download: `event-${id}-enhanced.mp4` }, "Download enhanced clip"),
+    ),
     h("button", { type: "button", class: "secondary", onclick: () => remove(id) }, "Delete event"),
   );
   detail.hidden = false;
