@@ -16,13 +16,18 @@ from service.api.app import create_app
 from service.runtime import Runtime
 from service.settings import Settings
 from tests.console.test_console import CHROMIUM, CHROMIUM_ARGS
-from tests.servers import free_port, wait_for
+from tests.servers import TEST_NETWORKS, free_port, wait_for
 
 
 @pytest.fixture(scope="module")
 def app(tiny_artifact, tmp_path_factory):
     root = tmp_path_factory.mktemp("docs")
-    settings = Settings(model_dir=tiny_artifact, model_root=root / "models", runs_dir=root / "runs")
+    settings = Settings(
+        model_dir=tiny_artifact,
+        model_root=root / "models",
+        runs_dir=root / "runs",
+        camera_networks=TEST_NETWORKS,
+    )
     return create_app(Runtime.from_settings(settings, roles={"api"}), run_trainer=False)
 
 
