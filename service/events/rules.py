@@ -47,7 +47,11 @@ class Roi(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    points: list[tuple[Unit, Unit]] = Field(min_length=2, max_length=64)
+    points: list[tuple[Unit, Unit]] = Field(
+        min_length=2,
+        max_length=64,
+        description="`[x, y]` pairs in 0-1: a box's two corners, or a polygon's vertices.",
+    )
 
     @model_validator(mode="after")
     def _not_degenerate(self) -> "Roi":
@@ -66,8 +70,12 @@ class Roi(BaseModel):
 class Evidence(BaseModel):
     """What was kept of an event under `<event_dir>/<id>/`."""
 
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     frames: int
+    """Frames in the evidence clip."""
     fps: float
+    """Its frame rate."""
     duration: float
     """Seconds of the evidence clip."""
     enhanced: bool
@@ -75,8 +83,15 @@ class Evidence(BaseModel):
 
 
 class Event(BaseModel):
+    """Something a camera's rules found: a run of clips whose label and score count, with the
+    evidence kept of it."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     id: str
+    """The event's id, as in its paths."""
     camera: str
+    """The camera (stream id) it happened on."""
     label: str
     """The peak clip's label."""
     score: float
@@ -86,13 +101,19 @@ class Event(BaseModel):
     end: float
     """Wall-clock end of its latest clip."""
     status: Literal["open", "closed"]
+    """`open` while its clips still count, then `closed`."""
     clips: int
+    """Clips that counted towards it."""
     peak_clip: str
+    """The id of its highest-scoring clip."""
     peak_time: float
     """Middle of the peak clip: the key frame is taken there."""
     model_version: str
+    """The model version that classified its clips."""
     evidence: Evidence | None = None
+    """What was kept; null until written (or when evidence is off)."""
     updated: float
+    """Unix time of its latest change."""
 
 
 class TrackerState(BaseModel):

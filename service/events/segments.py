@@ -5,20 +5,29 @@ segments say Walk 0-6 s, Run 6-8 s, Walk 8-14 s. A run is consecutive clips with
 label; a clip without a result (an error) ends a run and starts none.
 """
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from service.queue.base import ClipResult
 
 
 class Segment(BaseModel):
+    """A run of consecutive clips with one top label: a short action shows as its own segment
+    where the whole-video average would hide it."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     label: str
+    """The clips' top label."""
     start: float
     """Media seconds of its first clip's first frame."""
     end: float
     """Media seconds of its last clip's last frame."""
     first_seq: int
+    """`seq` of its first clip."""
     last_seq: int
+    """`seq` of its last clip."""
     clips: int
+    """How many clips it spans."""
     peak: float
     """Highest top-1 score of its clips."""
     mean: float

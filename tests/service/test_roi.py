@@ -7,10 +7,11 @@ import torch
 
 from model.artifact import load_artifact
 from service.cameras import Camera
-from service.decode import decode_frames, open_source
+from service.decode import Limits, decode_frames, open_source
 from service.encode import write_h264
 from service.events.rules import Roi
 from service.ingest import Clipper, geometry
+from service.settings import Settings
 from tests.servers import ROOT
 from training.synth import _dark_camera, render_scene
 
@@ -36,10 +37,11 @@ def run_scores(path, camera: Camera, demo) -> list[float]:
     network, manifest = demo
     spec = manifest.clip
     clipper = Clipper("roi", spec.frames, spec.frames, live=False)
-    with open_source(str(path)) as container:
+    limits = Limits.of(Settings(), upload=False)
+    with open_source(str(path), limits) as container:
         clips = [
             clip.frames
-            for frame in decode_frames(container, geometry(spec, camera), spec.fps)
+            for frame in decode_frames(container, geometry(spec, camera), spec.fps, limits)
             if (clip := clipper.push(frame)) is not None
         ]
     with torch.no_grad():

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from redis.exceptions import RedisError
 
 from service.api.deps import RuntimeDep
@@ -35,6 +35,10 @@ _LIVE_POLL_S = 0.5
 
 
 class EventPage(BaseModel):
+    """One page of the events that match a query."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     events: list[Event]
     """Newest first."""
     total: int
