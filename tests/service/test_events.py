@@ -23,6 +23,7 @@ from service.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookNotifier
 from tests.servers import TEST_NETWORKS, RedisServer, WebhookReceiver
 from tests.service.clips import metric
 from tests.service.test_queue import result
+from tests.system.test_attack_classes import Listener, _redirector
 
 
 def clip(seq: int, label: str, score: float, stream: str = "yard") -> ClipResult:
@@ -220,3 +221,29 @@ def test_webhooks_are_signed_retried_and_dead_lettered(tmp_path) -> None:
         "retried": 2,
         "dead_letter": 1,
     }
+
+
+def test_event_webhooks_never_follow_a_redirect_to_a_refused_host() -> None:
+    """A receiver answering 302 to a loopback address the policy refuses: the POST reaches the
+    redirector only, and the refused address sees no connection."""
+    denied = Listener().serve()
+    base, asked, stop = _redirector(f"http://127.0.0.2:{denied.port}/stolen")
+    ((_, event),) = step(Rules(min_clips=1), TrackerState(), clip(0, "Run", 0.9))
+
+    async def main() -> None:
+        destinations = webhook_destinations(Settings(webhook_networks=TEST_NETWORKS))
+        notifier = WebhookNotifier("k", 1.0, attempts=2, backoff_s=0.01, destinations=destinations)
+        task = asyncio.create_task(notifier.run())
+        notifier.send(f"{base}/hook", event)
+        while len(asked) < 2:  # the first try and its retry, both answered 302
+            assert not task.done()
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        task.cancel()
+
+    try:
+        asyncio.run(asyncio.wait_for(main(), 30))
+    finally:
+        stop.set()
+        denied.close()
+    assert asked == ["/hook", "/hook"] and denied.connections == []
