@@ -4,10 +4,10 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the tests drive for real: Redis and Sentinel, ffmpeg, the GStreamer RTSP server,
-# a browser.
+# a browser, an MQTT broker.
 TEST_DEBS := redis-server redis-sentinel ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0 \
 	gstreamer1.0-rtsp gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
-	gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools chromium
+	gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools chromium mosquitto
 
 .PHONY: run test check screenshots lint format system-deps clean
 

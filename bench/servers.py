@@ -5,8 +5,9 @@ the test package (tests may import bench, never the other way round).
 `RedisServer` is a private redis-server (nothing on disk), so a test can kill it without touching
 the shared one on 6379. `RtspCamera` is the GStreamer RTSP test camera
 (docker/camera/rtsp_camera.py, run by Debian's python3 that has the GStreamer bindings). Both
-restart on the port they first had, as a real server coming back would. `WebhookReceiver` is an
-HTTP server in a thread of the test that keeps what is POSTed to it.
+restart on the port they first had, as a real server coming back would. `MosquittoBroker` is
+Debian's MQTT broker. `WebhookReceiver` is an HTTP server in a thread of the test that keeps what
+is POSTed to it.
 """
 
 import json
@@ -120,6 +121,20 @@ class RedisServer(_Server):
         return f"redis://127.0.0.1:{self.port}/0"
 
 
+class MosquittoBroker(_Server):
+    """Mosquitto on 127.0.0.1 only, anonymous, nothing persisted."""
+
+    def command(self) -> list[str]:
+        self.config = tempfile.NamedTemporaryFile("w", suffix=".conf")
+        self.config.write(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n")
+        self.config.flush()
+        return ["mosquitto", "-c", self.config.name]
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+
 class RtspCamera(_Server):
     """H.264 over RTSP at `fps`, from a looped `file` or a generated dark scene, on `paths`."""
 
@@ -152,18 +167,20 @@ class RtspCamera(_Server):
 
 
 class WebhookReceiver:
-    """Keeps the body of every JSON POST in `received`, in arrival order (204); anything but
-    JSON is refused (415), as a strict receiver would."""
+    """Keeps the body of every JSON POST in `received`, in arrival order (204), and its headers
+    and raw bytes in `requests`; anything but JSON is refused (415), as a strict receiver would."""
 
     def __init__(self) -> None:
         self.received: list[dict] = []
-        received = self.received
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        received, requests = self.received, self.requests
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 is_json = self.headers["Content-Type"] == "application/json"
                 if is_json:
+                    requests.append((dict(self.headers), body))
                     received.append(json.loads(body))
                 self.send_response(204 if is_json else 415)
                 self.end_headers()

@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 
 from service.camera_health import State, shown_state
 from service.cameras import CameraRegistry, CameraView
+from service.events.rules import Roi, Rules
 from service.illumination import Illumination
 
 
@@ -25,7 +26,11 @@ class StreamStatus(BaseModel):
         description="Sampled frames between clip starts; null: `LUMOS_CLIP_STRIDE`, or the "
         "model's clip length."
     )
-    webhook: str | None = Field(description="Where predictions are POSTed, redacted like `url`.")
+    webhook: str | None = Field(
+        description="Where the camera's events are POSTed (signed), redacted like `url`."
+    )
+    rules: Rules | None = Field(description="When clips make events; null: none.")
+    roi: Roi | None = Field(description="Region of interest; null: the whole frame.")
     state: State = Field(
         description="`connecting`: no frame yet; `live`: frames arrive; `failing`: the source "
         "refused or dropped, a retry is scheduled (`next_retry_at`); `stalled`: connected, but no "

@@ -15,13 +15,14 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, Field
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from service.camera_health import CameraHealth
+from service.events.rules import Roi, Rules
 from service.pause import pause
 from service.urls import WEBHOOK_SCHEMES, RefusedURL, parse, redact_url
 
@@ -56,9 +57,13 @@ class Camera(BaseModel):
     stride: Stride | None = None
     """Sampled frames between the starts of consecutive clips; None = `clip_stride` or T."""
     webhook: Webhook | None = None
-    """Every result of the camera's clips is POSTed here as JSON."""
+    """Each finished event of the camera is POSTed here as signed JSON."""
+    rules: Rules | None = None
+    """When its clips make events; None: the camera makes none."""
+    roi: Roi | None = None
+    """Clips are cut from this region's bounding box; None: the whole frame."""
 
-    def public(self) -> dict[str, str | float | None]:
+    def public(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "url": redact_url(self.url),
@@ -66,6 +71,8 @@ class Camera(BaseModel):
             "sampling": self.sampling,
             "stride": self.stride,
             "webhook": self.webhook and redact_url(self.webhook),
+            "rules": self.rules and self.rules.model_dump(),
+            "roi": self.roi and self.roi.model_dump(),
         }
 
 

@@ -55,9 +55,6 @@ class Clip:
     integrity: Integrity
     illumination: Illumination
     frames: np.ndarray = field(repr=False)
-    webhook: str | None = field(default=None, repr=False)
-    """Where the clip's result is POSTed (its camera's webhook): carried with the clip, so the
-    inference worker never looks cameras up. Out of `repr`: it may hold credentials."""
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -79,7 +76,6 @@ def encode(clip: Clip) -> bytes:
         "live": clip.live,
         "integrity": asdict(clip.integrity),
         "illumination": asdict(clip.illumination),
-        "webhook": clip.webhook,
         "shape": frames.shape,
     }
     head = json.dumps(header, separators=(",", ":")).encode()
@@ -111,7 +107,6 @@ def decode(data: bytes) -> Clip:
             integrity=Integrity(**header["integrity"]),
             illumination=Illumination(**header["illumination"]),
             frames=frames,
-            webhook=header.get("webhook"),  # absent from clips queued before webhooks existed
         )
     except ClipFormatError:
         raise

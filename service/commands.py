@@ -232,6 +232,18 @@ def register_clients(commands: argparse._SubParsersAction) -> None:
     classify.add_argument("files", nargs="+", metavar="VIDEO", help="file, directory or URL")
     _client_options(classify)
     classify.add_argument("--json", action="store_true", help="print JSON (for scripts)")
+    classify.add_argument(
+        "--save",
+        type=Path,
+        metavar="OUT.mp4",
+        help="also write the video with each clip's top labels, score bars and luma drawn on "
+        "it (one FILE only)",
+    )
+    classify.add_argument(
+        "--enhanced",
+        action="store_true",
+        help="with --save: the Retinex-enhanced view beside each frame",
+    )
     classify.set_defaults(run=_classify)
 
     watch = commands.add_parser(
@@ -270,7 +282,14 @@ def _positive(text: str) -> int:
 def _classify(args: argparse.Namespace) -> int:
     from service.terminal import classify_files
 
-    return asyncio.run(classify_files(args.files, args.server, args.api_key, args.top, args.json))
+    if args.save is not None and len(args.files) != 1:
+        print("lumos classify: --save takes exactly one FILE", file=sys.stderr)
+        return 2
+    return asyncio.run(
+        classify_files(
+            args.files, args.server, args.api_key, args.top, args.json, args.save, args.enhanced
+        )
+    )
 
 
 def _watch(args: argparse.Namespace) -> int:

@@ -40,11 +40,30 @@ def is_live(url: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Geometry:
-    """Resize to (width, height) in the scaler, then take the centre `crop x crop`."""
+    """Resize to (width, height) in the scaler, then take the centre `crop x crop`.
+
+    With a region of interest (relative left, top, right, bottom) the region stands in for the
+    frame: the scaler sizes the whole frame so that the region comes out at (width, height), and
+    the region is sliced from it, so an action in a corner of a wide view keeps its pixels
+    instead of being shrunk with the rest of the frame.
+    """
 
     width: int
     height: int
     crop: int
+    roi: tuple[float, float, float, float] | None = None
+
+    def scaled(self) -> tuple[int, int, int, int]:
+        """(frame width, frame height, left, top): what the scaler makes, and where the region
+        (of `width x height`) starts in it."""
+        if self.roi is None:
+            return self.width, self.height, 0, 0
+        x0, y0, x1, y1 = self.roi
+        full_w = max(self.width, round(self.width / (x1 - x0)))
+        full_h = max(self.height, round(self.height / (y1 - y0)))
+        left = min(round(x0 * full_w), full_w - self.width)
+        top = min(round(y0 * full_h), full_h - self.height)
+        return full_w, full_h, left, top
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +78,8 @@ class Frame:
     """The interval expected before this frame (sampling step or source frame interval)."""
     epoch: int
     """Which connection of the source it came from; increases with each reconnect."""
+    view: np.ndarray | None = None
+    """The whole frame at evidence size (`view_height`), when asked for."""
 
 
 class LimitExceeded(ValueError):
@@ -180,6 +201,7 @@ def decode_frames(
     threads: int = 2,
     epoch: int = 0,
     realtime: bool = False,
+    view_height: int = 0,
 ) -> Iterator[Frame]:
     """Frames of the first video stream, sampled to `fps` on their timestamps.
 
@@ -189,6 +211,7 @@ def decode_frames(
     more than a step, so that a gap resynchronises the sampler instead of letting it keep every
     frame until it catches up. `realtime` paces a file to its timestamps, so that it can stand in
     for a camera. Every decoded frame is checked against `limits` (raising `LimitExceeded`).
+    `view_height` adds each frame whole, at that height, for event evidence.
     """
     if not container.streams.video:
         raise ValueError("the source has no video stream")
@@ -200,11 +223,13 @@ def decode_frames(
     step = 1.0 / fps
     expected = max(step, source_step)
     tolerance = source_step / 2
-    top = (geometry.height - geometry.crop) // 2
-    left = (geometry.width - geometry.crop) // 2
+    full_w, full_h, region_left, region_top = geometry.scaled()
+    top = region_top + (geometry.height - geometry.crop) // 2
+    left = region_left + (geometry.width - geometry.crop) // 2
     # One scaler for the stream: a frame's own `to_ndarray(width=...)` builds and frees an
     # FFmpeg scaling context per frame, a fifth of the conversion's cost at 720p.
     scaler = VideoReformatter()
+    viewer = VideoReformatter()
     due: float | None = None
     origin = 0.0  # wall-clock time of media time 0, when pacing
     pts = -source_step
@@ -220,6 +245,11 @@ def decode_frames(
             origin = origin or (time.time() - pts)
             time.sleep(max(0.0, origin + pts - time.time()))
         now = time.time()
-        image = scaler.reformat(frame, geometry.width, geometry.height, "rgb24").to_ndarray()
+        image = scaler.reformat(frame, full_w, full_h, "rgb24").to_ndarray()
         crop = image[top : top + geometry.crop, left : left + geometry.crop]
-        yield Frame(np.ascontiguousarray(crop), pts, now, expected, epoch)
+        view = None
+        if view_height:
+            height = min(view_height, frame.height) // 2 * 2
+            width = round(frame.width * height / frame.height / 2) * 2
+            view = viewer.reformat(frame, width, height, "rgb24").to_ndarray()
+        yield Frame(np.ascontiguousarray(crop), pts, now, expected, epoch, view)

@@ -7,9 +7,6 @@ backend keeps two batches in flight so the upload of one overlaps the compute of
 
 A newly activated model version is loaded beside the serving one and swapped in between batches;
 the previous engine stays loaded for clips still cut to its shape, so no clip is dropped by a swap.
-
-A clip that carries its camera's webhook has its result handed to a `WebhookSender` once stored,
-which POSTs it in the background: a slow or dead subscriber never holds a batch up.
 """
 
 import asyncio
@@ -57,8 +54,6 @@ from service.queue.base import (
 )
 from service.registry import ActiveModel
 from service.settings import Settings
-from service.urls import webhook_destinations
-from service.webhooks import WebhookSender
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +171,6 @@ class InferenceWorker:
         self._held: set[tuple[str, str]] = set()
         """(lane, token) of every clip this worker holds, waiting or in a batch."""
         self._executor = ThreadPoolExecutor(2, thread_name_prefix="infer")
-        self.webhooks = WebhookSender(settings.webhook_timeout_s, webhook_destinations(settings))
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Serve until `stopping`; batches in flight finish, unacknowledged clips are reclaimed
@@ -188,7 +182,6 @@ class InferenceWorker:
             asyncio.create_task(self._swap_models()),
             asyncio.create_task(self._every(self.settings.claim_idle_ms / 2000, self._reclaim)),
         ]
-        deliveries = asyncio.create_task(self.webhooks.run())
         in_flight = asyncio.Semaphore(2 if self.engine.backend.pipelined else 1)
         running: set[asyncio.Task[None]] = set()
 
@@ -215,7 +208,6 @@ class InferenceWorker:
                 helper.cancel()
             if running:
                 await asyncio.wait(running)
-            deliveries.cancel()
             self._executor.shutdown(wait=False)
 
     async def _first_engine(self, stopping: asyncio.Event) -> Engine | None:
@@ -305,14 +297,12 @@ class InferenceWorker:
         and the clips come back (their results are stored once, whoever stores them first)."""
         try:
             results = await self._infer(batch)
-            for delivery, result in zip(batch, results, strict=True):
+            for result in results:
                 if not await self.results.put(result):
-                    continue  # a redelivered clip: its result was stored (and sent) before
+                    continue  # a redelivered clip: its result was stored (and counted) before
                 if result.top:
                     PREDICTIONS.labels(label=result.top[0].label).inc()
                     CLIP_LATENCY.observe(result.latency.total)
-                if delivery.clip.webhook:
-                    self.webhooks.send(delivery.clip.webhook, result)
             await self.queue.ack(batch)
         except (RedisError, OSError) as exc:
             log.warning("batch of %d clips left for redelivery: %s", len(batch), exc)

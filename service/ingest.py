@@ -30,6 +30,7 @@ from service.camera_health import HealthTracker, error_text, key_frame
 from service.cameras import Camera, CameraRegistry, Ownership
 from service.clips import Clip, Integrity
 from service.decode import Frame, Geometry, Limits, decode_frames, is_live, open_source, redact_url
+from service.events.tracker import EventServices, EventTracker
 from service.illumination import gate, measure
 from service.metrics import (
     CLIPS_GATED,
@@ -58,9 +59,11 @@ UPLOAD_LABEL = "upload"
 """The `stream` metric label of every upload: upload ids are unbounded, a label must not be."""
 
 
-def geometry(spec: ClipSpec) -> Geometry:
+def geometry(spec: ClipSpec, camera: Camera | None = None) -> Geometry:
+    """The model's resize and crop, from the camera's region of interest when it has one."""
     width, height = spec.resize
-    return Geometry(width, height, spec.crop)
+    roi = camera.roi.box() if camera is not None and camera.roi is not None else None
+    return Geometry(width, height, spec.crop, roi)
 
 
 def cadence(spec: ClipSpec, settings: Settings, camera: Camera | None = None) -> tuple[float, int]:
@@ -74,14 +77,11 @@ def cadence(spec: ClipSpec, settings: Settings, camera: Camera | None = None) ->
 class Clipper:
     """A sliding window over one stream's frames: a clip of `length` frames every `stride`."""
 
-    def __init__(
-        self, stream: str, length: int, stride: int, live: bool, webhook: str | None = None
-    ) -> None:
+    def __init__(self, stream: str, length: int, stride: int, live: bool) -> None:
         self.stream = stream
         self.length = length
         self.stride = stride
         self.live = live
-        self.webhook = webhook
         self.seq = 0
         self._window: deque[Frame] = deque(maxlen=length)
         self._since = 0
@@ -122,7 +122,6 @@ class Clipper:
             ),
             illumination=measure(images),
             frames=images,
-            webhook=self.webhook,
         )
         self.seq += 1
         return clip
@@ -205,7 +204,8 @@ async def ingest_file(
 
 class LiveIngest:
     """One camera, from connection to queued clips, until cancelled; its health and latest key
-    frame go to `registry` as they change."""
+    frame go to `registry` as they change; with rules (and the process's event services), also
+    its events."""
 
     def __init__(
         self,
@@ -214,6 +214,7 @@ class LiveIngest:
         spec: ClipSpec,
         settings: Settings,
         registry: CameraRegistry,
+        events: EventServices | None = None,
     ) -> None:
         self.camera = camera
         self.queue = queue
@@ -222,6 +223,11 @@ class LiveIngest:
         self.registry = registry
         self.fps, self.stride = cadence(spec, settings, camera)
         self._stopping = threading.Event()
+        self.tracker = (
+            EventTracker(camera, camera.rules, events, self.fps)
+            if events is not None and camera.rules is not None
+            else None
+        )
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -235,15 +241,16 @@ class LiveIngest:
         )
         reader.start()
         label = self.camera.id
-        clipper = Clipper(
-            self.camera.id, self.spec.frames, self.stride, live=True, webhook=self.camera.webhook
-        )
+        clipper = Clipper(self.camera.id, self.spec.frames, self.stride, live=True)
+        tracking = asyncio.create_task(self.tracker.run()) if self.tracker else None
         try:
             while True:
                 frame = await buffer.get()
                 if time.time() - frame.wall > self.settings.staleness_s:
                     STREAM_FRAMES_DROPPED.labels(stream=label, reason="stale").inc()
                     continue
+                if self.tracker is not None:
+                    self.tracker.frame(frame.wall, frame.view)
                 clip = clipper.push(frame)
                 if clip is None:
                     continue
@@ -255,7 +262,12 @@ class LiveIngest:
                 except (RedisError, OSError) as exc:  # the store is away; the camera goes on
                     log.warning("camera %s: cannot queue a clip: %s", label, exc)
                     STREAM_FRAMES_DROPPED.labels(stream=label, reason="queue_error").inc()
+                    continue
+                if self.tracker is not None:
+                    self.tracker.queued(clip.id, clip.end)
         finally:
+            if tracking is not None:
+                tracking.cancel()
             self._stopping.set()  # the reader exits after its current read (<= stall timeout)
             STREAM_UP.labels(stream=label).set(0)
 
@@ -300,12 +312,13 @@ class LiveIngest:
                     log.info("camera %s: connected to %s", label, redact_url(url))
                     frames = decode_frames(
                         container,
-                        geometry(self.spec),
+                        geometry(self.spec, self.camera),
                         self.fps,
                         limits,
                         threads=settings.decode_threads,
                         epoch=epoch,
                         realtime=not is_live(url),  # a file standing in for a camera
+                        view_height=settings.event_view_height if self.tracker else 0,
                     )
                     for frame in frames:
                         if self._stopping.is_set():
@@ -339,7 +352,7 @@ class CameraIngest:
     """An ingest worker: runs a `LiveIngest` for each camera its leases give it.
 
     Clips are cut for the active model's clip spec; when a newly activated model wants another
-    spec, every camera restarts with it.
+    spec, every camera restarts with it. With `events`, cameras with rules make events.
     """
 
     def __init__(
@@ -348,11 +361,13 @@ class CameraIngest:
         queue: ClipQueue,
         active: ActiveModel,
         settings: Settings,
+        events: EventServices | None = None,
     ) -> None:
         self.registry = registry
         self.queue = queue
         self.active = active
         self.settings = settings
+        self.events = events
         self.running: dict[str, tuple[Camera, asyncio.Task[None]]] = {}
         self._spec: ClipSpec | None = None
 
@@ -387,7 +402,7 @@ class CameraIngest:
 
     async def _start(self, camera: Camera) -> None:
         assert self._spec is not None
-        live = LiveIngest(camera, self.queue, self._spec, self.settings, self.registry)
+        live = LiveIngest(camera, self.queue, self._spec, self.settings, self.registry, self.events)
         self.running[camera.id] = (camera, asyncio.create_task(live.run()))
 
     async def _stop(self, camera_id: str) -> None:

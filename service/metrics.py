@@ -84,11 +84,19 @@ CLIP_LATENCY = Histogram(
     buckets=_LATENCY_BUCKETS,
 )
 PREDICTIONS = Counter("lumos_predictions_total", "Top-1 predictions by label.", ["label"])
-WEBHOOK_DELIVERIES = Counter(
-    "lumos_webhook_deliveries_total",
-    "Results POSTed to camera webhooks, by outcome (delivered, failed, dropped, refused).",
-    ["outcome"],
+EVENTS = Counter(
+    "lumos_events_total", "Events opened, by camera and peak label.", ["camera", "label"]
 )
+NOTIFICATIONS = Counter(
+    "lumos_notifications_total",
+    "Event notifications by channel (webhook, mqtt) and outcome (delivered, retried, "
+    "dead_letter, dropped, refused).",
+    ["channel", "outcome"],
+)
+# Known from the start, so that a dashboard shows zeros rather than nothing before the first one.
+for _channel in ("webhook", "mqtt"):
+    for _outcome in ("delivered", "retried", "dead_letter", "dropped", "refused"):
+        NOTIFICATIONS.labels(channel=_channel, outcome=_outcome)
 MODEL_INFO = Gauge(
     "lumos_model_info",
     "1 for the model version a process serves.",

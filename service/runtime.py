@@ -10,6 +10,7 @@ The API holds a `Runtime` (`create_app(runtime)`); `service.commands.serve_http`
 """
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Coroutine, Iterable
@@ -25,7 +26,12 @@ from redis.asyncio import Redis
 from model.clip import ClipSpec
 from service.cameras import CameraRegistry, MemoryCameras, RedisCameras
 from service.connections import loop_client, open_all, thread_client
-from service.ingest import CameraIngest, FileIngest, ingest_file
+from service.events.evidence import EvidenceStore
+from service.events.notify import Notifier
+from service.events.segments import Segment, segments
+from service.events.store import EventStore, MemoryEvents, RedisEvents
+from service.events.tracker import EventServices
+from service.ingest import CameraIngest, FileIngest, cadence, ingest_file
 from service.pause import pause
 from service.queue.base import ClipQueue, ClipResult, ResultStore, Summary, summarize
 from service.queue.memory import MemoryQueue, MemoryResults
@@ -54,6 +60,8 @@ class VideoResult(BaseModel):
     summary: Summary
     gated: int
     """Clips the darkness gate skipped (they have no result)."""
+    segments: list[Segment]
+    """The clips as runs of one top label, so that a short action is not averaged away."""
 
 
 class Runtime:
@@ -67,6 +75,7 @@ class Runtime:
         results: ResultStore,
         cameras: CameraRegistry,
         models: ModelRegistry,
+        events: EventStore,
         roles: Iterable[str] = ROLES,
         redis_client: Redis | None = None,
     ) -> None:
@@ -78,6 +87,8 @@ class Runtime:
         self.active = ActiveModel(models, settings.model_poll_s)
         """The active version: this process's one reader of the pointer, which routers and
         workers ask."""
+        self.events = events
+        self.evidence = EvidenceStore(settings.event_dir)
         self.roles = frozenset(roles)
         if not self.roles <= ROLES:
             raise ValueError(f"unknown roles {sorted(self.roles - ROLES)}")
@@ -100,6 +111,7 @@ class Runtime:
                 MemoryResults(settings.result_ttl_s),
                 MemoryCameras(),
                 models,
+                MemoryEvents(),
                 roles,
             )
         client = loop_client(settings, settings.redis_connections)
@@ -110,6 +122,7 @@ class Runtime:
             RedisResults(client, settings.result_ttl_s),
             RedisCameras(client),
             ModelRegistry(settings.model_root, pointer, settings.model_dir),
+            RedisEvents(client),
             roles,
             client,
         )
@@ -121,12 +134,18 @@ class Runtime:
             await open_all(self.redis)
         if isinstance(self.queue, RedisQueue):
             await self.queue.ensure_groups()
-        if isinstance(self.results, RedisResults) and "api" in self.roles:
+        # Uploads (api) and event trackers (ingest) wait on announced results.
+        if isinstance(self.results, RedisResults) and self.roles & {"api", "ingest"}:
             self._spawn(self.results.listen(self._stopping))
         self._spawn(self.active.run(self._stopping))
         self._spawn(self._watch_depth())
         if "ingest" in self.roles:
-            ingest = CameraIngest(self.cameras, self.queue, self.active, self.settings)
+            notifier = Notifier(self.settings)
+            self._spawn(self._until_stopped(notifier.run()))
+            events = EventServices(
+                self.events, self.evidence, self.results, notifier, self.settings
+            )
+            ingest = CameraIngest(self.cameras, self.queue, self.active, self.settings, events)
             self._spawn(ingest.run(self._stopping))
         if "infer" in self.roles:
             from service.infer import InferenceWorker  # torch-heavy: only where it runs
@@ -149,6 +168,14 @@ class Runtime:
         done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             task.result()
+
+    async def _until_stopped(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run a task that only ends when cancelled, until `stop()`."""
+        task = asyncio.create_task(work)
+        await self._stopping.wait()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
@@ -225,9 +252,11 @@ class Runtime:
         `timeout` seconds of waiting for them)."""
         ingest = await self.ingest_file(path, stream)
         clips = await self.results.wait(ingest.stream, ingest.clip_ids, timeout)
+        spec = await self.clip_spec()
         return VideoResult(
             stream=ingest.stream,
             clips=clips,
             summary=summarize(clips, self.settings.top_k),
             gated=ingest.gated,
+            segments=segments(clips, spec.frames, spec.fps, *cadence(spec, self.settings)[1:]),
         )

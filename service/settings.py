@@ -231,8 +231,54 @@ class Settings(BaseSettings):
     webhook_timeout_s: float = Field(
         2.0,
         gt=0,
-        description="A POST to a camera's webhook gives up after this long (tried twice, then "
-        "counted as failed).",
+        description="A POST to a camera's webhook gives up after this long (then retried).",
+    )
+
+    # Events and notifications.
+    event_dir: Path = Field(
+        Path("runs/events"),
+        description="Event evidence (clips, key frames); shared by ingest workers and the API.",
+    )
+    event_max_age_s: float = Field(
+        7 * 86_400, gt=0, description="Events and their evidence are kept this long."
+    )
+    event_max_bytes: int = Field(
+        2 * 1024**3, ge=0, description="Evidence kept at most; the oldest goes first beyond."
+    )
+    event_clip_max_s: float = Field(
+        30.0,
+        gt=0,
+        description="An event's evidence clip keeps at most its last this many seconds. Each "
+        "camera with rules holds this much of its frames (30 s at 12 fps and 320 x 240: 83 MiB).",
+    )
+    event_view_height: int = Field(
+        240, ge=16, le=2160, description="Height of evidence frames (source height if lower)."
+    )
+    event_enhanced: bool = Field(
+        True, description="Also write a Retinex-enhanced evidence clip and key frame."
+    )
+    event_resume_s: float = Field(
+        30.0,
+        gt=0,
+        description="An event its worker left open is continued by the camera's next owner "
+        "within this; later, it is closed at its last clip.",
+    )
+    webhook_secret: SecretStr = Field(
+        SecretStr(""),
+        description="Key of the HMAC-SHA256 signature on event webhooks (X-Lumos-Signature). "
+        "Unset: webhooks go unsigned.",
+    )
+    webhook_attempts: int = Field(5, ge=1, le=20, description="Tries per event webhook POST.")
+    webhook_backoff_s: float = Field(
+        0.5, ge=0, description="Wait before the first retry; it doubles with each one."
+    )
+    mqtt_url: str | None = Field(
+        None,
+        description="MQTT broker (mqtt://[user:pass@]host[:port], mqtts://) events and camera "
+        "states are published to. Unset: no MQTT.",
+    )
+    mqtt_prefix: str = Field(
+        "lumos", pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$", description="MQTT topic prefix."
     )
 
     # Control plane: API access, uploads, training jobs.

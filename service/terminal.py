@@ -137,10 +137,17 @@ async def _local_copy(item: str, limit: int) -> AsyncIterator[Path]:
 
 
 async def classify_files(
-    inputs: list[str], server: str | None, api_key: str | None, top: int, json_out: bool
+    inputs: list[str],
+    server: str | None,
+    api_key: str | None,
+    top: int,
+    json_out: bool,
+    save: Path | None = None,
+    enhanced: bool = False,
 ) -> int:
     """`lumos classify`: a table (or JSON) per video file, URL or directory of videos; 1 when one
-    could not be classified (in the JSON array as `{"file", "error"}`)."""
+    could not be classified (in the JSON array as `{"file", "error"}`). With `save` (one input),
+    also the video annotated with each clip's labels (beside its Retinex view with `enhanced`)."""
     failed = 0
     answers = []
     limit = Settings().upload_max_bytes
@@ -157,6 +164,8 @@ async def classify_files(
                     try:
                         async with _local_copy(item, limit) as path:
                             result = await client.classify(path, progress)
+                            if save is not None:
+                                await _annotate(path, save, result, top, enhanced)
                     except (ClientError, OSError) as exc:
                         print(f"lumos classify: {item}: {exc}", file=sys.stderr)
                         answers.append({"file": item, "error": str(exc)})
@@ -172,6 +181,16 @@ async def classify_files(
     if json_out:
         print(json.dumps(answers, indent=2))
     return 1 if failed else 0
+
+
+async def _annotate(source: Path, out: Path, result: Classified, top: int, enhanced: bool) -> None:
+    from service.annotate import annotate  # torch and the drawing code: only when asked
+
+    clips = [(result.span(clip)[0], clip) for clip in result.clips]
+    try:
+        await asyncio.to_thread(annotate, source, out, clips, top, enhanced)
+    except ValueError as exc:  # av.FFmpegError is an OSError, reported as the file's failure
+        raise OSError(f"cannot write {out}: {exc}") from exc
 
 
 def format_update(update: Update, top: int) -> str:

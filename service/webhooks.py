@@ -1,61 +1,113 @@
-"""Camera webhooks: each result of a camera's clips is POSTed as JSON to the URL it subscribed.
+"""Event webhooks: one signed POST per finished event to its camera's webhook (not per clip).
 
-A subscriber's server is outside the service's control, so the inference worker never waits on
-it: `send` only puts the result in a small bounded queue (full: the result is dropped, counted)
-and one task drains it, each POST limited to `webhook_timeout_s` and retried once. Every outcome
-is counted in `lumos_webhook_deliveries_total{outcome}`; failures are logged with the URL redacted.
-Each POST goes to an address the URL policy checked just before (`service.urls`), never follows a
-redirect, and a URL whose host now resolves somewhere refused is not posted to at all (`refused`).
+The body is signed with HMAC-SHA256 over `<timestamp>.<body>` under `LUMOS_WEBHOOK_SECRET`, sent
+as `X-Lumos-Timestamp` and `X-Lumos-Signature: v1=<hex>`, so a receiver can check both where it
+came from and that it is not a replay (`verify`). A subscriber's server is outside the service's
+control, so the caller never waits on it: `send` queues (full: dropped, counted) and one task
+POSTs, each try limited to `webhook_timeout_s` and retried with doubling backoff; one that never
+succeeds is dead-lettered (logged with the URL redacted, counted). Each POST goes to an address
+the URL policy checked just before (`service.urls`), never follows a redirect, and a URL whose host
+now resolves somewhere refused is not posted to at all (`refused`). Every outcome is counted in
+`lumos_notifications_total{channel="webhook", outcome}`.
 """
 
 import asyncio
+import hashlib
+import hmac
+import json
 import logging
+import time
+from typing import Any
 
 import httpx
 
-from service.metrics import WEBHOOK_DELIVERIES
-from service.queue.base import ClipResult
+from service.events.rules import Event
+from service.metrics import NOTIFICATIONS
 from service.urls import Destinations, RefusedURL, redact_url
 
 log = logging.getLogger(__name__)
 
-_ATTEMPTS = 2
+TIMESTAMP_HEADER = "X-Lumos-Timestamp"
+SIGNATURE_HEADER = "X-Lumos-Signature"
 
 
-class WebhookSender:
-    """Delivers results to webhooks in the background, in the order they were sent."""
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "v1=" + digest.hexdigest()
 
-    def __init__(self, timeout_s: float, destinations: Destinations, capacity: int = 256) -> None:
-        self.timeout_s = timeout_s
+
+def verify(
+    secret: str, timestamp: str, signature: str, body: bytes, window_s: float = 300.0
+) -> bool:
+    """What a receiver runs: the signature matches, and the timestamp is within `window_s` of
+    now (an old, captured request replayed later fails)."""
+    try:
+        fresh = abs(time.time() - float(timestamp)) <= window_s
+    except ValueError:
+        return False
+    return fresh and hmac.compare_digest(sign(secret, timestamp, body), signature)
+
+
+def payload(event: Event) -> dict[str, Any]:
+    base = f"/v1/events/{event.id}"
+    return {
+        "type": "event",
+        "event": event.model_dump(mode="json"),
+        "links": {"self": base, "clip": f"{base}/clip", "snapshot": f"{base}/snapshot"},
+    }
+
+
+class WebhookNotifier:
+    """POSTs events to webhooks in the background, in order; never blocks its caller."""
+
+    def __init__(
+        self,
+        secret: str,
+        timeout_s: float,
+        attempts: int,
+        backoff_s: float,
+        destinations: Destinations,
+    ) -> None:
+        self.secret = secret
         self.destinations = destinations
-        self._pending: asyncio.Queue[tuple[str, ClipResult]] = asyncio.Queue(capacity)
+        self.timeout_s = timeout_s
+        self.attempts = attempts
+        self.backoff_s = backoff_s
+        self._pending: asyncio.Queue[tuple[str, Event]] = asyncio.Queue(256)
 
-    def send(self, url: str, result: ClipResult) -> None:
-        """Queue `result` for `url` and return at once; dropped (counted) when the queue is full."""
+    def send(self, url: str, event: Event) -> None:
         try:
-            self._pending.put_nowait((url, result))
+            self._pending.put_nowait((url, event))
         except asyncio.QueueFull:
-            WEBHOOK_DELIVERIES.labels(outcome="dropped").inc()
+            NOTIFICATIONS.labels(channel="webhook", outcome="dropped").inc()
 
     async def run(self) -> None:
-        """Deliver until cancelled; results still queued then are lost."""
         async with httpx.AsyncClient(timeout=self.timeout_s, follow_redirects=False) as client:
             while True:
-                url, result = await self._pending.get()
-                await self._deliver(client, url, result)
+                url, event = await self._pending.get()
+                await self._deliver(client, url, event)
 
-    async def _deliver(self, client: httpx.AsyncClient, url: str, result: ClipResult) -> None:
-        body = result.model_dump_json()
+    async def _deliver(self, client: httpx.AsyncClient, url: str, event: Event) -> None:
+        body = json.dumps(payload(event), separators=(",", ":")).encode()
         error = ""
-        for _ in range(_ATTEMPTS):
+        for attempt in range(self.attempts):
+            if attempt:
+                NOTIFICATIONS.labels(channel="webhook", outcome="retried").inc()
+                await asyncio.sleep(self.backoff_s * 2 ** (attempt - 1))
             try:
                 parsed, address = await asyncio.to_thread(self.destinations.check, url)
             except RefusedURL as exc:
-                WEBHOOK_DELIVERIES.labels(outcome="refused").inc()
+                NOTIFICATIONS.labels(channel="webhook", outcome="refused").inc()
                 log.warning("webhook %s: not delivered: %s", redact_url(url), exc)
                 return
             # To the checked address; the name stays in Host and in TLS (SNI, certificate).
             headers = {"content-type": "application/json", "host": parsed.authority}
+            if self.secret:  # signed when sent, so a retry is not refused as a replay
+                stamp = str(int(time.time()))
+                headers |= {
+                    TIMESTAMP_HEADER: stamp,
+                    SIGNATURE_HEADER: sign(self.secret, stamp, body),
+                }
             try:
                 answer = await client.post(
                     parsed.with_host(str(address)),
@@ -63,18 +115,19 @@ class WebhookSender:
                     headers=headers,
                     extensions={"sni_hostname": parsed.host},
                 )
-            except Exception as exc:  # whatever the subscriber's server did, deliveries go on
+            except Exception as exc:  # whatever the receiver did, deliveries go on
                 error = type(exc).__name__  # its text may quote the URL
                 continue
             if answer.is_success:
-                WEBHOOK_DELIVERIES.labels(outcome="delivered").inc()
+                NOTIFICATIONS.labels(channel="webhook", outcome="delivered").inc()
                 return
             error = f"HTTP {answer.status_code}"
-        WEBHOOK_DELIVERIES.labels(outcome="failed").inc()
+        NOTIFICATIONS.labels(channel="webhook", outcome="dead_letter").inc()
         log.warning(
-            "webhook %s: result of clip %s (stream %s) not delivered: %s",
+            "webhook %s: event %s (camera %s) dead-lettered after %d attempts: %s",
             redact_url(url),
-            result.clip_id,
-            result.stream,
+            event.id,
+            event.camera,
+            self.attempts,
             error,
         )

@@ -22,6 +22,7 @@ TIERS = {
         "tests/api/test_uploads.py",
         "tests/api/test_streams.py",
         "tests/api/test_distributed.py",
+        "tests/api/test_events.py",
         "tests/api/test_jobs.py",
         "tests/api/test_client.py",
         # End to end through `lumos` subprocesses: CLI, training recipes, DDP, killed workers.

@@ -19,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from service.api import docs, errors
 from service.api.deps import authorize
 from service.api.middleware import BodyLimit, RequestMetrics, SecurityHeaders, TrustedHosts
-from service.api.routers import classify, frames, health, jobs, models, streams
+from service.api.routers import classify, events, frames, health, jobs, models, streams
 from service.api.tasks import ClassifyTasks
 from service.jobs.planner import JobPlanner
 from service.jobs.runner import JobRunner
@@ -102,7 +102,7 @@ def create_app(runtime: Runtime, run_trainer: bool = True) -> FastAPI:
     app.add_middleware(SecurityHeaders)  # outermost: on every answer, refusals included
 
     protected = [Depends(authorize)]
-    for module in (classify, frames, streams, jobs, models):
+    for module in (classify, frames, streams, events, jobs, models):
         app.include_router(module.router, prefix="/v1", dependencies=protected)
     # The unversioned upload endpoint answers exactly as /v1/classify does.
     app.include_router(

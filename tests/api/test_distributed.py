@@ -127,7 +127,10 @@ def test_workers_share_the_load_and_metrics_cover_every_process(deployment, tmp_
         with deployment.api.client() as client:
             ready = client.get("/readyz").json()
             assert ready["checks"]["queue"]["ok"] and "inference" not in ready["checks"]
-            assert client.post("/v1/streams", json={"url": camera.url(), "id": "cam"}).is_success
+            # Rules every clip passes: the camera's first clip opens an event (its metric shows).
+            rules = {"min_score": 0, "min_clips": 1}
+            stream = {"url": camera.url(), "id": "cam", "rules": rules}
+            assert client.post("/v1/streams", json=stream).is_success
 
             # No inference yet: an upload fills the bounded upload lane, the API sheds load.
             pending = upload(client, tmp_path / "long.mp4", **{"async": "true"})

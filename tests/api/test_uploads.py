@@ -61,6 +61,15 @@ def test_upload_answers_with_clip_and_video_labels(service, make_video, tmp_path
     assert set(body["video"]["scores"]) == set(ARID_LABELS)
     for clip in body["clips"]:
         assert clip["top"][0]["label"] in ARID_LABELS
+    # The timeline's runs of one label cover every clip, in order, each run one label.
+    runs = body["segments"]
+    assert [(r["first_seq"], r["last_seq"]) for r in runs][0][0] == 0
+    assert sum(r["clips"] for r in runs) == len(body["clips"])
+    for run in runs:
+        labels = {
+            c["top"][0]["label"] for c in body["clips"][run["first_seq"] : run["last_seq"] + 1]
+        }
+        assert labels == {run["label"]} and run["start"] < run["end"]
         assert clip["illumination"]["luma_mean"] < 40  # the clip is dark
     assert 0 < body["illumination"]["luma_mean"] < 40
     assert body["illumination"]["luma_min"] <= body["illumination"]["luma_max"]

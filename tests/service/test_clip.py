@@ -23,20 +23,6 @@ def test_round_trip_keeps_every_field_and_the_exact_pixels() -> None:
     assert back.integrity == clip.integrity and back.illumination == clip.illumination
 
 
-def test_webhook_travels_with_the_clip_and_older_clips_have_none() -> None:
-    hook = "http://user:secret@127.0.0.1:9/hook"
-    clip = make_clip(webhook=hook)
-    assert decode(encode(clip)).webhook == hook
-    assert "secret" not in repr(clip)
-    # A clip queued by an ingest from before webhooks: its header has no such key.
-    data = encode(make_clip())
-    (length,) = struct.unpack(">I", data[:4])
-    header = json.loads(data[4 : 4 + length])
-    del header["webhook"]
-    head = json.dumps(header).encode()
-    assert decode(struct.pack(">I", len(head)) + head + data[4 + length :]).webhook is None
-
-
 def test_wire_form_is_compact_pixels_plus_a_small_header() -> None:
     frames = np.zeros((16, 64, 64, 3), np.uint8)
     data = encode(make_clip(frames=frames, timestamps=tuple(range(16))))

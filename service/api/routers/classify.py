@@ -34,6 +34,7 @@ from service.api.uploads import (
     undecodable,
 )
 from service.decode import LimitExceeded
+from service.events.segments import Segment
 from service.queue.base import ClipResult, Summary
 from service.runtime import NoActiveModel, Runtime, VideoResult
 
@@ -93,6 +94,8 @@ class Classification(BaseModel):
     """Clips the darkness gate skipped; they have no result."""
     video: Summary
     """Whole-video top-k: the mean of the clips' scores."""
+    segments: list[Segment]
+    """Runs of clips with one top label: a short action the mean hides shows here."""
     clips: list[ClipResult]
     """Each clip's result, in order."""
     illumination: IlluminationStats | None
@@ -144,6 +147,7 @@ def _answer(
         clip_count=len(result.clips),
         gated=result.gated,
         video=result.summary,
+        segments=result.segments,
         clips=result.clips,
         illumination=illumination,
         timings=Timings(

@@ -20,6 +20,7 @@ from service.api.deps import RuntimeDep
 from service.api.errors import PROBLEM_RESPONSE, Problem
 from service.camera_status import StreamStatus, statuses
 from service.cameras import Camera, Sampling, Stride, Webhook
+from service.events.rules import Roi, Rules
 from service.queue.base import ClipResult, Summary, summarize
 from service.runtime import Runtime
 from service.urls import (
@@ -63,8 +64,10 @@ class StreamRequest(BaseModel):
         "`LUMOS_CLIP_STRIDE`, or the model's clip length (back-to-back clips).",
     )
     webhook: Webhook | None = Field(
-        None, description="An http(s) URL every prediction of the camera is POSTed to, as JSON."
+        None, description="An http(s) URL each finished event of the camera is POSTed to."
     )
+    rules: Rules | None = Field(None, description="When clips make events; null: none.")
+    roi: Roi | None = Field(None, description="Region of interest; null: the whole frame.")
 
     @field_validator("url")
     @classmethod

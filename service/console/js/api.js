@@ -145,3 +145,16 @@ function parseEvent(block) {
   if (data.length) event.data = JSON.parse(data.join("\n"));
   return event;
 }
+
+/** GET `path` as a blob URL (for <video> and <img>, which cannot send the API key); the caller
+ * revokes it with URL.revokeObjectURL when done. */
+export async function blobUrl(path) {
+  for (let asked = false; ; asked = true) {
+    const response = await fetch(path, { headers: authHeaders() });
+    if (response.status === 401 && !asked && (await askKey(problem(401, await response.text())))) {
+      continue;
+    }
+    if (!response.ok) throw problem(response.status, await response.text());
+    return URL.createObjectURL(await response.blob());
+  }
+}

@@ -2,11 +2,12 @@
 
 import { cameras } from "./cameras.js";
 import { classify } from "./classify.js";
+import { events } from "./events.js";
 import { jobs } from "./jobs.js";
 import { models } from "./models.js";
 import { startStatus } from "./status.js";
 
-const pages = { classify, cameras, models, jobs };
+const pages = { classify, cameras, events, models, jobs };
 let current = null;
 
 function route(event) {
