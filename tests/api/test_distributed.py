@@ -177,6 +177,9 @@ def test_workers_share_the_load_and_metrics_cover_every_process(deployment, tmp_
             wait_for(
                 lambda: exposed(scrape(client), "lumos_stream_reconnects_total"), 60, "reconnect"
             )
+            # The event follows the camera's results: the ingest's tracker first passes over the
+            # clips dropped before inference started (each after the staleness budget).
+            wait_for(lambda: exposed(scrape(client), "lumos_events_total"), 90, "an event")
             samples = scrape(client)
     finally:
         camera.kill()
