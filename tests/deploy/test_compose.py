@@ -65,6 +65,10 @@ def override(ports: dict[str, int], prometheus_config: Path) -> dict:
         "LUMOS_STALENESS_S": "600",
         "LUMOS_QUEUE_LIVE_MAX": "1000",
         "LUMOS_CLAIM_IDLE_MS": "3000",
+        # With host networking the demo camera is on loopback, which the URL policy refuses
+        # unless listed; Prometheus is reached by port there, not by its service name.
+        "LUMOS_CAMERA_NETWORKS": "private,public,127.0.0.1/32",
+        "LUMOS_DENIED_ENDPOINTS": f"127.0.0.1:{ports['prometheus']}",
     }
 
     def role(name: str, **extra: object) -> dict:

@@ -196,7 +196,10 @@ def test_stages_start_from_the_backbone_of_their_init_checkpoint(pipeline: Path)
     config = load_config(DistillConfig, CONFIGS / "distill.yaml", [f"init={path}"])
     student = build_stage_network(config, ArchConfig.model_validate(ssl_checkpoint["meta"]["arch"]))
     for key, value in student.backbone.state_dict().items():
-        assert torch.equal(value, ssl_checkpoint["model"][f"backbone.{key}"]), key
+        # Equal to the bit, NaN included: the tiny SSL run can diverge, which is not this test's.
+        torch.testing.assert_close(
+            value, ssl_checkpoint["model"][f"backbone.{key}"], rtol=0, atol=0, equal_nan=True
+        )
 
     with pytest.raises(ValueError, match="is a ssl checkpoint, not a teacher one"):
         load_teacher(path, DataConfig().clip)
@@ -217,7 +220,7 @@ def test_cached_kd_targets_are_the_teacher_scores_of_each_centred_clip(
     for index in (0, len(clips) - 1):  # the first and last batch, each scored on its own
         with torch.no_grad():
             alone = teacher(*inputs(clips[index][0][None])).logits[0]
-        assert torch.allclose(targets[index], alone, atol=1e-4)
+        assert torch.allclose(targets[index], alone, atol=1e-4, equal_nan=True)
     frames, label, target = WithTargets(ClipDataset(videos.items, spec, True), targets)[2]
     assert frames.shape == (8, 32, 32, 3) and label == videos.items[2].label
     assert torch.equal(target, targets[2])
