@@ -89,7 +89,9 @@ def override(ports: dict[str, int], prometheus_config: Path) -> dict:
             "network_mode": "host",
             "image": STAND_INS["redis"],
             "command": ["redis-server", "--appendonly", "yes", "--dir", "/data"]
-            + ["--bind", "127.0.0.1", "--port", str(ports["redis"])],
+            + ["--bind", "127.0.0.1", "--port", str(ports["redis"])]
+            # The compose file's password, which its Lumos containers and health check use.
+            + ["--requirepass", "${LUMOS_REDIS_PASSWORD:-change-me-redis}"],
             "healthcheck": probe("redis-cli", "-p", str(ports["redis"]), "ping"),
         },
         "api": role("api"),
