@@ -210,3 +210,16 @@ def lumos_process(role: str, env: dict[str, str], log: Path) -> subprocess.Popen
             stdout=out,
             stderr=subprocess.STDOUT,
         )
+
+
+def stop_processes(processes: list[subprocess.Popen], grace: float) -> None:
+    """SIGTERM all at once, then wait for each (killed after `grace` seconds)."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

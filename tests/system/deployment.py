@@ -24,6 +24,7 @@ from bench.servers import (
     RtspCamera,
     free_port,
     lumos_process,
+    stop_processes,
     wait_for,
 )
 from service.queue.redis import GROUP, lane_key
@@ -159,15 +160,7 @@ class System:
             return False
 
     def stop(self) -> None:
-        for process in self.workers.values():
-            if process.poll() is None:
-                process.terminate()
-        for process in self.workers.values():
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_processes(list(self.workers.values()), 20)
         if self.api is not None:
             self.api.stop()
         self.camera.kill()

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import redis
 
-from bench.servers import ROOT, RedisServer, RtspCamera, wait_for
+from bench.servers import ROOT, RedisServer, RtspCamera, stop_processes, wait_for
 from service.queue.redis import GROUP, lane_key
 from tests.api.conftest import API_KEY, service_env
 from tests.system.deployment import CAMERAS, LEASE_MS
@@ -179,15 +179,7 @@ class Deployment:
         process.wait()
 
     def stop(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.terminate()
-        for process in self.processes.values():
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_processes(list(self.processes.values()), 15)
 
     def wait_ready(self) -> None:
         def ready() -> bool:

@@ -21,10 +21,12 @@ from redis.exceptions import RedisError
 from service.api.deps import RuntimeDep
 from service.api.errors import PROBLEM_RESPONSE, Problem, store_unavailable
 from service.api.routers.streams import CameraDep
+from service.cameras import Camera
 from service.decode import Limits, open_source
 from service.encode import jpeg_bytes
 from service.events.rules import Event, Roi, Rules
 from service.events.store import Query as EventQuery
+from service.runtime import Runtime
 from service.settings import Settings
 from service.urls import RefusedURL, camera_destinations
 
@@ -135,29 +137,34 @@ async def delete_event(event_id: EventId, runtime: RuntimeDep) -> Response:
     return Response(status_code=204)
 
 
+async def _update(runtime: Runtime, camera: Camera, **fields: object) -> None:
+    """Re-subscribe `camera` with `fields` changed: its ingest restarts with them."""
+    await runtime.cameras.add(camera.model_copy(update=fields))
+
+
 @router.put("/streams/{stream_id}/rules", responses={404: PROBLEM_RESPONSE})
 async def set_rules(rules: Rules, camera: CameraDep, runtime: RuntimeDep) -> Rules:
     """Set the camera's event rules; its ingest restarts with them within a lease period."""
-    await runtime.cameras.add(camera.model_copy(update={"rules": rules}))
+    await _update(runtime, camera, rules=rules)
     return rules
 
 
 @router.delete("/streams/{stream_id}/rules", status_code=204, responses={404: PROBLEM_RESPONSE})
 async def clear_rules(camera: CameraDep, runtime: RuntimeDep) -> Response:
-    await runtime.cameras.add(camera.model_copy(update={"rules": None}))
+    await _update(runtime, camera, rules=None)
     return Response(status_code=204)
 
 
 @router.put("/streams/{stream_id}/roi", responses={404: PROBLEM_RESPONSE})
 async def set_roi(roi: Roi, camera: CameraDep, runtime: RuntimeDep) -> Roi:
     """Set the camera's region of interest: its clips are cut from the region's bounding box."""
-    await runtime.cameras.add(camera.model_copy(update={"roi": roi}))
+    await _update(runtime, camera, roi=roi)
     return roi
 
 
 @router.delete("/streams/{stream_id}/roi", status_code=204, responses={404: PROBLEM_RESPONSE})
 async def clear_roi(camera: CameraDep, runtime: RuntimeDep) -> Response:
-    await runtime.cameras.add(camera.model_copy(update={"roi": None}))
+    await _update(runtime, camera, roi=None)
     return Response(status_code=204)
 
 
