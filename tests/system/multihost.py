@@ -12,9 +12,11 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import httpx
 import redis
@@ -147,6 +149,8 @@ class Deployment:
         self.url = f"http://{hosts.addresses['api']}:{API_PORT}"
         self.processes: dict[str, subprocess.Popen] = {}
         self.cpu: dict[str, float] = {}
+        self.killed: dict[str, float] = {}
+        """time.monotonic() when `kill` ended a host's process."""
         self.store_url = ""
 
     def start(self, host: str, role: str, **env: str) -> subprocess.Popen:
@@ -177,6 +181,7 @@ class Deployment:
         process = self.processes[host]
         process.send_signal(signal.SIGKILL)
         process.wait()
+        self.killed[host] = time.monotonic()
 
     def stop(self) -> None:
         stop_processes(list(self.processes.values()), 15)
@@ -224,17 +229,20 @@ class Deployment:
         return {c: holder.decode() if holder else None for c, holder in leases.items()}
 
 
-class Sampler:
+T = TypeVar("T")
+
+
+class Sampler(Generic[T]):
     """Calls `read()` every `every` seconds in a thread while open; `values` keeps the answers
     (a failed read is skipped: the link being read across may be the one under test)."""
 
-    def __init__(self, read: Callable[[], int], every: float = 0.5) -> None:
+    def __init__(self, read: Callable[[], T], every: float = 0.5) -> None:
         self.read, self.every = read, every
-        self.values: list[int] = []
+        self.values: list[T] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> "Sampler":
+    def __enter__(self) -> "Sampler[T]":
         self._thread.start()
         return self
 

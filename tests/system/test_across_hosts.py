@@ -20,14 +20,34 @@ from service.queue.redis import lane_key
 from tests.system import hosts as network
 from tests.system.deployment import CAMERAS, LEASE_MS, metric
 from tests.system.load import Uploads, upload_ledger
-from tests.system.multihost import Deployment, HostCamera, HostRedis, Sampler, hosts_for
+from tests.system.multihost import (
+    SETTINGS,
+    Deployment,
+    HostCamera,
+    HostRedis,
+    Sampler,
+    hosts_for,
+)
 from tests.system.relay import Relay
+from tests.system.sizing import (
+    Counters,
+    Run,
+    UnitCosts,
+    camera_bytes,
+    check_cpu_and_traffic,
+    check_memory,
+    idle_cores,
+    redis_sample,
+    result_bytes,
+    unit_costs_row,
+)
 
 pytestmark = pytest.mark.skipif(not network.available(), reason="network namespaces need root")
 
 DELAY_S = 0.02
 STALL_S = 3.0
 CUT_S = 4.0
+IDLE_S = 3.0
 ROLES = {"api": "api", "ingest-a": "ingest", "ingest-b": "ingest", "infer-a": "infer"}
 
 
@@ -76,7 +96,9 @@ def test_faults_between_hosts_lose_and_duplicate_no_accepted_clip(
         startup_s = started - began
 
         lag = Sampler(deployment.lag)
-        with lag, Uploads(deployment, clip_video, threads=2) as uploads:
+        probe = deployment.store()
+        memory = Sampler(lambda: redis_sample(probe))
+        with lag, memory, Uploads(deployment, clip_video, threads=2) as uploads:
             wait_for(lambda: uploads.ok_after(0), 120, "a first upload classified")
             with deployment.client() as client:
                 for camera_id in CAMERAS:
@@ -88,9 +110,16 @@ def test_faults_between_hosts_lose_and_duplicate_no_accepted_clip(
                         f"{camera_id} predictions",
                     )
 
-            # What the parts cost is counted from here, once all are warm (imports, the model).
+            # What the parts cost is counted from here, once all are warm (imports, the model);
+            # the sizing model's unit costs are measured beside it (tests/system/sizing.py).
             warm_cpu, warm_results = deployment.cpu_seconds(), results_stored(deployment)
             warm_traffic, warm_uploads = deployment.store().info("stats"), len(uploads.answers)
+            warm_counters = Counters.read(deployment)
+            warm = time.monotonic()
+            camera_memory = camera_bytes(deployment.store(), len(CAMERAS))
+            units = UnitCosts(
+                camera.url(CAMERAS["north"]), clip_video, tiny_artifact, int(SETTINGS["batch_max"])
+            ).start()
 
             # 1. infer-b's Redis link stalls: nothing passes either way, connections stay open.
             wait_for(lambda: deployment.held_by("infer-b"), 30, "infer-b holding clips", 0.02)
@@ -176,6 +205,11 @@ def test_faults_between_hosts_lose_and_duplicate_no_accepted_clip(
                 )
                 for reason in ("stale", "overflow", "queue_error")
             }
+            # Every part alive does nothing now: what a process costs idle.
+            pids = {h: p.pid for h, p in deployment.processes.items() if p.poll() is None}
+            idle = idle_cores(pids, IDLE_S)
+        counted = Counters.read(deployment).since(warm_counters)
+        ended = time.monotonic()
         live_stored = sum(store_client.zcard(f"lumos:results:{c}") for c in CAMERAS)
         reclaimed = sum(
             int(n) for n in re.findall(r"reclaimed (\d+) clips", deployment.log("infer-b"))
@@ -188,15 +222,30 @@ def test_faults_between_hosts_lose_and_duplicate_no_accepted_clip(
             for way in ("input", "output")
         }
         classified = results_stored(deployment) - warm_results
-        memory = store_client.info("memory")
+        redis_memory = store_client.info("memory")
         kept = [k for c in CAMERAS for k in store_client.zrange(f"lumos:results:{c}", 0, 49)]
         result_json = statistics.mean(store_client.strlen(b"lumos:result:" + k) for k in kept)
-        result_bytes = statistics.mean(
-            store_client.memory_usage(b"lumos:result:" + key) for key in kept
-        ) + statistics.mean(
-            store_client.memory_usage(f"lumos:results:{c}")
-            / store_client.zcard(f"lumos:results:{c}")
-            for c in CAMERAS
+        uploaded = len(uploads.answers) - warm_uploads
+        units.join()
+        run = Run(
+            counted=counted,
+            uploads=uploaded,
+            results_written=classified,
+            results_read=uploaded * units.clips_per_upload,
+            result_json_bytes=round(result_json),
+            cpu_s=cpu,
+            alive_s={h: min(deployment.killed.get(h, ended), ended) - warm for h in cpu},
+            idle=idle,
+            traffic_bytes=sum(traffic.values()),
+        )
+        checked = check_cpu_and_traffic(run, units)
+        checked["redis_memory_kb"] = check_memory(
+            memory.values,
+            units,
+            redis_memory["used_memory_startup"],
+            redis_memory["used_memory_peak"],
+            result_bytes(store_client),
+            camera_memory,
         )
     wall_s = time.monotonic() - began
 
@@ -260,11 +309,21 @@ def test_faults_between_hosts_lose_and_duplicate_no_accepted_clip(
         clips_classified=classified,
         redis_net_in_kb=round(traffic["input"] / 1024),
         redis_net_out_kb=round(traffic["output"] / 1024),
-        redis_used_memory_peak_kb=round(memory["used_memory_peak"] / 1024),
-        redis_used_memory_kb=round(memory["used_memory"] / 1024),
-        redis_bytes_per_result=round(result_bytes),
+        redis_used_memory_peak_kb=round(redis_memory["used_memory_peak"] / 1024),
+        redis_used_memory_kb=round(redis_memory["used_memory"] / 1024),
         result_json_bytes=round(result_json),
-        seconds=round(faults_s),
+        seconds=round(ended - warm),
+    )
+    record(
+        "Hosts: the sizing model against the run (docs/scaling.md)",
+        "the run above; beside it, on this process's thread clocks: the camera's stream decoded "
+        "as an ingest worker does, the upload decoded, the model per batch size; each process "
+        f"idle for {IDLE_S:.0f} s at the end",
+        "bench/sizing.py's formula for the run's work (frames, clips, uploads, results, "
+        "connections) against the CPU seconds of each role and Redis's bytes; Redis memory at "
+        "every 0.5 s sample",
+        unit_costs=unit_costs_row(units, idle),
+        **checked,
     )
     assert ledger.cut > 0 and ledger.lost == 0 and ledger.duplicated == 0, ledger
     assert set(uploads.statuses()) <= {"200", "503 overloaded", "504 inference_timeout"}
@@ -278,3 +337,9 @@ def test_faults_between_hosts_lose_and_duplicate_no_accepted_clip(
         "ingest-b": True,
         "infer-b": True,
     }
+    # The sizing model (bench/sizing.py) accounts for what the run used: Redis's bytes closely,
+    # CPU within what a loaded, shared 2-core machine allows (docs/scaling.md has the ratios).
+    assert 0.8 <= checked["redis_memory_kb"]["at_peak"]["ratio"] <= 1.25, checked
+    assert 0.8 <= checked["redis_traffic_bytes"]["ratio"] <= 1.25, checked
+    for kind in ("ingest", "infer", "api"):
+        assert 0.5 <= checked[f"{kind}_cpu_s"]["ratio"] <= 2.0, checked
