@@ -349,7 +349,17 @@ def check_cpu_and_traffic(run: Run, units: UnitCosts) -> dict[str, dict[str, Any
             return sizing.inference_cpu(at, units_of[kind], processes)
         return sizing.api_cpu(at, units_of[kind], processes)
 
-    checked: dict[str, dict[str, Any]] = {}
+    checked: dict[str, dict[str, Any]] = {
+        "work": {
+            "camera_frames": counted.camera_frames,
+            "live_clips": counted.live_clips,
+            "clips_cut": counted.clips_cut,
+            "clips_inferred": counted.clips_inferred,
+            "batches": counted.batches,
+            "uploads": run.uploads,
+            "process_s": {r: round(v["alive_s"], 1) for r, v in per_role.items()},
+        }
+    }
     for host, cores in run.idle.items():
         kind = role(host)
         at = replace(costs, process_cores=cores)
