@@ -11,4 +11,3 @@ def test_the_docs_sizing_table_is_the_models(capsys: pytest.CaptureFixture[str])
     printed = capsys.readouterr().out.strip()
     assert printed.startswith("| cameras |") and printed.count("\n") == 4
     assert printed in (ROOT / "docs" / "scaling.md").read_text()
-
