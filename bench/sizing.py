@@ -14,6 +14,9 @@ import sys
 from dataclasses import dataclass, replace
 
 KB = 1024
+MARGIN = 1.5
+"""A real camera's noisy night picture costs more to decode than the benchmark's generated one:
+a margin chosen, not measured."""
 
 
 @dataclass(frozen=True)
@@ -23,9 +26,9 @@ class Costs:
     of its seven runs of 2026-12-03 23:26 to 23:36 UTC (what was left of each role's CPU once
     the costs measured beside the run were taken away; tests/system/sizing.py)."""
 
-    decode_frame_s: float = 1.5 / 952
+    decode_frame_s: float = MARGIN / 952
     """CPU-s to decode one camera frame: 720p at 952 frames per CPU-s (`lumos bench decode`),
-    plus 50% for a real camera's noisier picture (a margin chosen, not measured)."""
+    with the margin."""
     live_frame_s: float = 0.0015
     """The ingest's own work per sampled frame beyond decoding it: handing it to the event loop,
     cutting clips, their key frames, queueing them (the multi-host test: 1.1 to 1.9 ms, a clip
@@ -90,6 +93,7 @@ def inference_cpu(costs: Costs, clips: float, processes: float, model: bool = Tr
 
 
 def api_cpu(costs: Costs, uploads: float, processes: float) -> float:
+    """CPU of the API processes."""
     return uploads * (costs.upload_decode_s + costs.upload_s) + processes * costs.process_cores
 
 
@@ -154,9 +158,9 @@ def cores(busy: float, utilisation: float, process_cores: float) -> int:
 
 def plan(fleet: Fleet, costs: Costs, decode_rate: float, ttl_s: float) -> dict[str, float]:
     """The sizing table's row for `fleet` with cameras decoded at `decode_rate` frames per CPU-s
-    (before the 50% margin)."""
+    (as benchmarked: the margin is added)."""
     u, c = fleet.utilisation, fleet.clips_per_s
-    at = replace(costs, decode_frame_s=1.5 / decode_rate)
+    at = replace(costs, decode_frame_s=MARGIN / decode_rate)
     ingest = ingest_cpu(at, fleet.cameras * fleet.fps, fleet.cameras * fleet.sampled_fps, 0)
     inference = inference_cpu(costs, c, 0)
     host = inference_cpu(costs, c, 0, model=False)
@@ -180,13 +184,11 @@ def plan(fleet: Fleet, costs: Costs, decode_rate: float, ttl_s: float) -> dict[s
 
 
 def _size(value: float, unit: str) -> str:
+    """`value` in G, M or k of `unit`, to two significant figures or more."""
     for prefix, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if value >= scale:
-            return (
-                f"{value / scale:.1f} {prefix}{unit}"
-                if value < 10 * scale
-                else (f"{value / scale:,.0f} {prefix}{unit}")
-            )
+            digits = 1 if value < 10 * scale else 0
+            return f"{value / scale:,.{digits}f} {prefix}{unit}"
     return f"{value:.0f} {unit}"
 
 
@@ -200,14 +202,15 @@ def table(counts: list[int], decode_720p: float, decode_1080p: float) -> str:
     ]
     for count in counts:
         fleet = Fleet(count)
-        hd = plan(fleet, costs, decode_720p, 86_400)
-        full = plan(fleet, costs, decode_1080p, 86_400)
+        day = plan(fleet, costs, decode_720p, 86_400)
         hour = plan(fleet, costs, decode_720p, 3_600)
+        p1080 = plan(fleet, costs, decode_1080p, 86_400)
         lines.append(
-            f"| {count:,} | {hd['clips_per_s']:,.0f} | {hd['ingest_cores']:,} "
-            f"| {full['ingest_cores']:,} | {hd['inference_cores']:,} "
-            f"| {hd['gpus']} (+ {hd['gpu_host_cores']}) | {_size(hd['redis_bytes_per_s'], 'B/s')} "
-            f"| {_size(hd['redis_memory'], 'B')} / {_size(hour['redis_memory'], 'B')} |"
+            f"| {count:,} | {day['clips_per_s']:,.0f} | {day['ingest_cores']:,} "
+            f"| {p1080['ingest_cores']:,} | {day['inference_cores']:,} "
+            f"| {day['gpus']} (+ {day['gpu_host_cores']}) "
+            f"| {_size(day['redis_bytes_per_s'], 'B/s')} "
+            f"| {_size(day['redis_memory'], 'B')} / {_size(hour['redis_memory'], 'B')} |"
         )
     return "\n".join(lines)
 

@@ -117,6 +117,7 @@ class UnitCosts:
     batch_s: dict[int, float] = field(default_factory=dict)
     command_bytes: float = 0.0
     _thread: threading.Thread | None = None
+    _failed: BaseException | None = None
 
     def start(self) -> "UnitCosts":
         self._thread = threading.Thread(target=self._measure, daemon=True)
@@ -127,9 +128,17 @@ class UnitCosts:
         assert self._thread is not None
         self._thread.join(120)
         assert not self._thread.is_alive(), "the unit costs still being measured after 120 s"
+        if self._failed is not None:
+            raise self._failed
         return self
 
     def _measure(self) -> None:
+        try:
+            self._measure_all()
+        except BaseException as exc:  # raised again in the test's thread, by `join`
+            self._failed = exc
+
+    def _measure_all(self) -> None:
         self.frame_s = camera_frame_s(self.camera_url, self.artifact, self.camera_s)
         spec = load_artifact(self.artifact).manifest.clip
         rounds = 5

@@ -2,7 +2,8 @@
 and two cameras stream: a link cut and restored, a slow then stalled Redis link, an ingest host
 and an inference host killed. No accepted upload clip is lost or classified twice, the cameras
 move within the lease time, and every live clip not classified is one the rules dropped and
-counted.
+counted. Beside the faults it measures what the run cost, and checks docs/scaling.md's sizing
+model (bench/sizing.py) against it (tests/system/sizing.py).
 
 The file sorts before the suite's shared single-host deployment starts, so the two never run at
 the same time on a small machine.
