@@ -8,7 +8,8 @@ their lists here, never straight from the readers:
   writes `ARID_split<N>_validation.txt` from its own seed stream). ARID, Dark48 and most other
   data sets publish only train and test lists; there a seeded, per-class share of the training
   list is held out instead (`hold_out`), the same videos for every stage and every run, and no
-  stage trains on them.
+  stage trains on them. They are drawn video by video, so clips of one actor or scene can fall on
+  both sides: such a validation score is for choosing, and reads higher than a test score.
 - `train` is the training list, less that held-out share where there is one.
 - `test` is the published test list, as the readers give it.
 
