@@ -42,6 +42,11 @@ from training.splits import Subset, recipe_list
 
 log = logging.getLogger(__name__)
 
+
+class Diverged(RuntimeError):
+    """Every step of an epoch had non-finite gradients: training cannot go on."""
+
+
 CHECKPOINT_FORMAT = "lumos-checkpoint/1"
 
 LossFn = Callable[[nn.Module, Any], tuple[torch.Tensor, dict[str, torch.Tensor]]]
@@ -407,6 +412,7 @@ class Trainer:
         batches = steps_per_epoch * self.accumulate
         window: dict[str, torch.Tensor] = {}
         window_size, epoch_loss, epoch_size = 0, torch.zeros(()), 0
+        steps = skipped = 0
         progress = tqdm(
             itertools.islice(loader, batches - self.batch),
             total=batches - self.batch,
@@ -432,7 +438,11 @@ class Trainer:
                 epoch_size += 1
             if not sync:
                 continue
-            self.scaler.step(self.optimizer)
+            steps += 1
+            if self._gradients_finite():
+                self.scaler.step(self.optimizer)
+            else:
+                skipped += 1
             self.scaler.update()
             self.optimizer.zero_grad(set_to_none=True)
             self.step += 1
@@ -447,7 +457,27 @@ class Trainer:
                     metric_log.write("train", self.step, self.epoch, {**means, "lr": lr})
             if self.run.checkpoint_every and self.step % self.run.checkpoint_every == 0:
                 self._save(self.checkpoints / "last.pt", scheduler)
+        if skipped:
+            log.warning(
+                "%s epoch %d: %d of %d steps skipped, their gradients not finite",
+                *(self.stage, self.epoch + 1, skipped, steps),
+            )
+        if skipped == steps > 0:
+            raise Diverged(
+                f"{self.stage} epoch {self.epoch + 1}: every step's gradients were not finite "
+                "(a lower optim.lr, or the data's labels, may help)"
+            )
         return float(epoch_loss) / max(epoch_size, 1)
+
+    def _gradients_finite(self) -> bool:
+        """Whether this step may be taken. One NaN gradient (a SupCon batch without a positive, a
+        spike at a high learning rate) would make every weight NaN and the run would go on at
+        chance, with nothing said; the step is skipped instead. fp16's loss scaler skips such
+        steps itself and lowers its scale, so it is left to do that."""
+        if self.scaler.is_enabled():
+            return True
+        grads = [p.grad for p in self.module.parameters() if p.grad is not None]
+        return not grads or bool(torch.nn.utils.get_total_norm(grads).isfinite())
 
     def _score(self, scorer: ValidateFn, weights: Path | None = None) -> dict[str, float]:
         """`scorer`'s metrics of the module (with the model of checkpoint `weights`, if given),

@@ -19,7 +19,7 @@ from training.config import (
     TeacherConfig,
     load_config,
 )
-from training.engine import Trainer, init_runtime, load_checkpoint
+from training.engine import Diverged, Trainer, init_runtime, load_checkpoint
 
 CONFIGS = Path(__file__).parents[2] / "configs"
 
@@ -224,3 +224,29 @@ def test_cuda_steps_run_under_autocast_and_save_the_same_checkpoint(tmp_path: Pa
     checkpoint = load_checkpoint(result.last)  # readable where there is no GPU
     assert checkpoint["model"]["weight"].device.type == "cpu"
     assert checkpoint["epoch"] == 2 and checkpoint["step"] == 12
+
+
+def test_steps_with_non_finite_gradients_are_skipped_and_a_run_of_them_stops(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def poisoned(every: int):
+        calls = []
+
+        def loss_fn(model: nn.Module, batch: tuple) -> tuple[torch.Tensor, dict]:
+            x, _ = batch
+            calls.append(1)
+            loss = model(x).sub(1).pow(2).mean()
+            return (loss * torch.nan if len(calls) % every == 0 else loss), {}
+
+        return loss_fn
+
+    torch.manual_seed(0)
+    model = nn.Linear(3, 1)
+    trainer = Trainer("toy", model, toy_config(tmp_path / "some"), init_runtime("cpu"), {})
+    trainer.fit(toy_data(), poisoned(every=3))  # 12 steps, 4 of them NaN
+    assert all(p.isfinite().all() for p in model.parameters())
+    assert "epoch 1: 2 of 6 steps skipped" in caplog.text
+
+    trainer = Trainer("toy", nn.Linear(3, 1), toy_config(tmp_path / "all"), init_runtime("cpu"), {})
+    with pytest.raises(Diverged, match="every step's gradients were not finite"):
+        trainer.fit(toy_data(), poisoned(every=1))
