@@ -80,7 +80,7 @@ def from_training_videos(videos: list[tuple[Path, int]], spec: ClipSpec) -> Cali
 def cut_videos(videos: list[Path], spec: ClipSpec) -> np.ndarray:
     """The middle clip of each video, decoded, resized and cropped exactly as an upload is, so
     INT8 is calibrated on what it will be fed."""
-    from service.ingest import cut_file
+    from service.clipping import cut_file
     from service.settings import Settings
 
     settings = Settings()

@@ -25,13 +25,14 @@ from redis.asyncio import Redis
 
 from model.clip import ClipSpec
 from service.cameras import CameraRegistry, MemoryCameras, RedisCameras
+from service.clipping import cadence
 from service.connections import loop_client, open_all, thread_client
 from service.events.evidence import EvidenceStore
 from service.events.notify import Notifier
 from service.events.segments import Segment, segments
 from service.events.store import EventStore, MemoryEvents, RedisEvents
 from service.events.tracker import EventServices
-from service.ingest import CameraIngest, FileIngest, cadence, ingest_file
+from service.ingest import CameraIngest, FileIngest, ingest_file
 from service.pause import pause
 from service.queue.base import ClipQueue, ClipResult, ResultStore, Summary, summarize
 from service.queue.memory import MemoryQueue, MemoryResults
