@@ -4,7 +4,7 @@ The server is `lumos serve` in its own process (in-memory queue, the backend it 
 start-up). Clients upload the same file at 1, 2 and 4 at a time, each sending its requests one
 after another. The baseline is the work that cannot be avoided for the same clips, done in this
 process without HTTP, queue or batching wait: cutting the file into clips with the service's own
-decoder (`service.ingest.cut_file`), then inferring them with the backend the server chose, in
+decoder (`service.clipping.cut_file`), then inferring them with the backend the server chose, in
 batches of `batch_max`. At 1 client a baseline round runs just before each upload, under the
 same load (the machine is shared); the overhead ratio is the median of latency over baseline.
 """
@@ -27,7 +27,7 @@ from bench.profile import Sampler, show
 from bench.report import SCRATCH, Run, add_options, percentiles, table, verdict
 from bench.server import lumos_server
 from bench.videos import dark_video
-from service.ingest import cut_file
+from service.clipping import cut_file
 from service.settings import Settings
 
 TARGET = 1.15

@@ -1,14 +1,16 @@
-"""R(2+1)D backbone built from torchvision's VideoResNet pieces, returning the layer4 feature map.
+"""R(2+1)D backbone in torchvision's VideoResNet layout, returning the layer4 feature map.
 
 Module names (stem, layer1..layer4 and everything below) are torchvision's, so IG-65M state dicts
 (saved from a VideoResNet module tree) load by key. Two departures from torchvision, both options:
 `ig65m` reproduces the IG-65M checkpoints' layout and `width` scales every channel count so small
 students can train on a CPU.
+
+The two building blocks are written out here rather than imported: importing torchvision.models
+imports torch._dynamo, which costs every process that serves a model seconds on 2 cores.
 """
 
 import torch
 from torch import nn
-from torchvision.models.video.resnet import BasicBlock, Conv2Plus1D
 
 LAYERS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
 PAPER_WIDTH = 64
@@ -19,6 +21,41 @@ IG65M_BN_EPS = 1e-3
 def midplanes(inplanes: int, planes: int) -> int:
     """Mid-channels that give a (2+1)D conv the parameter count of the full 3x3x3 conv."""
     return (inplanes * planes * 3 * 3 * 3) // (inplanes * 3 * 3 + 3 * planes)
+
+
+class Conv2Plus1D(nn.Sequential):
+    """A 3x3x3 conv factored into a spatial 1x3x3 and a temporal 3x1x1 conv through `mid`
+    channels, with BatchNorm and ReLU between (torchvision's, index for index)."""
+
+    def __init__(self, inplanes: int, planes: int, mid: int, stride: int = 1) -> None:
+        super().__init__(
+            nn.Conv3d(inplanes, mid, (1, 3, 3), (1, stride, stride), (0, 1, 1), bias=False),
+            nn.BatchNorm3d(mid),
+            nn.ReLU(inplace=True),
+            nn.Conv3d(mid, planes, (3, 1, 1), (stride, 1, 1), (1, 0, 0), bias=False),
+        )
+
+
+class BasicBlock(nn.Module):
+    """Two (2+1)D convs and a residual connection (torchvision's BasicBlock, module for module)."""
+
+    def __init__(
+        self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None
+    ) -> None:
+        super().__init__()
+        mid = midplanes(inplanes, planes)
+        self.conv1 = nn.Sequential(
+            Conv2Plus1D(inplanes, planes, mid, stride),
+            nn.BatchNorm3d(planes),
+            nn.ReLU(inplace=True),
+        )
+        self.conv2 = nn.Sequential(Conv2Plus1D(planes, planes, mid), nn.BatchNorm3d(planes))
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        residual = x if self.downsample is None else self.downsample(x)
+        return self.relu(self.conv2(self.conv1(x)) + residual)
 
 
 class R2Plus1D(nn.Module):
@@ -63,15 +100,20 @@ class R2Plus1D(nn.Module):
                 nn.Conv3d(self.inplanes, planes, kernel_size=1, stride=stride, bias=False),
                 nn.BatchNorm3d(planes),
             )
-        first = BasicBlock(self.inplanes, planes, Conv2Plus1D, stride, downsample)
+        first = BasicBlock(self.inplanes, planes, stride, downsample)
         if ig65m:
             first.conv2[0] = Conv2Plus1D(planes, planes, midplanes(planes, planes))
         self.inplanes = planes
-        rest = [BasicBlock(planes, planes, Conv2Plus1D) for _ in range(1, blocks)]
+        rest = [BasicBlock(planes, planes) for _ in range(1, blocks)]
         return nn.Sequential(first, *rest)
 
     def _init_weights(self) -> None:
-        """torchvision's VideoResNet initialisation, so an untrained backbone behaves the same."""
+        """torchvision's VideoResNet initialisation, so an untrained backbone behaves the same.
+
+        Built on the meta device (to be filled with an artifact's weights) there is nothing to
+        draw, and a draw there would import torch._dynamo: seconds of every model load."""
+        if self.stem[0].weight.is_meta:
+            return
         for m in self.modules():
             if isinstance(m, nn.Conv3d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

@@ -50,8 +50,9 @@ class BertHead(nn.Module):
             norm_first=True,
         )
         self.classifier = nn.Sequential(nn.Dropout(classifier_dropout), nn.Linear(dim, num_classes))
-        nn.init.normal_(self.cls, std=0.02)
-        nn.init.normal_(self.position, std=0.02)
+        if not self.cls.is_meta:  # on meta (as `R2Plus1D._init_weights` says) nothing to draw
+            nn.init.normal_(self.cls, std=0.02)
+            nn.init.normal_(self.position, std=0.02)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         tokens = self.project(features.mean(dim=(3, 4)).transpose(1, 2))  # B x T' x dim

@@ -1,32 +1,22 @@
-"""Camera subscriptions, and which ingest worker runs which camera.
+"""Camera subscriptions, their leases and worker heartbeats, and what each camera's worker
+reports: the registry `service.ownership` runs cameras against.
 
-Subscriptions are a small table (Redis hash, or a dict in the embedded service). Ownership is a
-lease per camera: a worker takes a free camera with SET NX PX and renews its leases every third of
-the lease time; a worker that dies stops renewing, its leases lapse, and the others take its
-cameras within one lease time. Workers also announce themselves (a heartbeat with the same
-lifetime), so each takes only its fair share, ceil(cameras / workers), and gives back the extra
-when another worker joins.
+Subscriptions are a small table (Redis hash, or a dict in the embedded service). A lease is held
+per camera (SET NX PX, renewed only by its holder); workers announce themselves with a heartbeat
+of the same lifetime.
 """
 
-import asyncio
-import logging
-import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, Field
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from service.camera_health import CameraHealth
 from service.events.rules import Roi, Rules
-from service.pause import pause
 from service.urls import WEBHOOK_SCHEMES, RefusedURL, parse, redact_url
-
-log = logging.getLogger(__name__)
 
 _PREFIX = "lumos:"
 
@@ -325,79 +315,3 @@ class RedisCameras(CameraRegistry):
     async def workers(self) -> list[str]:
         alive = await self.redis.zrangebyscore(self._workers, time.time() * 1000, "+inf")
         return sorted(w.decode() for w in alive)
-
-
-class Ownership:
-    """Keeps this worker's set of cameras right: renews, takes its fair share, gives back extra.
-
-    `start(camera)` and `stop(camera_id)` are called as cameras are won and lost; a camera whose
-    subscription changes (new URL) is stopped and started again.
-    """
-
-    def __init__(
-        self,
-        registry: CameraRegistry,
-        worker: str,
-        lease_ms: int,
-        start: Callable[[Camera], Awaitable[None]],
-        stop: Callable[[str], Awaitable[None]],
-    ) -> None:
-        self.registry = registry
-        self.worker = worker
-        self.lease_ms = lease_ms
-        self._start = start
-        self._stop = stop
-        self.owned: dict[str, Camera] = {}
-
-    async def run(self, stopping: asyncio.Event) -> None:
-        """Tick every third of the lease until `stopping`; then give every camera back."""
-        renewed = time.monotonic()
-        try:
-            while not stopping.is_set():
-                try:
-                    await self.tick()
-                    renewed = time.monotonic()
-                except (RedisError, OSError) as exc:
-                    log.warning("camera ownership tick failed: %s", exc)
-                    # Leases we cannot renew lapse, and another worker may take the cameras.
-                    if time.monotonic() - renewed > self.lease_ms / 1000:
-                        for camera_id in list(self.owned):
-                            await self._lose(camera_id)
-                await pause(stopping, self.lease_ms / 3000)
-        finally:
-            for camera_id in list(self.owned):
-                await self._lose(camera_id)
-                try:
-                    await self.registry.release(camera_id, self.worker)
-                except (RedisError, OSError):
-                    pass  # the lease lapses by itself
-
-    async def tick(self) -> None:
-        await self.registry.heartbeat(self.worker, self.lease_ms)
-        cameras = {c.id: c for c in await self.registry.all()}
-        for camera_id, camera in list(self.owned.items()):
-            current = cameras.get(camera_id)
-            if current is None or current != camera:
-                await self._lose(camera_id)
-                await self.registry.release(camera_id, self.worker)
-            elif not await self.registry.renew(camera_id, self.worker, self.lease_ms):
-                log.warning("lost the lease of camera %s", camera_id)
-                await self._lose(camera_id)
-        share = math.ceil(len(cameras) / max(1, len(await self.registry.workers())))
-        for camera_id in sorted(self.owned)[share:]:
-            log.info("handing camera %s over (fair share %d)", camera_id, share)
-            await self._lose(camera_id)
-            await self.registry.release(camera_id, self.worker)
-        for camera_id, camera in cameras.items():
-            if len(self.owned) >= share:
-                break
-            if camera_id not in self.owned and await self.registry.acquire(
-                camera_id, self.worker, self.lease_ms
-            ):
-                log.info("took camera %s (%s)", camera_id, redact_url(camera.url))
-                self.owned[camera_id] = camera
-                await self._start(camera)
-
-    async def _lose(self, camera_id: str) -> None:
-        self.owned.pop(camera_id, None)
-        await self._stop(camera_id)

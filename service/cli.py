@@ -7,7 +7,9 @@ value in one line that names the variable, a misspelt name as a warning with the
 """
 
 import argparse
+import atexit
 import difflib
+import gc
 import logging
 import os
 import sys
@@ -62,6 +64,10 @@ def settings_errors(exc: ValidationError) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # At exit the interpreter's garbage collections walk every object torch and its kin made,
+    # only for the OS to free them all anyway: half a second of each command on 2 cores.
+    # Frozen, they are skipped (what is freed by reference count still is, flushing files).
+    atexit.register(gc.freeze)
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -59,9 +59,7 @@ def _serve(args: argparse.Namespace) -> int:
     from service.runtime import Runtime
     from service.settings import Settings
 
-    settings = Settings()
-    updates = {"host": args.host, "port": args.port}
-    settings = settings.model_copy(update={k: v for k, v in updates.items() if v is not None})
+    settings = _overridden(Settings(), host=args.host, port=args.port)
     runtime = Runtime.from_settings(settings)
     if runtime.models.active() is None:
         sys.exit(
@@ -184,6 +182,11 @@ def _distributed_settings(command: str, **updates: object) -> "Settings":
             "with other processes through Redis (for everything in one process, run `lumos "
             "serve`)"
         )
+    return _overridden(settings, **updates)
+
+
+def _overridden(settings: "Settings", **updates: object) -> "Settings":
+    """`settings` with the command line's options where they were given."""
     return settings.model_copy(update={k: v for k, v in updates.items() if v is not None})
 
 

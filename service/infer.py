@@ -171,6 +171,8 @@ class InferenceWorker:
         self._held: set[tuple[str, str]] = set()
         """(lane, token) of every clip this worker holds, waiting or in a batch."""
         self._executor = ThreadPoolExecutor(2, thread_name_prefix="infer")
+        self.loaded = asyncio.Event()
+        """Set once the first model is loaded and clips are being taken."""
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Serve until `stopping`; batches in flight finish, unacknowledged clips are reclaimed
@@ -178,6 +180,7 @@ class InferenceWorker:
         self.engine = await self._first_engine(stopping)
         if self.engine is None:
             return
+        self.loaded.set()
         helpers = [
             asyncio.create_task(self._swap_models()),
             asyncio.create_task(self._every(self.settings.claim_idle_ms / 2000, self._reclaim)),

@@ -12,6 +12,8 @@ Quantising takes seconds for the demo and minutes at the paper size, so the resu
 disk by (weights, clip shape, CPU features), as the ONNX export is.
 """
 
+import contextlib
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -78,7 +80,7 @@ def from_training_videos(videos: list[tuple[Path, int]], spec: ClipSpec) -> Cali
 def cut_videos(videos: list[Path], spec: ClipSpec) -> np.ndarray:
     """The middle clip of each video, decoded, resized and cropped exactly as an upload is, so
     INT8 is calibrated on what it will be fed."""
-    from service.ingest import cut_file
+    from service.clipping import cut_file
     from service.settings import Settings
 
     settings = Settings()
@@ -101,11 +103,14 @@ def quantize(onnx: Path, spec: ClipSpec, clips: np.ndarray) -> object:
     def network_input(clip: np.ndarray) -> np.ndarray:
         return spec.to_input(torch.from_numpy(clip[None])).numpy()
 
-    return nncf.quantize(
-        openvino.Core().read_model(onnx),
-        nncf.Dataset(list(clips), network_input),
-        subset_size=len(clips),
-    )
+    # NNCF draws its progress bars on stdout, which carries answers (`lumos classify --json`
+    # on a first start would print a bar before the JSON): they go to stderr, with the logs.
+    with contextlib.redirect_stdout(sys.stderr):
+        return nncf.quantize(
+            openvino.Core().read_model(onnx),
+            nncf.Dataset(list(clips), network_input),
+            subset_size=len(clips),
+        )
 
 
 def save_quantized(model: object, path: Path) -> Path:

@@ -21,7 +21,7 @@ from torchvision.io import encode_jpeg
 
 from model.clip import ClipSpec
 from model.enhance import msrcr
-from service.ingest import cut_file
+from service.clipping import cut_file
 from service.settings import Settings
 
 VIEW_SIDE = 160

@@ -25,13 +25,14 @@ from redis.asyncio import Redis
 
 from model.clip import ClipSpec
 from service.cameras import CameraRegistry, MemoryCameras, RedisCameras
+from service.clipping import cadence
 from service.connections import loop_client, open_all, thread_client
 from service.events.evidence import EvidenceStore
 from service.events.notify import Notifier
 from service.events.segments import Segment, segments
 from service.events.store import EventStore, MemoryEvents, RedisEvents
 from service.events.tracker import EventServices
-from service.ingest import CameraIngest, FileIngest, cadence, ingest_file
+from service.ingest import CameraIngest, FileIngest, ingest_file
 from service.pause import pause
 from service.queue.base import ClipQueue, ClipResult, ResultStore, Summary, summarize
 from service.queue.memory import MemoryQueue, MemoryResults
@@ -50,6 +51,11 @@ _DEPTH_EVERY_S = 0.5
 
 class NoActiveModel(RuntimeError):
     """Nothing to cut clips for: no model version is active and no default artifact exists."""
+
+
+class InferenceDown(NoActiveModel):
+    """This process's inference worker stopped before it served a model (the active one cannot
+    be loaded, or the service is stopping): as good as no model, and answered as such."""
 
 
 class VideoResult(BaseModel):
@@ -94,6 +100,7 @@ class Runtime:
             raise ValueError(f"unknown roles {sorted(self.roles - ROLES)}")
         self.redis = redis_client
         self.worker: InferenceWorker | None = None
+        self._inference: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._decoders = ThreadPoolExecutor(settings.upload_decoders, thread_name_prefix="upload")
@@ -151,7 +158,7 @@ class Runtime:
             from service.infer import InferenceWorker  # torch-heavy: only where it runs
 
             self.worker = InferenceWorker(self.queue, self.results, self.active, self.settings)
-            self._spawn(self.worker.run(self._stopping))
+            self._inference = self._spawn(self.worker.run(self._stopping))
 
     async def stop(self) -> None:
         """Stop the roles (in-flight batches finish) and close connections."""
@@ -177,10 +184,11 @@ class Runtime:
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(work)
         task.add_done_callback(self._report)
         self._tasks.append(task)
+        return task
 
     @staticmethod
     def _report(task: asyncio.Task[None]) -> None:
@@ -221,6 +229,25 @@ class Runtime:
             }
         return checks
 
+    async def inference_ready(self) -> None:
+        """Until this process's inference worker has loaded its model (at once where inference
+        runs in other processes): a first start may time the backends for minutes, which must
+        not count against a caller's deadline. InferenceDown if the worker stops first."""
+        if self._inference is None or self.worker is None:
+            return
+        loaded = asyncio.create_task(self.worker.loaded.wait())
+        try:
+            await asyncio.wait({loaded, self._inference}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            loaded.cancel()
+        if self.worker.loaded.is_set():
+            return
+        failure = None if self._inference.cancelled() else self._inference.exception()
+        raise InferenceDown(
+            "inference stopped before its model loaded"
+            + (f": {type(failure).__name__}: {failure}" if failure else "")
+        )
+
     def queue_load(self) -> tuple[int, int]:
         """(clips queued, bound) of the upload lane as last seen (at most 0.5 s old): cheap
         enough to check before accepting each upload."""
@@ -249,8 +276,9 @@ class Runtime:
         self, path: Path, stream: str | None = None, timeout: float = 300.0
     ) -> VideoResult:
         """Ingest the video at `path` and wait for all its clips' results (TimeoutError after
-        `timeout` seconds of waiting for them)."""
+        `timeout` seconds of waiting for them once inference is ready)."""
         ingest = await self.ingest_file(path, stream)
+        await self.inference_ready()
         clips = await self.results.wait(ingest.stream, ingest.clip_ids, timeout)
         spec = await self.clip_spec()
         return VideoResult(

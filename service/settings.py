@@ -6,68 +6,18 @@ machine; tests shorten the timing settings (backoff, leases, claim idle) to keep
 """
 
 import os
-import re
 import socket
-import sys
 from collections.abc import Iterator
-from itertools import repeat
 from pathlib import Path
 from typing import Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from service.urls import network_list, parse_endpoints
-
-_BACKOFF_STEP = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:x\s*(\d+))?\s*$")
-
-
-def parse_backoff(schedule: str) -> list[tuple[float, int | None]]:
-    """ "1x5,5x5,10x10,60" -> [(1, 5), (5, 5), (10, 10), (60, None)]: delay x attempts, the last
-    step repeating forever."""
-    steps: list[tuple[float, int | None]] = []
-    parts = schedule.split(",")
-    for i, part in enumerate(parts):
-        match = _BACKOFF_STEP.match(part)
-        if not match:
-            raise ValueError(f"backoff step {part!r} is not DELAY or DELAYxCOUNT")
-        count = int(match[2]) if match[2] else None
-        if count is None and i < len(parts) - 1:
-            raise ValueError(f"only the last backoff step may omit its count, not {part!r}")
-        steps.append((float(match[1]), count))
-    return steps
-
-
-def parse_sentinels(addresses: str) -> list[tuple[str, int]]:
-    """ "s1:26379, [::1]:26379" -> [("s1", 26379), ("::1", 26379)]."""
-    parsed = []
-    for item in addresses.split(","):
-        host, _, port = item.strip().rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"sentinel {item.strip()!r} is not HOST:PORT")
-        parsed.append((host.strip("[]"), int(port)))
-    return parsed
-
-
-def user_cache() -> Path:
-    """The XDG base directory for caches: outside any checkout, kept across runs."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-
-
-DEMO_MODEL = Path("artifacts/demo")
-_BUNDLED = (
-    Path(__file__).resolve().parent.parent / DEMO_MODEL,  # a checkout or an editable install
-    Path(sys.prefix) / "share" / "lumos" / "demo",  # a wheel's data files
-)
-
-
-def bundled_model(path: Path) -> Path:
-    """`path`, unless it is the default and not here: then the demo model the installation
-    carries, so that `lumos` works from any directory."""
-    if path != DEMO_MODEL or path.exists():
-        return path
-    return next((found for found in _BUNDLED if (found / "manifest.json").is_file()), path)
+from service.backoff import backoff_delays
+from service.paths import DEMO_MODEL, user_cache
+from service.setting_types import Backoff, Endpoints, ModelDir, Networks, Sentinels, sentinel_list
 
 
 class Settings(BaseSettings):
@@ -89,7 +39,7 @@ class Settings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="Address the HTTP API listens on.")
     port: int = Field(8000, ge=0, le=65535, description="Port the HTTP API listens on.")
-    model_dir: Path = Field(
+    model_dir: ModelDir = Field(
         DEMO_MODEL,
         validate_default=True,
         description="The model artifact served while no other version was activated. The default "
@@ -123,7 +73,7 @@ class Settings(BaseSettings):
     )
 
     # Redis that fails over: Sentinels name the primary, WAIT holds accepted uploads.
-    redis_sentinels: str | None = Field(
+    redis_sentinels: Sentinels = Field(
         None,
         description="Comma-separated HOST:PORT of Redis Sentinels. Set, every connection asks "
         "them for the primary of `redis_master_name` (again after a failover), and "
@@ -156,7 +106,7 @@ class Settings(BaseSettings):
     stall_timeout_s: float = Field(
         10.0, gt=0, description="Stall watchdog: reopen a live source after this long frameless."
     )
-    reconnect_backoff: str = Field(
+    reconnect_backoff: Backoff = Field(
         "1x5,5x5,10x10,60",
         description="Delays between reconnect attempts: DELAYxCOUNT steps, comma-separated; the "
         "last step repeats.",
@@ -331,19 +281,19 @@ class Settings(BaseSettings):
     )
 
     # Security: where URLs may point, what a decoded frame may be, slow and greedy clients.
-    camera_networks: str = Field(
+    camera_networks: Networks = Field(
         "private,public",
         description="Networks camera URLs may resolve to (CIDRs, comma-separated; `private` = "
         "RFC 1918, CGNAT and IPv6 ULA ranges, `public` = any other address). Link-local and "
         "metadata addresses and the service's own Redis, API and metrics listeners are refused "
         "whatever this says; loopback only when a loopback network is listed (127.0.0.1/32).",
     )
-    webhook_networks: str = Field(
+    webhook_networks: Networks = Field(
         "private,public",
         description="Networks webhook URLs may resolve to; same form and exceptions as "
         "`camera_networks`.",
     )
-    denied_endpoints: str = Field(
+    denied_endpoints: Endpoints = Field(
         "",
         description="HOST:PORT entries camera and webhook URLs may never reach, besides Redis "
         "and the service's own listeners (e.g. prometheus:9090).",
@@ -405,49 +355,16 @@ class Settings(BaseSettings):
                 self.redis_url = urlunsplit(parts._replace(netloc=netloc))
         return self
 
-    @field_validator("camera_networks", "webhook_networks")
-    @classmethod
-    def _valid_networks(cls, value: str) -> str:
-        network_list(value)
-        return value
-
-    @field_validator("denied_endpoints")
-    @classmethod
-    def _valid_endpoints(cls, value: str) -> str:
-        parse_endpoints(value)
-        return value
-
     def api_key_list(self) -> list[str]:
         return [key.strip() for key in self.api_keys.get_secret_value().split(",") if key.strip()]
 
     def sentinel_addresses(self) -> list[tuple[str, int]]:
-        return parse_sentinels(self.redis_sentinels or "")
+        return sentinel_list(self.redis_sentinels or "")
 
     def redis_enabled(self) -> bool:
         """Whether the parts share work through Redis (a URL or Sentinels), not in-process."""
         return self.redis_url is not None or self.redis_sentinels is not None
 
-    @field_validator("redis_sentinels")
-    @classmethod
-    def _valid_sentinels(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_sentinels(value)
-        return value
-
-    @field_validator("model_dir")
-    @classmethod
-    def _bundled_model(cls, value: Path) -> Path:
-        return bundled_model(value)
-
-    @field_validator("reconnect_backoff")
-    @classmethod
-    def _valid_backoff(cls, value: str) -> str:
-        parse_backoff(value)
-        return value
-
     def backoff_delays(self) -> Iterator[float]:
         """The reconnect delays in order, forever (the last step repeats)."""
-        steps = parse_backoff(self.reconnect_backoff)
-        for delay, count in steps:
-            yield from repeat(delay) if count is None else repeat(delay, count)
-        yield from repeat(steps[-1][0])
+        return backoff_delays(self.reconnect_backoff)

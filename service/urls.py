@@ -265,15 +265,14 @@ def webhook_destinations(settings: "Settings") -> Destinations:
 
 
 def parse_endpoints(spec: str) -> list[tuple[str, int]]:
-    """ "prometheus:9090,[::1]:6379" -> [("prometheus", 9090), ("::1", 6379)]."""
+    """ "prometheus:9090, [::1]:6379" -> [("prometheus", 9090), ("::1", 6379)]; blank items are
+    skipped."""
     endpoints = []
-    for item in (part.strip() for part in spec.split(",")):
-        if not item:
-            continue
-        parts = urlsplit(f"//{item}")
-        if parts.hostname is None or parts.port is None:
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"{item!r} is not HOST:PORT")
-        endpoints.append((parts.hostname, parts.port))
+        endpoints.append((host.strip("[]"), int(port)))
     return endpoints
 
 

@@ -93,12 +93,18 @@ def format_report(report: CheckReport) -> str:
         f"{len(report.classes)} classes"
     ]
     width = max(len(name) for name in [*report.classes, "class"])
-    columns = "".join(f"{subset:>8}" for subset in report.subsets)
+    sides = {subset: max(8, len(subset) + 2) for subset in report.subsets}
+    columns = "".join(f"{subset:>{sides[subset]}}" for subset in report.subsets)
     lines.append(f"  {'class':<{width}}{columns}")
     for name in report.classes:
-        counts = "".join(f"{summary.per_class[name]:>8}" for summary in report.subsets.values())
+        counts = "".join(
+            f"{summary.per_class[name]:>{sides[subset]}}"
+            for subset, summary in report.subsets.items()
+        )
         lines.append(f"  {name:<{width}}{counts}")
-    totals = "".join(f"{summary.videos:>8}" for summary in report.subsets.values())
+    totals = "".join(
+        f"{summary.videos:>{sides[subset]}}" for subset, summary in report.subsets.items()
+    )
     lines.append(f"  {'total':<{width}}{totals}")
     if report.lists_only:
         lines.append("  videos not checked (--lists-only)")

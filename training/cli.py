@@ -30,9 +30,17 @@ def register_data(commands: argparse._SubParsersAction) -> None:
     synth.add_argument("--out", type=Path, required=True, help="root to write (ARID v1.0 layout)")
     synth.add_argument("--clips-per-class", type=int, default=100, help="training clips per class")
     synth.add_argument(
+        "--val-clips-per-class",
+        type=int,
+        default=None,
+        help="validation clips, what training selects on (default: 20%% of --clips-per-class)",
+    )
+    synth.add_argument(
         "--test-clips-per-class", type=int, default=None, help="default: 30%% of --clips-per-class"
     )
-    synth.add_argument("--seed", type=int, default=0, help="test clips use seed + 1000")
+    synth.add_argument(
+        "--seed", type=int, default=0, help="validation and test clips use streams of their own"
+    )
     synth.add_argument("--frames", type=_frame_range, default=(32, 48), help="e.g. 32..48 or 40")
     synth.add_argument("--size", type=_frame_size, default=(160, 120), help="WxH, both even")
     synth.add_argument("--fps", type=float, default=24.0)
@@ -86,11 +94,14 @@ def _data_check(args: argparse.Namespace) -> int:
 def _data_synth(args: argparse.Namespace) -> int:
     from training.synth import SynthConfig, write_benchmark
 
-    test = args.test_clips_per_class
+    def share(given: int | None, fraction: float) -> int:
+        return round(fraction * args.clips_per_class) if given is None else given
+
     config = SynthConfig(
         out=args.out,
         clips_per_class=args.clips_per_class,
-        test_clips_per_class=round(0.3 * args.clips_per_class) if test is None else test,
+        val_clips_per_class=share(args.val_clips_per_class, 0.2),
+        test_clips_per_class=share(args.test_clips_per_class, 0.3),
         seed=args.seed,
         frames=args.frames,
         size=args.size,
@@ -202,7 +213,8 @@ def _train_stage(args: argparse.Namespace) -> int:
         "distill": (configs.DistillConfig, train_distill),
     }[args.stage]
     result = recipe(configs.load_config(kind, args.config, args.overrides))
-    print(json.dumps({"best": str(result.best), "metrics": result.metrics}))
+    report = {"best": str(result.best), "metrics": result.metrics, "test": result.test}
+    print(json.dumps(report))
     return 0
 
 

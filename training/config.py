@@ -56,7 +56,16 @@ class DataConfig(Section):
     cache: bool = True
     """Decode each video once and keep its resized frames in RAM for every epoch."""
     validation: bool = True
-    """Score the split's test list after every epoch and keep the best checkpoint by top-1."""
+    """Score the validation list after every epoch and keep the best checkpoint by its top-1
+    (`training.splits`); the test list is never looked at for that."""
+    validation_fraction: float = Field(0.1, gt=0, lt=1)
+    """Where the data set has no validation list (ARID, Dark48): the share of each class's training
+    videos held out to validate on, the same for every stage, none of which trains on them."""
+    validation_seed: int = 0
+    """Which training videos are held out (independent of run.seed, so every run holds out the
+    same)."""
+    test: bool = True
+    """Score the selected checkpoint on the test list once, after the last epoch."""
 
 
 class OptimConfig(Section):

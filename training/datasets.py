@@ -1,9 +1,10 @@
 """Readers for the dark-video data sets: a root and its own list files -> videos and labels.
 
 The list files are authoritative, exactly as their authors publish them; nothing is re-split or
-re-labelled here. Every list line's label is checked against the data set's class table and the
-class folder in its path, so a wrong root or a mixed-up list fails loudly instead of training on
-shuffled labels. Videos need not exist for the lists to load (`lumos data check --lists-only`).
+re-labelled here (`training.splits` holds a recipe's validation videos out of a training list).
+Every list line's label is checked against the data set's class table and the class folder in its
+path, so a wrong root or a mixed-up list fails loudly instead of training on shuffled labels.
+Videos need not exist for the lists to load (`lumos data check --lists-only`).
 """
 
 import re
@@ -28,9 +29,10 @@ ARID_CLASSES = (
 VIDEO_SUFFIXES = frozenset({".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg"})
 
 # Lists name the held-out subset "test" or (TSN-style frame lists) "val"; asking for one finds the
-# other, so a trainer can always ask for "test".
+# other, so a trainer can always ask for "test". A "validation" list (the generated benchmark's)
+# is for model selection and has no alias.
 _SUBSET_ALIASES = {"test": "val", "val": "test"}
-_SUBSET_ORDER = {"train": 0, "val": 1, "test": 1, "other": 2, "all": 3}
+_SUBSET_ORDER = {"train": 0, "validation": 1, "val": 2, "test": 2, "other": 3, "all": 4}
 
 
 class DatasetError(Exception):

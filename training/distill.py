@@ -3,7 +3,8 @@
 The student, started from the self-supervised backbone, learns from the labels and from the frozen
 teacher's softened scores: cross-entropy + lambda_kd * T^2 * KL(teacher || student) at T = 4. It
 sees the dark clip only; the teacher gets its enhanced copy too, so what the enhancement reveals
-reaches a network that never needs it. The best student becomes a model artifact.
+reaches a network that never needs it. The student of the epoch with the best validation top-1
+becomes a model artifact.
 
 With `kd_targets: cached` the teacher scores each training video once, before the first epoch,
 instead of every batch (see `DistillConfig.kd_targets`).
@@ -37,7 +38,7 @@ from training.engine import (
     memory_format,
     seed_everything,
 )
-from training.evaluate import validator
+from training.evaluate import held_out_scorers
 from training.teacher import TeacherInputs, enhanced_clips, enhancer
 
 log = logging.getLogger(__name__)
@@ -132,10 +133,7 @@ def train_distill(config: DistillConfig) -> FitResult:
         kd = kd_loss(output, target, config.kd_temperature)
         return ce + config.lambda_kd * kd, {"ce": ce, "kd": kd}
 
-    validate = None
-    if config.data.validation:
-        test, _ = clip_dataset(config.data, "test", train=False)
-        validate = validator(logits, test, classes, config.data.batch_size, runtime.device)
+    validate, test = held_out_scorers(logits, config.data, classes, runtime.device)
     meta = {"arch": arch.model_dump(mode="json"), "labels": list(classes)}
     trainer = Trainer("distill", student, config, runtime, meta)
     if cached:
@@ -146,7 +144,7 @@ def train_distill(config: DistillConfig) -> FitResult:
             )
         log.info("distill: the teacher scored %d training videos once", len(targets))
         train = WithTargets(train, targets)
-    result = trainer.fit(train, loss_fn, validate, collate_clips)
+    result = trainer.fit(train, loss_fn, validate, test, collate_fn=collate_clips)
     if config.export_dir and runtime.is_main:
         export(config, result, describe_data(config.data, len(train)))
     return result
@@ -174,7 +172,12 @@ def export(config: DistillConfig, result: FitResult, data: dict) -> Path:
                 if path
             },
         },
-        metrics={"validation": result.metrics, "epoch": checkpoint["epoch"]},
+        # What selected it (validation, or the training loss), and its one test score if asked.
+        metrics={
+            "val" if config.data.validation else "train": result.metrics,
+            "epoch": checkpoint["epoch"],
+            **({"test": result.test} if result.test else {}),
+        },
     )
     log.info("exporting the student to %s", config.export_dir)
     return save_artifact(config.export_dir, student, manifest)

@@ -3,8 +3,9 @@
 The three stages differ only in their loss, so the loop lives here once: seeding, device and
 torchrun process group, AdamW with its schedule, gradient accumulation, mixed precision (on CUDA
 and on CPUs with native bf16), checkpoints that resume at the optimizer step they were written
-at, and metrics as JSON lines, TensorBoard events and a progress bar. A stage hands
-`Trainer.fit` a data set and a loss function.
+at, model selection on the validation list and one score on the test list, and metrics as JSON
+lines, TensorBoard events and a progress bar. A stage hands `Trainer.fit` a data set, a loss
+function and its scorers.
 """
 
 import itertools
@@ -16,7 +17,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,17 +37,23 @@ from model.precision import mixed_precision, roomy_signal_stack
 from model.state import load_strict
 from training.clips import ClipDataset
 from training.config import DataConfig, RunConfig, StageConfig
-from training.datasets import load_dataset
 from training.progress import StageProgress, write_progress
+from training.splits import Subset, recipe_list
 
 log = logging.getLogger(__name__)
+
+
+class Diverged(RuntimeError):
+    """Every step of an epoch had non-finite gradients: training cannot go on."""
+
 
 CHECKPOINT_FORMAT = "lumos-checkpoint/1"
 
 LossFn = Callable[[nn.Module, Any], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 """(trainable module, batch on the device) -> (loss, its named parts for the logs)."""
 ValidateFn = Callable[[nn.Module], dict[str, float]]
-"""Scores the trainable module (unwrapped, eval mode, no grad) after each epoch."""
+"""Scores the trainable module (unwrapped, eval mode, no grad) on one list of videos: the
+validation list after each epoch, the test list once at the end."""
 
 
 @dataclass(frozen=True)
@@ -141,13 +148,16 @@ class CachedClips(ClipDataset):
 
 def clip_dataset(
     data: DataConfig,
-    subset: str,
+    subset: Subset,
     train: bool,
     kind: type[CachedClips] = CachedClips,
     **options: Any,
 ) -> tuple[ClipDataset, tuple[str, ...]]:
-    """uint8 clips of one subset of the configured split, and the data set's class names."""
-    videos = load_dataset(data.root, data.split, subset)
+    """uint8 clips of one of the recipe's lists of the configured split (`training.splits`), and
+    the data set's class names."""
+    videos = recipe_list(
+        data.root, data.split, subset, data.validation_fraction, data.validation_seed
+    )
     spec = RawClipSpec(**data.clip.model_dump())
     kind = kind if data.cache else ClipDataset
     dataset = kind(videos.items, spec, train, stride=data.stride, scales=data.scales, **options)
@@ -228,12 +238,16 @@ class MetricLog:
 @dataclass
 class FitResult:
     best: Path
-    """Checkpoint with the best monitored value (validation top-1, else lowest training loss)."""
+    """The selected checkpoint: the best monitored value (validation top-1, else lowest training
+    loss)."""
     last: Path
     metrics: dict[str, float]
-    """The best epoch's validation metrics (or its training loss)."""
+    """The selected epoch's validation metrics (or its training loss)."""
     final: dict[str, float]
     """The last epoch's: what the recipe reached with no selection on the validation set."""
+    test: dict[str, float] = field(default_factory=dict)
+    """The selected checkpoint's test metrics, scored once after the last epoch; empty when the
+    stage was given no test scorer."""
 
 
 class Trainer:
@@ -308,12 +322,15 @@ class Trainer:
         dataset: Dataset,
         loss_fn: LossFn,
         validate: ValidateFn | None = None,
+        test: ValidateFn | None = None,
         collate_fn: Callable | None = None,
     ) -> FitResult:
         """Train for `optim.epochs` epochs, resuming from the last checkpoint when allowed.
 
         The monitored value is validation top-1 when `validate` is given, else minus the epoch's
-        mean training loss; it drives ReduceLROnPlateau and the choice of `best.pt`.
+        mean training loss; it drives ReduceLROnPlateau and the choice of `best.pt`. `test` is
+        called once, after the last epoch, on the weights of `best.pt`: nothing it returns can
+        reach a choice.
         """
         sampler = ResumableSampler(
             dataset,
@@ -339,7 +356,7 @@ class Trainer:
                 f"{self.data.batch_size * self.accumulate} clips per process"
             )
         scheduler = self._scheduler(steps_per_epoch)
-        last = self.checkpoints / "last.pt"
+        last, best = self.checkpoints / "last.pt", self.checkpoints / "best.pt"
         if self.run.resume and last.exists():
             self._restore(load_checkpoint(last), scheduler)
         metric_log = (
@@ -353,7 +370,7 @@ class Trainer:
                 epoch_loss = self._train_epoch(
                     loader, sampler, loss_fn, scheduler, steps_per_epoch, metric_log
                 )
-                self.metrics = self._validate(validate) if validate else {"loss": epoch_loss}
+                self.metrics = self._score(validate) if validate else {"loss": epoch_loss}
                 monitored = self.metrics["top1"] if validate else -epoch_loss
                 if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                     scheduler.step(monitored)
@@ -369,11 +386,15 @@ class Trainer:
                     )
                 self._save(last, scheduler)
                 if improved:
-                    self._save(self.checkpoints / "best.pt", scheduler)
+                    self._save(best, scheduler)
+            tested = self._score(test, best) if test else {}
+            if metric_log and test:
+                metric_log.write("test", self.step, self.epoch - 1, tested)
+                log.info("%s test, the selected epoch's weights: %s", self.stage, tested)
         finally:
             if metric_log:
                 metric_log.close()
-        return FitResult(self.checkpoints / "best.pt", last, self.best_metrics, self.metrics)
+        return FitResult(best, last, self.best_metrics, self.metrics, tested)
 
     def _train_epoch(
         self,
@@ -391,6 +412,7 @@ class Trainer:
         batches = steps_per_epoch * self.accumulate
         window: dict[str, torch.Tensor] = {}
         window_size, epoch_loss, epoch_size = 0, torch.zeros(()), 0
+        steps = skipped = 0
         progress = tqdm(
             itertools.islice(loader, batches - self.batch),
             total=batches - self.batch,
@@ -416,7 +438,11 @@ class Trainer:
                 epoch_size += 1
             if not sync:
                 continue
-            self.scaler.step(self.optimizer)
+            steps += 1
+            if self._gradients_finite():
+                self.scaler.step(self.optimizer)
+            else:
+                skipped += 1
             self.scaler.update()
             self.optimizer.zero_grad(set_to_none=True)
             self.step += 1
@@ -431,15 +457,38 @@ class Trainer:
                     metric_log.write("train", self.step, self.epoch, {**means, "lr": lr})
             if self.run.checkpoint_every and self.step % self.run.checkpoint_every == 0:
                 self._save(self.checkpoints / "last.pt", scheduler)
+        if skipped:
+            log.warning(
+                "%s epoch %d: %d of %d steps skipped, their gradients not finite",
+                *(self.stage, self.epoch + 1, skipped, steps),
+            )
+        if skipped == steps > 0:
+            raise Diverged(
+                f"{self.stage} epoch {self.epoch + 1}: every step's gradients were not finite "
+                "(a lower optim.lr, or the data's labels, may help)"
+            )
         return float(epoch_loss) / max(epoch_size, 1)
 
-    def _validate(self, validate: ValidateFn) -> dict[str, float]:
-        """Validation on the main process, shared with the others so they take the same path."""
+    def _gradients_finite(self) -> bool:
+        """Whether this step may be taken. One NaN gradient (a SupCon batch without a positive, a
+        spike at a high learning rate) would make every weight NaN and the run would go on at
+        chance, with nothing said; the step is skipped instead. fp16's loss scaler skips such
+        steps itself and lowers its scale, so it is left to do that."""
+        if self.scaler.is_enabled():
+            return True
+        grads = [p.grad for p in self.module.parameters() if p.grad is not None]
+        return not grads or bool(torch.nn.utils.get_total_norm(grads).isfinite())
+
+    def _score(self, scorer: ValidateFn, weights: Path | None = None) -> dict[str, float]:
+        """`scorer`'s metrics of the module (with the model of checkpoint `weights`, if given),
+        computed on the main process and shared with the others so they take the same path."""
         metrics = [{}]
         if self.runtime.is_main:
+            if weights:
+                self.module.load_state_dict(load_checkpoint(weights)["model"])
             self.module.eval()
             with torch.no_grad(), self.precision():
-                metrics = [validate(self.module)]
+                metrics = [scorer(self.module)]
         if self.runtime.distributed:
             dist.broadcast_object_list(metrics, src=0)
         return metrics[0]

@@ -1,8 +1,9 @@
 """Scoring networks on a data set's test list: top-1, top-5, per-class accuracy, confusion matrix.
 
-The recipes validate with one centred clip per video; `lumos train eval` scores an exported
-artifact both that way and with several clips x crops per video, softmax averaged (the paper's
-test protocol), and averages over a data set's splits when asked.
+The recipes score one centred clip per video: the validation list after every epoch, to select,
+and the test list once at the end; `lumos train eval` scores an exported artifact both that way
+and with several clips x crops per video, softmax averaged (the paper's test protocol), and
+averages over a data set's splits when asked.
 """
 
 import logging
@@ -26,8 +27,10 @@ from training.clips import (
     frame_indices,
     spread_starts,
 )
+from training.config import DataConfig
 from training.datasets import detect_layout, load_dataset
-from training.engine import RawClipSpec, ValidateFn, init_runtime
+from training.engine import RawClipSpec, ValidateFn, clip_dataset, init_runtime
+from training.splits import Subset
 from training.video import VideoError
 
 log = logging.getLogger(__name__)
@@ -107,7 +110,7 @@ def predict(
         scores.append(logits.softmax(dim=1).view(len(label), views, -1).cpu())
         labels.append(label)
     if not scores:
-        raise ValueError("no readable test videos")
+        raise ValueError("no readable videos to score")
     return torch.cat(scores), torch.cat(labels)
 
 
@@ -132,23 +135,48 @@ def score(probabilities: torch.Tensor, labels: torch.Tensor, classes: Sequence[s
     }
 
 
+ModuleForward = Callable[[nn.Module, torch.Tensor], torch.Tensor]
+"""(trainable module, uint8 clips on the device) -> logits: how a recipe classifies."""
+
+
 def validator(
-    forward: Callable[[nn.Module, torch.Tensor], torch.Tensor],
+    forward: ModuleForward,
     dataset: ClipDataset,
     classes: Sequence[str],
     batch_size: int,
     device: torch.device,
 ) -> ValidateFn:
-    """The recipes' per-epoch check: top-1 and top-5 of one centred clip per test video."""
+    """Top-1 and top-5 of one centred clip per video of `dataset`, and how many it scored."""
 
     def validate(module: nn.Module) -> dict[str, float]:
         probabilities, labels = predict(
             lambda frames: forward(module, frames), dataset, batch_size, device
         )
         report = score(probabilities[:, 0], labels, classes)
-        return {"top1": report["top1"], "top5": report["top5"]}
+        return {key: report[key] for key in ("top1", "top5", "clips")}
 
     return validate
+
+
+def held_out_scorers(
+    forward: ModuleForward,
+    data: DataConfig,
+    classes: Sequence[str],
+    device: torch.device,
+    **options: Any,
+) -> tuple[ValidateFn | None, ValidateFn | None]:
+    """A recipe's (validate, test) for `Trainer.fit`: the validation list, scored after every
+    epoch to select, and the test list, scored once at the end to report; None where `data` turns
+    one off. `options` are `clip_dataset`'s."""
+
+    def scorer(subset: Subset) -> ValidateFn:
+        clips, _ = clip_dataset(data, subset, train=False, **options)
+        return validator(forward, clips, classes, data.batch_size, device)
+
+    return (
+        scorer("validation") if data.validation else None,
+        scorer("test") if data.test else None,
+    )
 
 
 def evaluate_split(

@@ -6,6 +6,11 @@ between stages point at this run's checkpoints: the student learns from this tea
 from this SSL backbone, and SSL starts from this teacher's backbone when its config has an init.
 The student artifact goes to `out`, and its manifest gets the test scores and the time each stage
 took.
+
+Every choice is made on the validation list (`training.splits`): each stage's best epoch, hence
+the teacher that teaches and the backbones passed on. The test list is scored once per network,
+with its selected weights: the teacher's at the end of its stage, the student's by `lumos train
+eval`'s protocol on the exported artifact (so the distillation stage itself does not score it).
 """
 
 import json
@@ -52,7 +57,7 @@ def run_pipeline(
     paths = (config_dir, data, work, overrides)
     teacher = timed("teacher", train_teacher, stage_config(TeacherConfig, "teacher", *paths))
     ssl = timed("ssl", train_ssl, ssl_config(teacher.best, *paths))
-    wiring = [f"teacher={teacher.best}", f"init={ssl.best}", f"export_dir={out}"]
+    wiring = [f"teacher={teacher.best}", f"init={ssl.best}", f"export_dir={out}", "data.test=false"]
     config = stage_config(DistillConfig, "distill", *paths, wiring)
     timed("distill", train_distill, config)
     if not init_runtime(config.run.device).is_main:
@@ -62,6 +67,7 @@ def run_pipeline(
     split = report["splits"][str(config.data.split)]["single"]
     summary = {
         "test": {key: split[key] for key in ("top1", "top5", "clips", "per_class")},
+        "teacher": {"val": teacher.metrics, "test": teacher.test},
         "seconds": {**seconds, "total": round(sum(seconds.values()), 1)},
     }
     network, manifest = load_artifact(out)

@@ -28,7 +28,8 @@ class StageProgress(BaseModel):
     step: int = Field(0, ge=0)
     """Optimizer steps taken."""
     metrics: dict[str, dict[str, float]] = Field(default_factory=dict)
-    """The latest values by split: `train` (loss, lr), `val` or `epoch` (after each epoch)."""
+    """The latest values by split: `train` (loss, lr), `val` or `epoch` (after each epoch), `test`
+    (once, after the last epoch, of the selected one)."""
     updated: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
 

@@ -58,4 +58,4 @@ def train_ssl(config: SSLConfig) -> FitResult:
 
     meta = {"arch": arch.model_dump(mode="json"), "labels": list(classes)}
     trainer = Trainer("ssl", module, config, runtime, meta)
-    return trainer.fit(train, loss_fn, None, collate_clips)
+    return trainer.fit(train, loss_fn, collate_fn=collate_clips)

@@ -10,8 +10,8 @@ loads it as the real data set.
 
 Everything is vectorised over frames: each body part's distance field is computed for all frames at
 once on a half-resolution grid (a distance field is smooth, so bilinear upsampling keeps edges
-crisp), and each clip draws from its own generator seeded by (seed, class, index), so the output
-depends on the seed alone, not on worker count or order.
+crisp), and each clip draws from its own generator seeded by (seed, subset, class, index), so the
+output depends on the seed alone, not on worker count or order.
 """
 
 import logging
@@ -38,6 +38,9 @@ SIDES = ("l", "r")
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 # Test clips come from a different generator stream than training clips of the same split.
 TEST_SEED_OFFSET = 1000
+# Validation clips come from a stream of their own: a fourth entropy word, which no training or test
+# clip of any seed has (theirs is three words, the same as a fourth word of 0).
+VALIDATION_STREAM = 1
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,9 @@ class SynthConfig:
     out: Path
     clips_per_class: int = 100
     test_clips_per_class: int = 30
+    val_clips_per_class: int = 0
+    """Validation clips (what the recipes select on); with none, no validation list is written and
+    the recipes hold some training clips out instead (`training.splits`)."""
     seed: int = 0
     frames: tuple[int, int] = (32, 48)
     """Inclusive range of frames per clip."""
@@ -54,7 +60,7 @@ class SynthConfig:
     """(width, height), both even."""
     fps: float = 24.0
     split: int = 1
-    """Written as list_cvt/ARID_split<split>_{train,test}.txt."""
+    """Written as list_cvt/ARID_split<split>_{train,validation,test}.txt."""
     workers: int = 0
     progress: bool | None = None
     """A progress bar on stderr: None = only on a terminal."""
@@ -556,16 +562,28 @@ def render_clip(
 
 def clip_name(action: str, split: int, subset: str, index: int) -> str:
     """ARID-style `<Class>_<a>_<b>`: `a` tells the split's train (2s-1) and test (2s) clips apart,
-    so that several generated splits can share one root."""
+    so that several generated splits can share one root; validation clips are `<Class>_v<s>_<b>`."""
+    if subset == "validation":
+        return f"{action}_v{split}_{index + 1}"
     group = 2 * split - (subset == "train")
     return f"{action}_{group}_{index + 1}"
 
 
+def clip_generator(seed: int, subset: str, label: int, index: int) -> np.random.Generator:
+    """The generator one clip is drawn from: its subset's stream of the seed, its class and index.
+    Training and test clips keep the streams they always had, so a seed's train and test clips do
+    not change when validation clips are written beside them."""
+    if subset == "validation":
+        return np.random.default_rng([seed, label, index, VALIDATION_STREAM])
+    return np.random.default_rng(
+        [seed + (TEST_SEED_OFFSET if subset == "test" else 0), label, index]
+    )
+
+
 def _write_clip(task: tuple[SynthConfig, str, int, int]) -> None:
-    """Render and encode one clip; its generator depends only on (subset seed, class, index)."""
+    """Render and encode one clip; its generator depends only on (seed, subset, class, index)."""
     config, subset, label, index = task
-    seed = config.seed + (TEST_SEED_OFFSET if subset == "test" else 0)
-    rng = np.random.default_rng([seed, label, index])
+    rng = clip_generator(config.seed, subset, label, index)
     action = ARID_CLASSES[label]
     frames = int(rng.integers(config.frames[0], config.frames[1] + 1))
     video = render_clip(action, rng, frames, config.size)
@@ -581,10 +599,15 @@ def _hidden(progress: bool | None) -> bool | None:
 
 
 def write_benchmark(config: SynthConfig) -> dict[str, int]:
-    """Render every clip and write the ARID v1.0 list files; returns the clips per subset."""
+    """Render every clip and write the ARID v1.0 list files (and a validation list when it has
+    validation clips); returns the clips per subset."""
     if any(side % 2 for side in config.size) or config.frames[0] > config.frames[1]:
         raise ValueError(f"size must be even and frames a range, got {config.size} {config.frames}")
-    counts = {"train": config.clips_per_class, "test": config.test_clips_per_class}
+    counts = {
+        "train": config.clips_per_class,
+        "validation": config.val_clips_per_class,
+        "test": config.test_clips_per_class,
+    }
     tasks = [
         (config, subset, label, index)
         for subset, count in counts.items()
@@ -610,13 +633,17 @@ def write_benchmark(config: SynthConfig) -> dict[str, int]:
     table = "".join(f"{label}\t{action}\n" for label, action in enumerate(ARID_CLASSES))
     (lists / "mapping_table.txt").write_text(table)
     for subset, count in counts.items():
+        path = lists / f"ARID_split{config.split}_{subset}.txt"
+        if subset == "validation" and not count:  # the recipes hold training clips out instead
+            path.unlink(missing_ok=True)
+            continue
         lines = [
             f"{label}\t{action}/{clip_name(action, config.split, subset, index)}.mp4"
             for label, action in enumerate(ARID_CLASSES)
             for index in range(count)
         ]
         text = "".join(f"{number}\t{line}\n" for number, line in enumerate(lines))
-        (lists / f"ARID_split{config.split}_{subset}.txt").write_text(text)
+        path.write_text(text)
     seconds = time.perf_counter() - started
     log.info("wrote %d clips to %s in %.1f s, %d workers", len(tasks), config.out, seconds, workers)
     return {subset: count * len(ARID_CLASSES) for subset, count in counts.items()}

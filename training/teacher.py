@@ -29,7 +29,7 @@ from training.engine import (
     remember,
     seed_everything,
 )
-from training.evaluate import validator
+from training.evaluate import held_out_scorers
 
 log = logging.getLogger(__name__)
 
@@ -109,10 +109,7 @@ def train_teacher(config: TeacherConfig) -> FitResult:
         supcon = supcon_loss(output.embeddings, labels, config.sup_temperature)
         return ce + config.lambda_sup * supcon, {"ce": ce, "supcon": supcon}
 
-    validate = None
-    if config.data.validation:
-        test, _ = clip_dataset(config.data, "test", train=False, **options)
-        validate = validator(logits, test, classes, config.data.batch_size, runtime.device)
+    validate, test = held_out_scorers(logits, config.data, classes, runtime.device, **options)
     meta = {"arch": arch.model_dump(mode="json"), "labels": list(classes)}
     trainer = Trainer("teacher", teacher, config, runtime, meta)
-    return trainer.fit(train, loss_fn, validate, collate_clips)
+    return trainer.fit(train, loss_fn, validate, test, collate_fn=collate_clips)

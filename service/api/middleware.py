@@ -3,6 +3,7 @@ request body limits and read timeouts, security headers, and the Host check."""
 
 import asyncio
 import time
+from abc import ABC, abstractmethod
 
 from starlette.datastructures import Headers
 from starlette.routing import Mount
@@ -30,8 +31,9 @@ def route_template(scope: Scope) -> str:
     return "/".join(segments[: len(segments) - depth]) + template
 
 
-class RequestMetrics:
-    """Pure ASGI middleware, so streamed responses (uploads, SSE) pass through untouched."""
+class HttpMiddleware(ABC):
+    """Pure ASGI middleware, so streamed responses (uploads, SSE) pass through untouched; it
+    sees HTTP requests only, anything else (lifespan) goes straight to the app."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -40,6 +42,16 @@ class RequestMetrics:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        await self.http(scope, receive, send)
+
+    @abstractmethod
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None: ...
+
+
+class RequestMetrics(HttpMiddleware):
+    """Every request counted and timed by its route template and status."""
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         status = 500
 
@@ -57,7 +69,7 @@ class RequestMetrics:
             REQUEST_SECONDS.labels(route=name).observe(time.perf_counter() - started)
 
 
-class BodyLimit:
+class BodyLimit(HttpMiddleware):
     """Refuses a request body past its limit: 413 problem+json, reason `too_large`; and one that
     pauses longer than `timeout_s` between two reads: 408 (its connection then closes).
 
@@ -71,7 +83,7 @@ class BodyLimit:
     def __init__(
         self, app: ASGIApp, default: int, limits: dict[str, int], timeout_s: float
     ) -> None:
-        self.app = app
+        super().__init__(app)
         self.default = default
         self.limits = limits
         self.timeout_s = timeout_s
@@ -82,10 +94,7 @@ class BodyLimit:
                 return limit
         return self.default
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         limit = self.limit(scope["path"])
         declared = Headers(scope=scope).get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
@@ -133,17 +142,11 @@ _HEADERS = [
 ]
 
 
-class SecurityHeaders:
+class SecurityHeaders(HttpMiddleware):
     """Every answer, console and API alike, says how a browser must treat it: no framing
     (clickjacking), no MIME sniffing, no referrer, and a Content-Security-Policy."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         docs = scope["path"] in ("/docs", "/redoc")
         csp = (b"content-security-policy", (_DOCS_CSP if docs else _CSP).encode())
 
@@ -158,14 +161,14 @@ class SecurityHeaders:
 _UNCHECKED_HOSTS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
-class TrustedHosts:
+class TrustedHosts(HttpMiddleware):
     """Answers only requests whose Host header names this service (`trusted_hosts`): a page
     whose DNS name is rebound to the service's address sends its own name, and gets 400
     problem+json instead of the service's open reads. `*` trusts every host. Probes and
     /metrics are exempt: kubelets and Prometheus address a pod by its IP."""
 
     def __init__(self, app: ASGIApp, hosts: str) -> None:
-        self.app = app
+        super().__init__(app)
         self.hosts = [h.strip().lower() for h in hosts.split(",") if h.strip()]
 
     def trusted(self, host: str) -> bool:
@@ -177,8 +180,8 @@ class TrustedHosts:
             for pattern in self.hosts
         )
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        exempt = scope["type"] != "http" or scope["path"] in _UNCHECKED_HOSTS
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        exempt = scope["path"] in _UNCHECKED_HOSTS
         if exempt or self.trusted(Headers(scope=scope).get("host", "")):
             await self.app(scope, receive, send)
             return

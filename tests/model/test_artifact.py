@@ -110,6 +110,23 @@ def saved(tiny, tmp_path) -> Path:
     return save_artifact(tmp_path / "art", build_network(arch), manifest_for(arch))
 
 
+def test_serving_imports_neither_torchvision_nor_dynamo(saved):
+    # Every process that serves a model imports the worker and loads an artifact; torchvision's
+    # models (through torch._dynamo) would cost each of them seconds on 2 cores.
+    probe = (
+        f"import sys, service.infer; service.infer.load_artifact({str(saved)!r}); "
+        "print(' '.join(m for m in ('torchvision', 'torch._dynamo') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).parents[2],
+    )
+    assert result.stdout.strip() == ""
+
+
 def test_missing_directory_or_manifest(saved, tmp_path):
     with pytest.raises(ArtifactError, match="no manifest.json"):
         load_artifact(tmp_path / "nowhere")

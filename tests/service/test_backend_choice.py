@@ -39,12 +39,14 @@ def test_the_calibration_set_must_fit_the_model(calibrated: Path) -> None:
 
 
 def test_int8_outside_the_bounds_is_refused_with_its_numbers(
-    calibrated: Path, tmp_path: Path
+    calibrated: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Every top-1 kept and no probability moved at all: INT8 (like every reduced-precision
     # engine) falls outside, and fp32, the reference, serves.
     settings = Settings(cache_dir=tmp_path, accept_agreement=1.0, accept_prob_change=0.0)
     engine = load_engine(calibrated, settings)
+    # Quantising printed nothing on stdout, which carries `lumos classify --json`'s answer.
+    assert capsys.readouterr().out == ""
     trials = {trial.name: trial for trial in engine.trials}
     int8 = trials["openvino-int8"]
     assert int8.error is None and int8.seconds > 0 and int8.prob_change > 0 and not int8.kept

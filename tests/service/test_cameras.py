@@ -9,7 +9,8 @@ from redis.asyncio import Redis
 
 from bench.servers import RedisServer
 from service.camera_health import CameraHealth
-from service.cameras import Camera, CameraRegistry, MemoryCameras, Ownership, RedisCameras
+from service.cameras import Camera, CameraRegistry, MemoryCameras, RedisCameras
+from service.ownership import Ownership
 
 
 @pytest.fixture(params=["memory", "redis"])

@@ -6,9 +6,9 @@ import struct
 import numpy as np
 import pytest
 
+from service.clipping import Clipper
 from service.clips import ClipFormatError, Integrity, decode, encode
 from service.decode import Frame
-from service.ingest import Clipper
 from tests.service.clips import make_clip
 
 

@@ -200,13 +200,17 @@ def test_webhooks_are_signed_retried_and_dead_lettered(tmp_path) -> None:
         for o in ("delivered", "retried", "dead_letter")
     }
 
+    def delivered() -> float:
+        return metric("lumos_notifications_total", channel="webhook", outcome="delivered")
+
     async def main(receiver: WebhookReceiver) -> None:
         destinations = webhook_destinations(Settings(webhook_networks=TEST_NETWORKS))
         notifier = WebhookNotifier("k", 1.0, attempts=3, backoff_s=0.01, destinations=destinations)
         task = asyncio.create_task(notifier.run())
         notifier.send(dead, event)
         notifier.send(receiver.url, event)
-        while not receiver.requests:
+        # The receiver answers before the notifier counts the delivery: wait for the count.
+        while delivered() == before["delivered"] or not receiver.requests:
             assert not task.done()
             await asyncio.sleep(0.05)
         task.cancel()

@@ -8,10 +8,10 @@ import torch
 from bench.servers import ROOT
 from model.artifact import load_artifact
 from service.cameras import Camera
+from service.clipping import Clipper, geometry
 from service.decode import Limits, decode_frames, open_source
 from service.encode import write_h264
 from service.events.rules import Roi
-from service.ingest import Clipper, geometry
 from service.settings import Settings
 from training.synth import _dark_camera, render_scene
 

@@ -1,6 +1,7 @@
 """Uploaded files through the whole data plane: decode -> clips -> queue -> inference -> results."""
 
 import asyncio
+import shutil
 from pathlib import Path
 
 import av
@@ -8,7 +9,7 @@ import pytest
 import redis
 
 from bench.servers import TEST_NETWORKS
-from service.runtime import NoActiveModel, Runtime
+from service.runtime import InferenceDown, NoActiveModel, Runtime
 from service.settings import Settings
 from tests.service.clips import metric
 
@@ -80,6 +81,28 @@ def test_the_darkness_gate_skips_clips_and_counts_them(
     answer = asyncio.run(main())
     assert answer.clips == [] and answer.gated == 3 and answer.summary.top == []
     assert metric("lumos_clips_gated_total", stream="upload", reason="too_dark") - gated == 3
+
+
+def test_a_model_that_cannot_load_fails_the_upload_with_its_reason_not_a_timeout(
+    make_settings, make_video, tiny_artifact: Path, tmp_path: Path
+) -> None:
+    # Results are waited for from when inference is ready, so one that never will be must say
+    # so, rather than leave the caller waiting out its deadline.
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_artifact, broken)
+    (broken / "model.safetensors").write_bytes(b"not weights")
+    video = make_video(tmp_path / "one.mp4", frames=24, fps=24)
+    runtime = Runtime.from_settings(make_settings(model_dir=broken))
+
+    async def main() -> None:
+        await runtime.start()
+        try:
+            await runtime.classify(video, timeout=600)
+        finally:
+            await runtime.stop()
+
+    with pytest.raises(InferenceDown, match="before its model loaded: ArtifactError: cannot read"):
+        asyncio.run(asyncio.wait_for(main(), 60))
 
 
 def test_bad_uploads_fail_clearly(make_settings, tmp_path: Path) -> None:

@@ -46,15 +46,17 @@ def test_synth_then_check_finds_missing_and_corrupt_videos(tmp_path: Path) -> No
     root = tmp_path / "synth"
     result = lumos(
         "data", "synth", "--out", root, "--clips-per-class", "1", "--test-clips-per-class", "1",
-        "--seed", "3", "--frames", "8..9", "--size", "64x48", "--workers", "1",
+        "--val-clips-per-class", "1", "--seed", "3", "--frames", "8..9", "--size", "64x48",
+        "--workers", "1",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == {"train": 11, "test": 11}
+    assert json.loads(result.stdout) == {"train": 11, "validation": 11, "test": 11}
 
     result = lumos("data", "check", root, "--json")
     assert result.returncode == 0, result.stdout
     report = json.loads(result.stdout)
-    assert report["subsets"]["train"]["videos"] == 11 and report["missing"] == []
+    assert list(report["subsets"]) == ["train", "validation", "test"]
+    assert report["subsets"]["validation"]["videos"] == 11 and report["missing"] == []
 
     (root / "clips_v1" / "Run" / "Run_1_1.mp4").unlink()
     (root / "clips_v1" / "Wave" / "Wave_2_1.mp4").write_bytes(b"\x00" * 64)

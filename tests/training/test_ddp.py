@@ -37,7 +37,12 @@ TINY = [
 def benchmark(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("synth")
     config = SynthConfig(
-        out=root, clips_per_class=1, test_clips_per_class=1, frames=(12, 16), size=(64, 48)
+        out=root,
+        clips_per_class=1,
+        val_clips_per_class=1,
+        test_clips_per_class=1,
+        frames=(12, 16),
+        size=(64, 48),
     )
     write_benchmark(config)
     return root
@@ -66,7 +71,8 @@ def test_two_processes_write_the_single_process_checkpoint_format(
     # 11 clips: one process takes 2 batches of 4; two take 5 each, so 1 batch of 4 apiece
     assert (one["step"], both["step"]) == (2, 1)
     lines = [json.loads(line) for line in (tmp_path / "ddp" / "metrics.jsonl").open()]
-    assert [line["split"] for line in lines] == ["train", "val"]  # written by rank 0 alone
+    # written by rank 0 alone
+    assert [line["split"] for line in lines] == ["train", "val", "test"]
     assert 0 <= lines[-1]["top1"] <= 1
 
 

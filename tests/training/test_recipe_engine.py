@@ -19,7 +19,7 @@ from training.config import (
     TeacherConfig,
     load_config,
 )
-from training.engine import Trainer, init_runtime, load_checkpoint
+from training.engine import Diverged, Trainer, init_runtime, load_checkpoint
 
 CONFIGS = Path(__file__).parents[2] / "configs"
 
@@ -42,7 +42,13 @@ def toy_data() -> TensorDataset:
     return TensorDataset(torch.randn(12, 3, generator=generator), torch.arange(12))
 
 
-def fit(config: StageConfig, seen: list[list[int]], stop_after: int | None = None, validate=None):
+def fit(
+    config: StageConfig,
+    seen: list[list[int]],
+    stop_after: int | None = None,
+    validate=None,
+    test=None,
+):
     """Train a fresh Linear(3, 1) (same init every time) and record each batch's sample ids."""
 
     def loss_fn(model: nn.Module, batch: tuple) -> tuple[torch.Tensor, dict]:
@@ -55,7 +61,7 @@ def fit(config: StageConfig, seen: list[list[int]], stop_after: int | None = Non
 
     torch.manual_seed(0)
     trainer = Trainer("toy", nn.Linear(3, 1), config, init_runtime("cpu"), {"note": "toy"})
-    return trainer, trainer.fit(toy_data(), loss_fn, validate)
+    return trainer, trainer.fit(toy_data(), loss_fn, validate, test)
 
 
 def metric_lines(out: Path) -> list[dict]:
@@ -114,6 +120,32 @@ def test_best_checkpoint_follows_validation_and_plateau_lowers_the_rate(tmp_path
     train = [line for line in lines if line["split"] == "train"]
     assert all(line["double"] == pytest.approx(2 * line["loss"]) for line in train)
     assert any((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_the_test_list_is_scored_once_at_the_end_on_the_selected_weights(tmp_path: Path) -> None:
+    validation = iter([0.5, 0.9, 0.7])
+    events: list[str] = []
+    tested: list[torch.Tensor] = []
+
+    def validate(module: nn.Module) -> dict[str, float]:
+        events.append("val")
+        return {"top1": next(validation)}
+
+    def test(module: nn.Module) -> dict[str, float]:
+        events.append("test")
+        tested.append(module.weight.detach().clone())
+        return {"top1": 0.25}
+
+    _, result = fit(toy_config(tmp_path, epochs=3), [], validate=validate, test=test)
+    best, last = load_checkpoint(result.best), load_checkpoint(result.last)
+    assert events == ["val", "val", "val", "test"]  # never during training, once after it
+    assert best["epoch"] == 2 and result.metrics == {"top1": 0.9}
+    assert torch.equal(tested[0], best["model"]["weight"])  # the selected epoch's weights
+    assert not torch.equal(best["model"]["weight"], last["model"]["weight"])
+    assert result.test == {"top1": 0.25} and result.final == {"top1": 0.7}
+    scored = [line for line in metric_lines(tmp_path) if line["split"] != "train"]
+    assert [line["split"] for line in scored] == ["val", "val", "val", "test"]
+    assert scored[-1]["top1"] == 0.25
 
 
 def test_onecycle_schedule_warms_up_then_anneals(tmp_path: Path) -> None:
@@ -192,3 +224,29 @@ def test_cuda_steps_run_under_autocast_and_save_the_same_checkpoint(tmp_path: Pa
     checkpoint = load_checkpoint(result.last)  # readable where there is no GPU
     assert checkpoint["model"]["weight"].device.type == "cpu"
     assert checkpoint["epoch"] == 2 and checkpoint["step"] == 12
+
+
+def test_steps_with_non_finite_gradients_are_skipped_and_a_run_of_them_stops(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def poisoned(every: int):
+        calls = []
+
+        def loss_fn(model: nn.Module, batch: tuple) -> tuple[torch.Tensor, dict]:
+            x, _ = batch
+            calls.append(1)
+            loss = model(x).sub(1).pow(2).mean()
+            return (loss * torch.nan if len(calls) % every == 0 else loss), {}
+
+        return loss_fn
+
+    torch.manual_seed(0)
+    model = nn.Linear(3, 1)
+    trainer = Trainer("toy", model, toy_config(tmp_path / "some"), init_runtime("cpu"), {})
+    trainer.fit(toy_data(), poisoned(every=3))  # 12 steps, 4 of them NaN
+    assert all(p.isfinite().all() for p in model.parameters())
+    assert "epoch 1: 2 of 6 steps skipped" in caplog.text
+
+    trainer = Trainer("toy", nn.Linear(3, 1), toy_config(tmp_path / "all"), init_runtime("cpu"), {})
+    with pytest.raises(Diverged, match="every step's gradients were not finite"):
+        trainer.fit(toy_data(), poisoned(every=1))

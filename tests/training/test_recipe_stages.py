@@ -5,6 +5,7 @@ the wiring (checkpoints, resume, export, evaluation), not accuracy; the demo mod
 """
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -28,7 +29,7 @@ from training.config import (
     stage_overrides,
 )
 from training.datasets import ARID_CLASSES, load_dataset
-from training.distill import WithTargets, load_teacher, teacher_logits
+from training.distill import WithTargets, load_teacher, teacher_logits, train_distill
 from training.engine import RawClipSpec, build_stage_network, load_checkpoint
 from training.evaluate import EvalViews, crop_boxes, score
 from training.synth import SynthConfig, write_benchmark
@@ -62,6 +63,7 @@ def benchmark(tmp_path_factory: pytest.TempPathFactory) -> Path:
         SynthConfig(
             out=root,
             clips_per_class=1,
+            val_clips_per_class=2,  # not the test list's size, so the logs show which was scored
             test_clips_per_class=1,
             frames=(12, 16),
             size=(64, 48),
@@ -110,12 +112,19 @@ def test_pipeline_trains_every_stage_and_exports_the_student(pipeline: Path) -> 
     )
     test = manifest.metrics["test"]
     assert 0 <= test["top1"] <= test["top5"] <= 1 and test["clips"] == 11
+    assert manifest.metrics["val"]["clips"] == 22 and manifest.metrics["epoch"] == 1
+    teacher_scores = manifest.metrics["teacher"]
+    assert (teacher_scores["val"]["clips"], teacher_scores["test"]["clips"]) == (22, 11)
     assert set(manifest.metrics["seconds"]) == {"teacher", "ssl", "distill", "eval", "total"}
     report = json.loads((pipeline / "eval.json").read_text())
     assert report["splits"]["1"]["single"]["top1"] == test["top1"]
+    splits = {}
     for stage in ("teacher", "ssl", "distill"):
-        lines = (pipeline / stage / "metrics.jsonl").read_text().splitlines()
-        assert {json.loads(line)["stage"] for line in lines} == {stage}
+        lines = [json.loads(line) for line in (pipeline / stage / "metrics.jsonl").open()]
+        assert {line["stage"] for line in lines} == {stage}
+        splits[stage] = [line["split"] for line in lines if line["split"] != "train"]
+    # The test list is scored once per network: the teacher's by its stage, the student's by eval.
+    assert splits == {"teacher": ["val", "test"], "ssl": ["epoch"], "distill": ["val"]}
 
 
 def test_a_rerun_with_more_epochs_resumes_where_the_last_stopped(
@@ -129,6 +138,39 @@ def test_a_rerun_with_more_epochs_resumes_where_the_last_stopped(
     assert (last["epoch"], last["step"]) == (2, 2 * (11 // 4))
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [line["epoch"] for line in lines if line["split"] == "val"] == [0, 1]
+
+
+def test_selection_never_reads_the_test_list(benchmark: Path, tmp_path: Path) -> None:
+    """The same run on a copy of the benchmark whose test list calls every video Drink validates,
+    selects and trains to the same bits: the test list is opened once, after the last epoch, and
+    nothing it says reaches a choice."""
+    wrong = tmp_path / "wrong-test-labels"
+    shutil.copytree(benchmark, wrong)
+    lines = []
+    for index, item in enumerate(load_dataset(wrong, 1, "test").items):
+        name = f"Drink/Drink_2_{index + 1}.mp4"
+        content = item.path.read_bytes()
+        (wrong / "clips_v1" / name).write_bytes(content)
+        lines.append(f"{index}\t0\t{name}\n")
+    (wrong / "list_cvt" / "ARID_split1_test.txt").write_text("".join(lines))
+
+    def run(root: Path, out: Path) -> tuple[list[dict], dict]:
+        settings = [*stage_overrides(TINY, "distill"), "optim.epochs=3", "teacher=null"]
+        settings += ["init=null", f"data.root={root}", f"run.output_dir={out}"]
+        result = train_distill(load_config(DistillConfig, CONFIGS / "distill.yaml", settings))
+        lines = [json.loads(line) for line in (out / "metrics.jsonl").open()]
+        return [line for line in lines if line["split"] != "train"], load_checkpoint(result.best)
+
+    right, right_best = run(benchmark, tmp_path / "right")
+    wrong_lines, wrong_best = run(wrong, tmp_path / "wrong")
+    assert [line["split"] for line in right] == ["val", "val", "val", "test"]
+    assert [line["clips"] for line in right] == [22, 22, 22, 11]  # validation list, then test
+    untimed = [{k: v for k, v in line.items() if k != "time"} for line in right + wrong_lines]
+    assert untimed[:3] == untimed[4:7]  # every validation score, to the bit
+    assert (wrong_lines[3]["split"], wrong_lines[3]["clips"]) == ("test", 11)
+    assert right_best["epoch"] == wrong_best["epoch"]
+    for key, value in right_best["model"].items():
+        torch.testing.assert_close(value, wrong_best["model"][key], rtol=0, atol=0, equal_nan=True)
 
 
 def test_eval_reports_single_and_multi_view_scores(pipeline: Path, benchmark: Path, capsys) -> None:

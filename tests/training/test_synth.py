@@ -1,4 +1,5 @@
-"""The generated low-light benchmark: deterministic by seed, dark, in the ARID v1.0 layout."""
+"""The generated low-light benchmark: deterministic by seed, dark, in the ARID v1.0 layout, with
+train, validation and test clips from separate generator streams."""
 
 from pathlib import Path
 
@@ -9,13 +10,20 @@ from training.datasets import ARID_CLASSES, load_dataset
 from training.synth import SynthConfig, render_clip, render_scene, write_benchmark
 from training.video import read_video
 
-TINY = {"clips_per_class": 1, "test_clips_per_class": 1, "frames": (8, 10), "size": (64, 48)}
+TINY = {
+    "clips_per_class": 1,
+    "val_clips_per_class": 1,
+    "test_clips_per_class": 1,
+    "frames": (8, 10),
+    "size": (64, 48),
+}
+SUBSETS = ("train", "validation", "test")
 
 
-def _decoded(root: Path) -> dict[str, np.ndarray]:
+def _decoded(root: Path, subsets: tuple[str, ...] = SUBSETS) -> dict[str, np.ndarray]:
     return {
         item.path.name: read_video(item.path)
-        for subset in ("train", "test")
+        for subset in subsets
         for item in load_dataset(root, 1, subset).items
     }
 
@@ -25,6 +33,7 @@ def benchmark(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("synth")
     assert write_benchmark(SynthConfig(out=root, seed=5, workers=1, **TINY)) == {
         "train": 11,
+        "validation": 11,
         "test": 11,
     }
     return root
@@ -42,7 +51,7 @@ def test_same_seed_same_frames_whatever_the_workers(benchmark: Path, tmp_path: P
     again = tmp_path / "again"
     write_benchmark(SynthConfig(out=again, seed=5, workers=2, **TINY))
     first, second = _decoded(benchmark), _decoded(again)
-    assert first.keys() == second.keys() and len(first) == 22
+    assert first.keys() == second.keys() and len(first) == 33
     for name, frames in first.items():
         assert np.array_equal(frames, second[name]), name
 
@@ -63,11 +72,31 @@ def test_clips_are_dark_and_vary_in_length(benchmark: Path) -> None:
     assert lengths <= set(range(8, 11)) and len(lengths) > 1
 
 
-def test_test_split_comes_from_another_seed(benchmark: Path) -> None:
+def test_validation_and_test_clips_come_from_streams_of_their_own(benchmark: Path) -> None:
+    lists = {subset: load_dataset(benchmark, 1, subset).items for subset in SUBSETS}
+    paths = [{item.path for item in items} for items in lists.values()]
+    assert all(len(subset) == 11 for subset in paths)
+    assert not (paths[0] & paths[1] or paths[0] & paths[2] or paths[1] & paths[2])
+    assert lists["validation"][3].path.name == "Pour_v1_1.mp4"
     videos = _decoded(benchmark)
     for action in ARID_CLASSES:
-        train, test = videos[f"{action}_1_1.mp4"], videos[f"{action}_2_1.mp4"]
-        assert train.shape != test.shape or not np.array_equal(train, test)
+        train, validation, test = (videos[f"{action}_{group}_1.mp4"] for group in ("1", "v1", "2"))
+        for one, other in ((train, validation), (train, test), (validation, test)):
+            assert one.shape != other.shape or not np.array_equal(one, other), action
+
+
+def test_validation_clips_leave_the_train_and_test_clips_as_they_were(
+    benchmark: Path, tmp_path: Path
+) -> None:
+    without = tmp_path / "without"
+    counts = write_benchmark(
+        SynthConfig(out=without, seed=5, workers=1, **{**TINY, "val_clips_per_class": 0})
+    )
+    assert counts["validation"] == 0
+    assert not (without / "list_cvt" / "ARID_split1_validation.txt").exists()
+    before, after = _decoded(without, ("train", "test")), _decoded(benchmark, ("train", "test"))
+    assert before.keys() == after.keys()
+    assert all(np.array_equal(before[name], after[name]) for name in before)
 
 
 def test_stand_is_sit_played_backwards() -> None:

@@ -44,16 +44,19 @@ export function metricValue(keys, value) {
   return String(+value.toPrecision(4));
 }
 
-/** The number that matters: test top-1, else validation top-1, else any top-1; or null. */
+/**
+ * The number that matters: test top-1, else validation top-1, else any top-1; of each the least
+ * nested, so a run's own test top-1 comes before its teacher's (`teacher.test.top1`); or null.
+ */
 export function headline(values) {
-  const entries = flatten(values);
+  const scores = flatten(values).filter(
+    ([keys, value]) => keys.at(-1) === "top1" && typeof value === "number",
+  );
   for (const split of ["test", "eval", "validation", "val", null]) {
-    const found = entries.find(
-      ([keys]) => keys.at(-1) === "top1" && (split === null || keys.includes(split)),
-    );
-    if (found && typeof found[1] === "number") {
-      return { name: metricName(found[0]), value: metricValue(found[0], found[1]) };
-    }
+    const [found] = scores
+      .filter(([keys]) => split === null || keys.includes(split))
+      .sort(([a], [b]) => a.length - b.length);
+    if (found) return { name: metricName(found[0]), value: metricValue(found[0], found[1]) };
   }
   return null;
 }
