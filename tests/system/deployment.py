@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import redis
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from bench.servers import (
     SYSTEM_PYTHON,
@@ -103,12 +104,26 @@ def proc_stats(pid: int) -> ProcStats:
 
 def metric(client: httpx.Client, name: str, **labels: str) -> float:
     """The sum of every sample of `name` with `labels`, over all processes (0 when none)."""
-    total = 0.0
-    for family in text_string_to_metric_families(client.get("/metrics").text):
-        for sample in family.samples:
-            if sample.name == name and labels.items() <= sample.labels.items():
-                total += sample.value
-    return total
+    return Metrics.read(client).total(name, **labels)
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """One reading of /metrics, for several sums: each reading costs the API a rendering of
+    every process's metrics."""
+
+    samples: list[Sample]
+
+    @classmethod
+    def read(cls, client: httpx.Client) -> "Metrics":
+        text = client.get("/metrics").text
+        return cls([s for family in text_string_to_metric_families(text) for s in family.samples])
+
+    def total(self, name: str, **labels: str) -> float:
+        """The sum of every sample of `name` with `labels` (0 when none)."""
+        return sum(
+            s.value for s in self.samples if s.name == name and labels.items() <= s.labels.items()
+        )
 
 
 class System:

@@ -31,18 +31,22 @@ from service.decode import Limits, decode_frames, open_source
 from service.ingest import cut_file, geometry
 from service.queue.redis import lane_key
 from service.settings import Settings
-from tests.system.deployment import CAMERAS, metric
+from tests.system.deployment import CAMERAS, Metrics
 from tests.system.multihost import Deployment
 
 LANES = ("files", "live")
 T = TypeVar("T")
 
 
-def thread_cpu_s(task: Callable[[], T]) -> tuple[T, float]:
-    """`task()`'s answer and the CPU seconds this thread spent on it."""
-    began = time.thread_time()
+def thread_cpu_s(task: Callable[[], T], rounds: int) -> tuple[T, float]:
+    """`task()`'s answer and the CPU seconds this thread spends on it a round, on average over
+    `rounds` after a first that warms it up (lazy set-up, first-touch memory): what a warm
+    service pays."""
     answer = task()
-    return answer, time.thread_time() - began
+    began = time.thread_time()
+    for _ in range(rounds):
+        task()
+    return answer, (time.thread_time() - began) / rounds
 
 
 def camera_frame_s(url: str, artifact: Path, seconds: float) -> float:
@@ -62,7 +66,7 @@ def camera_frame_s(url: str, artifact: Path, seconds: float) -> float:
         return (time.thread_time() - cpu) / count
 
 
-def model_batch_s(artifact: Path, batch_max: int, rounds: int = 20) -> dict[int, float]:
+def model_batch_s(artifact: Path, batch_max: int) -> dict[int, float]:
     """CPU-s per batch of the served backend (fp32 eager torch, one thread) at each batch size."""
     network, manifest = load_artifact(artifact)
     backend = TorchCpu(network, manifest.clip)
@@ -72,9 +76,7 @@ def model_batch_s(artifact: Path, batch_max: int, rounds: int = 20) -> dict[int,
         costs = {}
         for batch in range(1, batch_max + 1):
             clips = calibration_batch(manifest.clip, batch)
-            backend.start(clips)
-            _, cpu = thread_cpu_s(lambda c=clips: [backend.start(c) for _ in range(rounds)])
-            costs[batch] = cpu / rounds
+            costs[batch] = thread_cpu_s(lambda c=clips: backend.start(c), 15)[1]
         return costs
     finally:
         torch.set_num_threads(threads)
@@ -141,17 +143,12 @@ class UnitCosts:
     def _measure_all(self) -> None:
         self.frame_s = camera_frame_s(self.camera_url, self.artifact, self.camera_s)
         spec = load_artifact(self.artifact).manifest.clip
-        rounds = 5
-        clips, cpu = thread_cpu_s(
-            lambda: [
-                list(cut_file(self.upload, "upload", spec, Settings(), threading.Event()))
-                for _ in range(rounds)
-            ]
+        clips, self.upload_s = thread_cpu_s(
+            lambda: list(cut_file(self.upload, "upload", spec, Settings(), threading.Event())), 7
         )
-        self.upload_s = cpu / rounds
-        self.clip_bytes = len(encode(clips[0][0]))
-        self.key_frame_bytes = len(key_frame(clips[0][0]))
-        self.clips_per_upload = len(clips[0])
+        self.clip_bytes = len(encode(clips[0]))
+        self.key_frame_bytes = len(key_frame(clips[0]))
+        self.clips_per_upload = len(clips)
         self.batch_s = model_batch_s(self.artifact, self.batch_max)
         self.command_bytes = command_bytes()
 
@@ -259,18 +256,17 @@ class Counters:
     def read(cls, deployment: Deployment) -> "Counters":
         batch = "lumos_inference_batch_size"
         with deployment.client() as client:
-            return cls(
-                camera_frames=sum(
-                    metric(client, "lumos_stream_frames_decoded_total", stream=c) for c in CAMERAS
-                ),
-                clips_cut=metric(client, "lumos_stream_clips_total"),
-                live_clips=sum(
-                    metric(client, "lumos_stream_clips_total", stream=c) for c in CAMERAS
-                ),
-                batches=metric(client, f"{batch}_count"),
-                clips_inferred=metric(client, f"{batch}_sum"),
-                batches_of={n: metric(client, f"{batch}_bucket", le=f"{n}.0") for n in (1, 2)},
-            )
+            found = Metrics.read(client)
+        return cls(
+            camera_frames=sum(
+                found.total("lumos_stream_frames_decoded_total", stream=c) for c in CAMERAS
+            ),
+            clips_cut=found.total("lumos_stream_clips_total"),
+            live_clips=sum(found.total("lumos_stream_clips_total", stream=c) for c in CAMERAS),
+            batches=found.total(f"{batch}_count"),
+            clips_inferred=found.total(f"{batch}_sum"),
+            batches_of={n: found.total(f"{batch}_bucket", le=f"{n}.0") for n in (1, 2)},
+        )
 
     def since(self, start: "Counters") -> "Counters":
         def minus(now: Any, then: Any) -> Any:

@@ -19,7 +19,7 @@ import pytest
 from bench.servers import free_port, wait_for
 from service.queue.redis import lane_key
 from tests.system import hosts as network
-from tests.system.deployment import CAMERAS, LEASE_MS, metric
+from tests.system.deployment import CAMERAS, LEASE_MS, Metrics
 from tests.system.load import Uploads, upload_ledger
 from tests.system.multihost import (
     SETTINGS,
@@ -198,10 +198,11 @@ def test_faults_between_hosts_lose_and_duplicate_no_accepted_clip(
                 assert client.delete(f"/v1/streams/{camera_id}").status_code in (200, 204)
             wait_for(lambda: store_client.xlen(lane_key("live")) == 0, 30, "the live lane drained")
             time.sleep(1.0)
-            live_cut = sum(metric(client, "lumos_stream_clips_total", stream=c) for c in CAMERAS)
+            found = Metrics.read(client)
+            live_cut = sum(found.total("lumos_stream_clips_total", stream=c) for c in CAMERAS)
             dropped = {
                 reason: sum(
-                    metric(client, "lumos_stream_frames_dropped_total", stream=c, reason=reason)
+                    found.total("lumos_stream_frames_dropped_total", stream=c, reason=reason)
                     for c in CAMERAS
                 )
                 for reason in ("stale", "overflow", "queue_error")
