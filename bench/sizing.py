@@ -23,28 +23,29 @@ a margin chosen, not measured."""
 class Costs:
     """Unit costs: CPU seconds and bytes. Defaults: the demo model (16 frames of 48 x 48) on the
     2-core AMD EPYC (AVX2) development machine, under load. "The multi-host test": the medians
-    of its seven runs of 2026-12-03 23:26 to 23:36 UTC (what was left of each role's CPU once
+    of its seven runs of 2026-12-03 23:53 to 23:57 UTC (what was left of each role's CPU once
     the costs measured beside the run were taken away; tests/system/sizing.py)."""
 
     decode_frame_s: float = MARGIN / 952
     """CPU-s to decode one camera frame: 720p at 952 frames per CPU-s (`lumos bench decode`),
     with the margin."""
-    live_frame_s: float = 0.0015
+    live_frame_s: float = 0.0016
     """The ingest's own work per sampled frame beyond decoding it: handing it to the event loop,
-    cutting clips, their key frames, queueing them (the multi-host test: 1.1 to 1.9 ms, a clip
+    cutting clips, their key frames, queueing them (the multi-host test: 1.3 to 1.7 ms, a clip
     every 8 frames)."""
     model_clip_s: float = 0.012
     """The model, per clip: OpenVINO fp32 at batch 8 (`lumos bench inference --size demo`)."""
-    worker_clip_s: float = 0.0017
+    worker_clip_s: float = 0.0018
     """The inference worker's own work per clip beside the model: reading and decoding the
-    queue entry, storing the result, acknowledging (the multi-host test: 1.5 to 3.2 ms)."""
+    queue entry, storing the result, acknowledging (the multi-host test: 1.6 to 2.9 ms)."""
     upload_decode_s: float = 0.0
     """Decoding one upload: its frames at the decode rate of its resolution (per workload)."""
-    upload_s: float = 0.007
+    upload_s: float = 0.008
     """The API's own work per upload beside decoding it: receiving and vetting it, queueing its
-    clips, waiting for and answering the results (the multi-host test: 4 to 10 ms)."""
-    process_cores: float = 0.007
-    """A process doing nothing: leases, heartbeats, polls (the multi-host test)."""
+    clips, waiting for and answering the results (the multi-host test: 7 to 12 ms)."""
+    process_cores: float = 0.0075
+    """A process doing nothing: leases, heartbeats, polls (the multi-host test: 0.006 to 0.011
+    cores)."""
 
     clip_bytes: int = 16 * 48 * 48 * 3 + 600
     """A queued clip as sent: its frames and a JSON header."""
@@ -61,9 +62,9 @@ class Costs:
     camera_bytes: int = 9 * KB
     """A camera's record, health, lease and latest key frame: 4.4 KB in the multi-host test,
     whose key frame is 3.2 KB; a demo frame is 7 KB."""
-    connection_bytes: int = 16 * KB
+    connection_bytes: int = 18 * KB
     """A client connection: its structure and buffers, which grow with the commands it carries
-    and shrink when idle (the multi-host test: CLIENT LIST's tot-mem, 15 to 17 KB on average)."""
+    and shrink when idle (the multi-host test: CLIENT LIST's tot-mem, 17 to 21 KB on average)."""
     connections_per_process: int = 9
     """`LUMOS_REDIS_CONNECTIONS` (8) for the event loop, one for worker threads."""
     empty_bytes: int = 876 * KB
@@ -71,7 +72,7 @@ class Costs:
     command_bytes: int = 24_688
     """The latency histogram Redis keeps for each command name it has run (`latency-tracking`,
     on by default since Redis 7.0; measured on a private Redis)."""
-    commands: int = 35
+    commands: int = 34
     """Command names a deployment runs (the multi-host test, its own probes included)."""
 
 
