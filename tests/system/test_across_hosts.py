@@ -342,7 +342,7 @@ def test_faults_between_hosts_lose_and_duplicate_no_accepted_clip(
     # The sizing model (bench/sizing.py) accounts for what the run used: Redis's bytes closely;
     # CPU as loosely as a loaded, shared 2-core machine needs (the ingest's few CPU-seconds move
     # most: 0.66 to 1.26 over twelve runs), yet tightly enough to refuse decoding alone as the
-    # ingest's cost (0.26). docs/scaling.md has the ratios.
+    # ingest's cost (0.19). docs/scaling.md has the ratios.
     assert 0.8 <= checked["redis_memory_kb"]["at_peak"]["ratio"] <= 1.25, checked
     assert 0.8 <= checked["redis_traffic_bytes"]["ratio"] <= 1.25, checked
     for kind in ("ingest", "infer", "api"):
