@@ -17,7 +17,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -243,9 +243,7 @@ class FitResult:
     last: Path
     metrics: dict[str, float]
     """The selected epoch's validation metrics (or its training loss)."""
-    final: dict[str, float]
-    """The last epoch's: what the recipe reached with no selection on the validation set."""
-    test: dict[str, float] = field(default_factory=dict)
+    test: dict[str, float]
     """The selected checkpoint's test metrics, scored once after the last epoch; empty when the
     stage was given no test scorer."""
 
@@ -394,7 +392,7 @@ class Trainer:
         finally:
             if metric_log:
                 metric_log.close()
-        return FitResult(best, last, self.best_metrics, self.metrics, tested)
+        return FitResult(best, last, self.best_metrics, tested)
 
     def _train_epoch(
         self,

@@ -6,7 +6,6 @@ Hosts: `redis`, `api`, `ingest-a`, `ingest-b`, `infer-a`, `infer-b`, `camera`, a
 Redis address is the relay's), so that the test can slow or stall that one link.
 """
 
-import os
 import signal
 import socket
 import subprocess
@@ -22,6 +21,7 @@ import httpx
 import redis
 
 from bench.servers import ROOT, RedisServer, RtspCamera, stop_processes, wait_for
+from bench.streams import cpu_seconds
 from service.queue.redis import GROUP, lane_key
 from tests.api.conftest import API_KEY, service_env
 from tests.system.deployment import CAMERAS, LEASE_MS
@@ -170,9 +170,7 @@ class Deployment:
         process killed keeps the last reading (`kill` reads it first)."""
         for host, process in self.processes.items():
             with suppress(FileNotFoundError, ProcessLookupError):
-                fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-                ticks = int(fields[11]) + int(fields[12])  # utime, stime
-                self.cpu[host] = ticks / os.sysconf("SC_CLK_TCK")
+                self.cpu[host] = cpu_seconds(process.pid)
         return dict(self.cpu)
 
     def kill(self, host: str) -> None:

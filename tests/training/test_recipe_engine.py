@@ -111,7 +111,9 @@ def test_best_checkpoint_follows_validation_and_plateau_lowers_the_rate(tmp_path
     config = toy_config(tmp_path, epochs=4, schedule="plateau", patience=1, factor=0.5)
     trainer, result = fit(config, [], validate=lambda module: {"top1": next(scores)})
     best, last = load_checkpoint(result.best), load_checkpoint(result.last)
-    assert best["epoch"] == 2 and result.metrics == {"top1": 0.9} and result.final == {"top1": 0.6}
+    assert (
+        best["epoch"] == 2 and result.metrics == {"top1": 0.9} and trainer.metrics == {"top1": 0.6}
+    )
     assert best["meta"] == {"note": "toy"} and best["stage"] == "toy"
     # two epochs without beating 0.9 (patience 1) halve the rate once
     assert last["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.025)
@@ -136,13 +138,13 @@ def test_the_test_list_is_scored_once_at_the_end_on_the_selected_weights(tmp_pat
         tested.append(module.weight.detach().clone())
         return {"top1": 0.25}
 
-    _, result = fit(toy_config(tmp_path, epochs=3), [], validate=validate, test=test)
+    trainer, result = fit(toy_config(tmp_path, epochs=3), [], validate=validate, test=test)
     best, last = load_checkpoint(result.best), load_checkpoint(result.last)
     assert events == ["val", "val", "val", "test"]  # never during training, once after it
     assert best["epoch"] == 2 and result.metrics == {"top1": 0.9}
     assert torch.equal(tested[0], best["model"]["weight"])  # the selected epoch's weights
     assert not torch.equal(best["model"]["weight"], last["model"]["weight"])
-    assert result.test == {"top1": 0.25} and result.final == {"top1": 0.7}
+    assert result.test == {"top1": 0.25} and trainer.metrics == {"top1": 0.7}
     scored = [line for line in metric_lines(tmp_path) if line["split"] != "train"]
     assert [line["split"] for line in scored] == ["val", "val", "val", "test"]
     assert scored[-1]["top1"] == 0.25
