@@ -7,6 +7,7 @@ which the DataLoader seeds differently in every worker and every epoch.
 """
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -16,6 +17,7 @@ from torch.utils.data import Dataset, default_collate
 from torchvision.transforms.v2 import functional as tvf
 
 from model.clip import ClipSpec
+from training.config import Photometric
 from training.datasets import VideoItem
 from training.video import VideoError, read_video
 
@@ -24,6 +26,7 @@ log = logging.getLogger(__name__)
 ViewMode = Literal["two_view", "spatial", "temporal"]
 OnError = Literal["skip", "fail"]
 
+UNCHANGED = Photometric()
 #: TSN's multi-scale crop: crop sides as fractions of the shorter frame side.
 DEFAULT_SCALES = (1.0, 0.875, 0.75, 0.66)
 
@@ -91,6 +94,19 @@ def centre_crop_box(height: int, width: int, size: int) -> CropBox:
     return CropBox((height - side_h) // 2, (width - side_w) // 2, side_h, side_w)
 
 
+def _log_uniform(low: float, high: float) -> float:
+    return math.exp(math.log(low) + (math.log(high) - math.log(low)) * float(torch.rand(())))
+
+
+def photometric_jitter(clip: torch.Tensor, jitter: Photometric) -> torch.Tensor:
+    """uint8 `T x H x W x 3` frames as another exposure, tone curve, cast and sensor noise would
+    have recorded them (`Photometric` says why)."""
+    levels = (clip.float() / 255).pow(_log_uniform(*jitter.gamma))
+    levels = levels * _log_uniform(*jitter.gain) * torch.exp(jitter.cast * torch.randn(3))
+    sigma = jitter.noise * float(torch.rand(()))
+    return (levels * 255 + sigma * torch.randn_like(levels)).round().clamp(0, 255).to(torch.uint8)
+
+
 def crop_clip(frames: torch.Tensor, box: CropBox, size: int) -> torch.Tensor:
     """Cut `box` out of uint8 `T x H x W x 3` frames and scale it to `T x size x size x 3`."""
     planes = frames.permute(0, 3, 1, 2)
@@ -112,7 +128,8 @@ class ClipDataset(Dataset):
     when an item carries several clips: the two views of `views` (self-supervised pairs), or the
     `clips` evenly spread test clips whose scores are averaged.
 
-    `train` draws a random start, temporal jitter and a multi-scale random crop with mirroring; test
+    `train` draws a random start, temporal jitter, a multi-scale random crop with mirroring and the
+    `photometric` changes (each view its own); test
     takes centred (or spread) clips and a centre crop. `views` makes two clips of the same video
     that differ in start and crop ("two_view"), crop only ("spatial") or start only ("temporal").
 
@@ -133,6 +150,7 @@ class ClipDataset(Dataset):
         jitter: int = 0,
         scales: Sequence[float] = DEFAULT_SCALES,
         flip: bool = True,
+        photometric: Photometric = UNCHANGED,
         on_error: OnError = "skip",
         cache: bool = False,
     ) -> None:
@@ -151,6 +169,7 @@ class ClipDataset(Dataset):
         self.jitter = jitter
         self.scales = tuple(scales)
         self.flip = flip
+        self.photometric = photometric
         self.on_error = on_error
         self.span = (spec.frames - 1) * stride + 1
         """Frames of the video one clip covers."""
@@ -190,10 +209,13 @@ class ClipDataset(Dataset):
             starts[1] = starts[0]
         elif self.views == "temporal":
             boxes[1] = boxes[0]
-        return [
+        clips = [
             crop_clip(video[self._indices(len(video), start)], box, self.spec.crop)
             for start, box in zip(starts, boxes, strict=True)
         ]
+        if not self.photometric.active:
+            return clips
+        return [photometric_jitter(clip, self.photometric) for clip in clips]
 
     def _test_clips(self, video: torch.Tensor) -> list[torch.Tensor]:
         box = centre_crop_box(*video.shape[1:3], self.spec.crop)

@@ -39,6 +39,27 @@ class RunConfig(Section):
     on a CPU: on a 2-core AMX Xeon it made cpu-small's training steps 5-60% slower."""
 
 
+class Photometric(Section):
+    """Training-time changes of light and sensor, drawn for each clip (each view of a
+    self-supervised pair draws its own): what differs between two nights of one camera, so that
+    neither a label nor a view pair can be matched by the room's tone alone. The defaults change
+    nothing."""
+
+    gain: tuple[float, float] = (1.0, 1.0)
+    """Range of the exposure factor (log-uniform); per-clip standardisation removes most of it,
+    clipping at black and white does not."""
+    gamma: tuple[float, float] = (1.0, 1.0)
+    """Range of the exponent on the 0-1 levels (log-uniform)."""
+    cast: float = Field(0.0, ge=0)
+    """Standard deviation of each channel's log gain: a colour cast."""
+    noise: float = Field(0.0, ge=0)
+    """Largest standard deviation of added Gaussian noise, grey levels (uniform from 0)."""
+
+    @property
+    def active(self) -> bool:
+        return self != Photometric()
+
+
 class DataConfig(Section):
     """Which clips a stage reads and how they are cut."""
 
@@ -50,6 +71,7 @@ class DataConfig(Section):
     the demo's clip spec 12)."""
     scales: tuple[float, ...] = (1.0, 0.875, 0.75, 0.66)
     """Training crops: side lengths as fractions of the shorter frame side (TSN's multi-scale)."""
+    photometric: Photometric = Photometric()
     batch_size: int = Field(8, ge=1)
     """Clips per process per forward pass."""
     workers: int = Field(0, ge=0)

@@ -160,6 +160,8 @@ def clip_dataset(
     )
     spec = RawClipSpec(**data.clip.model_dump())
     kind = kind if data.cache else ClipDataset
+    if train:
+        options = {"photometric": data.photometric, **options}
     dataset = kind(videos.items, spec, train, stride=data.stride, scales=data.scales, **options)
     return dataset, videos.classes
 

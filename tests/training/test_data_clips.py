@@ -17,9 +17,11 @@ from training.clips import (
     collate_clips,
     crop_clip,
     frame_indices,
+    photometric_jitter,
     random_crop_box,
     spread_starts,
 )
+from training.config import Photometric
 from training.datasets import VideoItem, load_dataset
 from training.video import VideoError
 
@@ -178,6 +180,51 @@ def test_two_views(views: str, same_frames: bool, same_crop: bool) -> None:
         equal_crops.append(torch.equal(green[0], green[1]))
     # Random draws may coincide now and then, but not every time.
     assert all(equal_frames) == same_frames and all(equal_crops) == same_crop
+
+
+NIGHTS = Photometric(gain=(0.5, 2.0), gamma=(0.8, 1.25), cast=0.2, noise=4.0)
+
+
+def test_photometric_jitter_changes_light_and_noise_not_the_picture() -> None:
+    torch.manual_seed(2)
+    ramp = (
+        torch.arange(64, 192, dtype=torch.uint8).repeat(4, 16, 1)[..., None].expand(-1, -1, -1, 3)
+    )
+    changed = [photometric_jitter(ramp, NIGHTS) for _ in range(8)]
+    assert all(clip.shape == ramp.shape and clip.dtype == torch.uint8 for clip in changed)
+    means = [clip.float().mean((0, 1, 2)) for clip in changed]
+    assert max(float(mean.mean()) for mean in means) > 1.3 * min(float(m.mean()) for m in means)
+    assert any(float(mean.max() - mean.min()) > 5 for mean in means)  # a colour cast
+    noisy = [float((clip[1:].float() - clip[:-1].float()).std()) for clip in changed]
+    assert max(noisy) > 1.0  # noise that changes from frame to frame
+    for clip in changed:  # the ramp is still a ramp: the picture, not only its levels, survives
+        columns = clip.float().mean((0, 1, 3))
+        assert float(torch.corrcoef(torch.stack([columns, torch.arange(128.0)]))[0, 1]) > 0.9
+    assert torch.equal(photometric_jitter(ramp, Photometric()), ramp)
+
+
+def test_each_view_of_a_pair_draws_its_own_light() -> None:
+    spec = RawSpec(frames=8, crop=16, resize=(42, 32))
+    plain = CodedClips([VideoItem(Path("coded.mp4"), 0)], spec, train=True, views="temporal")
+    lit = CodedClips(
+        [VideoItem(Path("coded.mp4"), 0)],
+        spec,
+        train=True,
+        views="temporal",
+        photometric=Photometric(gain=(0.5, 2.0)),
+    )
+    torch.manual_seed(3)
+    gaps = [
+        float((pair[0, ..., 1].float() - pair[1, ..., 1].float()).abs().mean())
+        for pair, _ in (plain[0] for _ in range(4))
+    ]
+    torch.manual_seed(3)
+    lit_gaps = [
+        float((pair[0, ..., 1].float() - pair[1, ..., 1].float()).abs().mean())
+        for pair, _ in (lit[0] for _ in range(4))
+    ]
+    assert gaps == [0.0] * 4  # same crop, no jitter: the columns agree
+    assert all(gap > 1 for gap in lit_gaps)
 
 
 def test_cache_keeps_decoded_videos(tmp_path: Path, make_video) -> None:
