@@ -100,7 +100,10 @@ def _log_uniform(low: float, high: float) -> float:
 
 def photometric_jitter(clip: torch.Tensor, jitter: Photometric) -> torch.Tensor:
     """uint8 `T x H x W x 3` frames as another exposure, tone curve, cast and sensor noise would
-    have recorded them (`Photometric` says why)."""
+    have recorded them (`Photometric` says why). Of a teacher's six-channel clip only the dark
+    three change: its cached enhanced copy stays that of the recorded clip."""
+    if clip.shape[-1] == 6:
+        return torch.cat([photometric_jitter(clip[..., :3], jitter), clip[..., 3:]], -1)
     levels = (clip.float() / 255).pow(_log_uniform(*jitter.gamma))
     levels = levels * _log_uniform(*jitter.gain) * torch.exp(jitter.cast * torch.randn(3))
     sigma = jitter.noise * float(torch.rand(()))
