@@ -94,6 +94,12 @@ class OptimConfig(Section):
     """AdamW and its schedule."""
 
     epochs: int = Field(1, ge=1)
+    budget_s: float | None = Field(None, gt=0)
+    """Seconds of training steps instead of `epochs`, so that runs of an ablation cost the same:
+    the run times a few of its own optimizer steps once, at its start, and trains floor(budget_s /
+    seconds per step) steps (at least one), the schedule spread over them. The count is kept in
+    its checkpoints (a resumed run takes the same) and metrics.jsonl ("plan"). Decoding,
+    validation and other one-off work are not counted: they are shared or the same across arms."""
     lr: float = Field(1e-5, gt=0)
     weight_decay: float = Field(1e-3, ge=0)
     effective_batch: int | None = Field(None, ge=1)

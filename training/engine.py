@@ -1,23 +1,27 @@
 """The loop every training stage shares, and the process it runs in.
 
 The three stages differ only in their loss, so the loop lives here once: seeding, device and
-torchrun process group, AdamW with its schedule, gradient accumulation, mixed precision (on CUDA
-and on CPUs with native bf16), checkpoints that resume at the optimizer step they were written
+torchrun process group, AdamW with its schedule over a number of optimizer steps (the epochs', or
+a compute budget's, timed once), gradient accumulation, mixed precision (on CUDA and on CPUs with
+native bf16), checkpoints that resume at the optimizer step they were written
 at, model selection on the validation list and one score on the test list, and metrics as JSON
 lines, TensorBoard events and a progress bar. A stage hands `Trainer.fit` a data set, a loss
 function and its scorers.
 """
 
+import copy
 import itertools
 import json
 import logging
+import math
 import os
 import pickle
 import random
+import statistics
 import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -237,6 +241,25 @@ class MetricLog:
         self.board.close()
 
 
+TIMED_STEPS = 3
+"""Optimizer steps timed (after one untimed) to turn a budget into a step count; their median."""
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """How many optimizer steps a run takes, and, for a budgeted one, the step time it came from."""
+
+    steps: int
+    seconds_per_step: float | None = None
+
+
+def budget_steps(budget_s: float, seconds_per_step: float) -> int:
+    """The optimizer steps that fit in `budget_s` seconds at `seconds_per_step`; at least one."""
+    if not (budget_s > 0 and seconds_per_step > 0):
+        raise ValueError(f"budget {budget_s} s at {seconds_per_step} s a step: both must be > 0")
+    return max(1, math.floor(budget_s / seconds_per_step))
+
+
 @dataclass
 class FitResult:
     best: Path
@@ -248,6 +271,7 @@ class FitResult:
     test: dict[str, float]
     """The selected checkpoint's test metrics, scored once after the last epoch; empty when the
     stage was given no test scorer."""
+    plan: StepPlan
 
 
 class Trainer:
@@ -293,6 +317,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.checkpoints = run.output_dir / "checkpoints"
         self.epoch = self.batch = self.step = 0
+        self.plan = StepPlan(0)
+        self.epochs = 0
         self.best: float | None = None
         self.best_metrics: dict[str, float] = {}
         self.metrics: dict[str, float] = {}
@@ -303,12 +329,12 @@ class Trainer:
             return nullcontext()
         return torch.autocast(self.runtime.device.type, dtype=self.amp_dtype)
 
-    def _scheduler(self, steps_per_epoch: int) -> Any:
+    def _scheduler(self) -> Any:
         if self.optim.schedule == "onecycle":
             return torch.optim.lr_scheduler.OneCycleLR(
                 self.optimizer,
                 max_lr=self.optim.lr,
-                total_steps=self.optim.epochs * steps_per_epoch,
+                total_steps=self.plan.steps,
                 pct_start=self.optim.warmup,
             )
         if self.optim.schedule == "plateau":
@@ -325,7 +351,8 @@ class Trainer:
         test: ValidateFn | None = None,
         collate_fn: Callable | None = None,
     ) -> FitResult:
-        """Train for `optim.epochs` epochs, resuming from the last checkpoint when allowed.
+        """Train for `optim.epochs` epochs, or the steps of `optim.budget_s` (the last epoch cut
+        short where they end), resuming from the last checkpoint when allowed.
 
         The monitored value is validation top-1 when `validate` is given, else minus the epoch's
         mean training loss; it drives ReduceLROnPlateau and the choice of `best.pt`. `test` is
@@ -355,20 +382,35 @@ class Trainer:
                 f"{len(dataset)} training clips are too few for one optimizer step of "
                 f"{self.data.batch_size * self.accumulate} clips per process"
             )
-        scheduler = self._scheduler(steps_per_epoch)
         last, best = self.checkpoints / "last.pt", self.checkpoints / "best.pt"
-        if self.run.resume and last.exists():
-            self._restore(load_checkpoint(last), scheduler)
+        checkpoint = load_checkpoint(last) if self.run.resume and last.exists() else None
+        planned = checkpoint.get("plan") if checkpoint else None
+        if self.optim.budget_s is None:
+            self.plan = StepPlan(self.optim.epochs * steps_per_epoch)
+        elif planned:  # timed once, when the run started
+            self.plan = StepPlan(**planned)
+        else:
+            seconds = self._time_step(loader, loss_fn)
+            self.plan = StepPlan(budget_steps(self.optim.budget_s, seconds), seconds)
+        self.epochs = math.ceil(self.plan.steps / steps_per_epoch)
+        scheduler = self._scheduler()
+        if checkpoint:
+            self._restore(checkpoint, scheduler)
         metric_log = (
-            MetricLog(self.run.output_dir, self.stage, self.optim.epochs, self.epoch)
+            MetricLog(self.run.output_dir, self.stage, self.epochs, self.epoch)
             if self.runtime.is_main
             else None
         )
+        if metric_log and self.optim.budget_s is not None and not planned:
+            plan = {"budget_s": self.optim.budget_s, **asdict(self.plan)}
+            metric_log.write("plan", 0, 0, plan)
+            log.info("%s: %s", self.stage, plan)
         try:
-            for epoch in range(self.epoch, self.optim.epochs):
+            for epoch in range(self.epoch, self.epochs):
                 self.epoch = epoch
+                steps = min(steps_per_epoch, self.plan.steps - epoch * steps_per_epoch)
                 epoch_loss = self._train_epoch(
-                    loader, sampler, loss_fn, scheduler, steps_per_epoch, metric_log
+                    loader, sampler, loss_fn, scheduler, steps, metric_log
                 )
                 self.metrics = self._score(validate) if validate else {"loss": epoch_loss}
                 monitored = self.metrics["top1"] if validate else -epoch_loss
@@ -381,9 +423,7 @@ class Trainer:
                 if metric_log:
                     split = "val" if validate else "epoch"
                     metric_log.write(split, self.step, epoch, self.metrics)
-                    log.info(
-                        "%s epoch %d/%d: %s", self.stage, epoch + 1, self.optim.epochs, self.metrics
-                    )
+                    log.info("%s epoch %d/%d: %s", self.stage, epoch + 1, self.epochs, self.metrics)
                 self._save(last, scheduler)
                 if improved:
                     self._save(best, scheduler)
@@ -394,7 +434,60 @@ class Trainer:
         finally:
             if metric_log:
                 metric_log.close()
-        return FitResult(best, last, self.best_metrics, tested)
+        return FitResult(best, last, self.best_metrics, tested, self.plan)
+
+    def _time_step(self, loader: DataLoader, loss_fn: LossFn) -> float:
+        """Median seconds of this run's optimizer step, timed on its first batches (drawn, so
+        decoded, before the clock starts) after one untimed step. The weights, optimizer and
+        random state are put back afterwards, so the run trains as if it had not been timed;
+        every process takes the main one's time, so all train the same number of steps."""
+        saved = copy.deepcopy(
+            (self.module.state_dict(), self.optimizer.state_dict(), self.scaler.state_dict())
+        )
+        cuda = self.runtime.device.type == "cuda"
+        rng = (torch.get_rng_state(), torch.cuda.get_rng_state_all() if cuda else None)
+        batches = [b for b in itertools.islice(loader, self.accumulate) if b is not None]
+        if not batches:
+            raise ValueError(f"{self.stage}: no readable training clips to time a step on")
+        self.model.train()
+        times = []
+        for _ in range(1 + TIMED_STEPS):
+            started = time.perf_counter()
+            for index, batch in enumerate(batches):
+                self._backward(loss_fn, batch, sync=index == len(batches) - 1)
+            self._optimizer_step()
+            if cuda:
+                torch.cuda.synchronize(self.runtime.device)
+            times.append(time.perf_counter() - started)
+        self.module.load_state_dict(saved[0])
+        self.optimizer.load_state_dict(saved[1])
+        self.scaler.load_state_dict(saved[2])
+        torch.set_rng_state(rng[0])
+        if cuda:
+            torch.cuda.set_rng_state_all(rng[1])
+        seconds = [statistics.median(times[1:]) * self.accumulate / len(batches)]
+        if self.runtime.distributed:
+            dist.broadcast_object_list(seconds, src=0)
+        return seconds[0]
+
+    def _backward(self, loss_fn: LossFn, batch: Any, sync: bool) -> tuple[torch.Tensor, dict]:
+        """One micro-batch's loss and its gradients, added to those accumulated (synchronised
+        across processes only on the step's last micro-batch)."""
+        no_sync = self.model.no_sync if self.runtime.distributed and not sync else nullcontext
+        with no_sync():
+            with self.precision():
+                loss, parts = loss_fn(self.model, to_device(batch, self.runtime.device))
+            self.scaler.scale(loss / self.accumulate).backward()
+        return loss, parts
+
+    def _optimizer_step(self) -> bool:
+        """Apply the accumulated gradients and clear them; False when the step was skipped."""
+        finite = self._gradients_finite()
+        if finite:
+            self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        return finite
 
     def _train_epoch(
         self,
@@ -402,21 +495,22 @@ class Trainer:
         sampler: ResumableSampler,
         loss_fn: LossFn,
         scheduler: Any,
-        steps_per_epoch: int,
+        steps: int,
         metric_log: MetricLog | None,
     ) -> float:
-        """One epoch from micro-batch `self.batch` on; returns its mean loss."""
+        """One epoch of `steps` optimizer steps from micro-batch `self.batch` on; returns its mean
+        loss."""
         sampler.set_epoch(self.epoch)
         sampler.skip = self.batch * self.data.batch_size
         self.model.train()
-        batches = steps_per_epoch * self.accumulate
+        batches = steps * self.accumulate
         window: dict[str, torch.Tensor] = {}
         window_size, epoch_loss, epoch_size = 0, torch.zeros(()), 0
-        steps = skipped = 0
+        taken = skipped = 0
         progress = tqdm(
             itertools.islice(loader, batches - self.batch),
             total=batches - self.batch,
-            desc=f"{self.stage} {self.epoch + 1}/{self.optim.epochs}",
+            desc=f"{self.stage} {self.epoch + 1}/{self.epochs}",
             disable=None if self.runtime.is_main else True,
             leave=False,
         )
@@ -424,13 +518,7 @@ class Trainer:
             self.batch += 1
             sync = self.batch % self.accumulate == 0
             if batch is not None:  # None: every clip of the batch was unreadable (and logged)
-                no_sync = (
-                    self.model.no_sync if self.runtime.distributed and not sync else nullcontext
-                )
-                with no_sync():
-                    with self.precision():
-                        loss, parts = loss_fn(self.model, to_device(batch, self.runtime.device))
-                    self.scaler.scale(loss / self.accumulate).backward()
+                loss, parts = self._backward(loss_fn, batch, sync)
                 for name, value in {"loss": loss, **parts}.items():
                     window[name] = window.get(name, 0) + value.detach().float().cpu()
                 window_size += 1
@@ -438,13 +526,9 @@ class Trainer:
                 epoch_size += 1
             if not sync:
                 continue
-            steps += 1
-            if self._gradients_finite():
-                self.scaler.step(self.optimizer)
-            else:
+            taken += 1
+            if not self._optimizer_step():
                 skipped += 1
-            self.scaler.update()
-            self.optimizer.zero_grad(set_to_none=True)
             self.step += 1
             if isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR):
                 scheduler.step()
@@ -460,9 +544,9 @@ class Trainer:
         if skipped:
             log.warning(
                 "%s epoch %d: %d of %d steps skipped, their gradients not finite",
-                *(self.stage, self.epoch + 1, skipped, steps),
+                *(self.stage, self.epoch + 1, skipped, taken),
             )
-        if skipped == steps > 0:
+        if skipped == taken > 0:
             raise Diverged(
                 f"{self.stage} epoch {self.epoch + 1}: every step's gradients were not finite "
                 "(a lower optim.lr, or the data's labels, may help)"
@@ -509,6 +593,7 @@ class Trainer:
             "epoch": self.epoch,
             "batch": self.batch,
             "step": self.step,
+            "plan": asdict(self.plan),
             "best": self.best,
             "best_metrics": self.best_metrics,
             "metrics": self.metrics,

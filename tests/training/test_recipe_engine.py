@@ -19,7 +19,14 @@ from training.config import (
     TeacherConfig,
     load_config,
 )
-from training.engine import Diverged, Trainer, init_runtime, load_checkpoint
+from training.engine import (
+    TIMED_STEPS,
+    Diverged,
+    Trainer,
+    budget_steps,
+    init_runtime,
+    load_checkpoint,
+)
 
 CONFIGS = Path(__file__).parents[2] / "configs"
 
@@ -252,3 +259,49 @@ def test_steps_with_non_finite_gradients_are_skipped_and_a_run_of_them_stops(
     trainer = Trainer("toy", nn.Linear(3, 1), toy_config(tmp_path / "all"), init_runtime("cpu"), {})
     with pytest.raises(Diverged, match="every step's gradients were not finite"):
         trainer.fit(toy_data(), poisoned(every=1))
+
+
+def test_a_budget_is_the_steps_that_fit_in_it() -> None:
+    assert budget_steps(10.0, 3.0) == 3 and budget_steps(9.0, 3.0) == 3
+    assert budget_steps(0.1, 5.0) == 1  # a budget below one step still trains one
+    with pytest.raises(ValueError, match="must be > 0"):
+        budget_steps(10.0, 0.0)
+
+
+def test_a_budgeted_run_times_its_step_once_and_trains_exactly_that_many_steps(
+    tmp_path: Path,
+) -> None:
+    seen: list[list[int]] = []
+    trainer, result = fit(toy_config(tmp_path / "budget", budget_s=0.02), seen)
+    plan = result.plan
+    assert plan.seconds_per_step and plan.steps == budget_steps(0.02, plan.seconds_per_step)
+    assert trainer.step == plan.steps and trainer.epochs == -(-plan.steps // 6)
+    assert load_checkpoint(result.last)["plan"] == {
+        "steps": plan.steps,
+        "seconds_per_step": plan.seconds_per_step,
+    }
+    lines = metric_lines(tmp_path / "budget")
+    assert lines[0]["split"] == "plan" and lines[0]["steps"] == plan.steps
+    assert lines[0]["budget_s"] == 0.02
+    # The timed steps left no trace: the run's steps are those of a run given epochs instead.
+    epochs = toy_config(tmp_path / "epochs", epochs=trainer.epochs)
+    plain: list[list[int]] = []
+    fit(epochs, plain)
+    assert seen[1 + TIMED_STEPS :] == plain[: plan.steps]  # after the timed batches
+    losses = [line["loss"] for line in metric_lines(tmp_path / "epochs")[: plan.steps]]
+    assert [line["loss"] for line in lines[1:] if line["split"] == "train"] == losses
+
+
+def test_a_budgeted_run_resumes_with_the_step_count_it_started_with(tmp_path: Path) -> None:
+    config = toy_config(tmp_path, budget_s=0.02)
+    with pytest.raises(Stop):  # dies after the timing (4 batches) and 2 training steps
+        fit(config, [], stop_after=1 + TIMED_STEPS + 2)
+    started = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert started["step"] == 2 and started["plan"]["steps"] > 2
+    seen: list[list[int]] = []
+    trainer, result = fit(config, seen)
+    assert result.plan.steps == started["plan"]["steps"]  # not timed again
+    assert len(seen) == result.plan.steps - 2 and trainer.step == result.plan.steps
+    assert [line["split"] for line in metric_lines(tmp_path)].count("plan") == 1
+    with pytest.raises(ValueError, match="another config"):  # a budget is part of the recipe
+        fit(toy_config(tmp_path, budget_s=0.03), [])
