@@ -1,33 +1,54 @@
-"""The ablation table (`lumos train ablate`): which parts of ActLumos matter, over several seeds.
+"""The ablation table (`lumos train ablate`): which parts of ActLumos earn their cost, over seeds.
 
-Per seed it trains four teachers (single stream, static sum fusion, DFF, DFF + SupCon), three
-self-supervised students (spatial, temporal and two-view pairs) and five distilled students
-(scratch, KD, and KD after each kind of pretraining), all with one config directory and the same
-overrides, then writes docs/ablations.md with each row's mean and standard deviation. Every row is
-a test top-1 scored once, on the checkpoint its run selected on the validation list
-(`training.splits`); the teacher that teaches and the backbones passed on are chosen the same way,
-so no test score reaches any choice. Runs resume from their checkpoints, so an interrupted
-ablation picks up where it stopped.
+Every row is given the same compute budget B (`--budget-s`): each stage trains the optimizer
+steps that fit in its share (`optim.budget_s`, timed once at its start). The plain student gets
+all of B; a recipe row splits it between its stages (`budget_shares`), so "teacher + KD student"
+costs what the plain student costs, and the teacher must beat a plain student given the same
+teacher share to earn its place. Per seed it trains four teachers (single stream, sum, DFF, DFF +
+SupCon: the config's teacher, which teaches), two plain students (the whole budget, the teacher's
+share), a CE and a KD student from the teacher's backbone, and for each kind of SSL pairs an SSL
+stage (from the teacher's backbone, as cpu-small's config says) and a KD student from it.
+
+Each scored run is scored once on each test list given (`--test-data`), with the weights it
+selected on the validation list; nothing on a test list reaches a choice. Pairs of rows are
+compared clip by clip and seed by seed (`training.intervals`), and `training.ablation_report`
+writes the tables and plain statements of what holds. Runs resume from their checkpoints, so an
+interrupted ablation picks up where it stopped (a finished run is not retrained, only rescored).
 """
 
 import logging
-import shlex
-import statistics
-import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from training.config import DistillConfig, TeacherConfig, stage_config
-from training.distill import train_distill
+import numpy as np
+import torch
+
+from model.manifest import ArchConfig
+from model.networks import build_network
+from model.state import load_strict
+from training.config import DataConfig, DistillConfig, SSLConfig, TeacherConfig, stage_config
+from training.distill import load_teacher, train_distill
+from training.engine import FitResult, clip_dataset, init_runtime, load_checkpoint
+from training.evaluate import Forward, predict
 from training.pipeline import ssl_config
 from training.ssl import train_ssl
-from training.teacher import train_teacher
+from training.teacher import TeacherInputs, enhanced_clips, enhancer, train_teacher
 
 log = logging.getLogger(__name__)
 
 VIEWS = ("spatial", "temporal", "two_view")
+STREAMS = {"teacher": 2, "ssl": 2, "distill": 1}
+"""Clips each stage's step pushes through the backbone per training clip (the teacher's dark
+and enhanced streams, SSL's two views, the student's one): what `budget_shares` weighs by."""
+FUSIONS = {
+    "single": ["arch.fusion=single", "lambda_sup=0"],
+    "sum": ["arch.fusion=sum", "lambda_sup=0"],
+    "dff": ["arch.fusion=dff", "lambda_sup=0"],
+    "dff_supcon": ["arch.fusion=dff"],  # the config's lambda_sup: the teacher that teaches
+}
 
 
 @dataclass(frozen=True)
@@ -35,139 +56,200 @@ class Row:
     group: str
     name: str
     what: str
-    """What the row changes, for the table."""
+    runs: tuple[str, ...]
+    """The runs whose budgets it spends, the last one scored."""
 
 
-TEACHERS = {
-    "single": Row("Teacher", "single stream", "dark stream only (fusion single), CE"),
-    "static": Row("Teacher", "static fusion", "dark + Retinex, summed feature maps, CE"),
-    "dff": Row("Teacher", "DFF", "dark + Retinex, dynamic feature fusion, CE"),
-    "dff_supcon": Row("Teacher", "DFF + SupCon", "as DFF, + lambda_sup * SupCon"),
-}
-TEACHER_OVERRIDES = {
-    "single": ["arch.fusion=single", "lambda_sup=0"],
-    "static": ["arch.fusion=sum", "lambda_sup=0"],
-    "dff": ["arch.fusion=dff", "lambda_sup=0"],
-    "dff_supcon": ["arch.fusion=dff"],
-}
-STUDENTS = {
-    "scratch": Row("Student", "scratch", "CE only, no SSL"),
-    "kd": Row("Student", "KD", "CE + KD from the DFF + SupCon teacher, no SSL"),
-    "ssl_kd": Row("Student", "SSL + KD", "CE + KD, from the two-view SSL backbone"),
-}
-SSL_ROWS = {
-    views: Row("SSL views", views.replace("_", "-"), f"as SSL + KD, with {views} SSL pairs")
-    for views in VIEWS
+def ssl_row(views: str) -> Row:
+    name = views.replace("_", "-")
+    what = f"as SSL + KD, with {name} SSL pairs"
+    return Row("SSL views", name, what, ("dff_supcon", f"ssl_{views}", f"kd_{views}"))
+
+
+ROWS = {
+    "plain": Row("Student", "plain", "CE only, from scratch, all of B", ("plain",)),
+    "plain_teacher_share": Row(
+        "Student", "plain, teacher's share", "as plain, given the teacher's share", ("plain_t",)
+    ),
+    "init_ce": Row(
+        "Student", "teacher init + CE", "CE only, from the teacher's backbone", ("dff_supcon", "ce")
+    ),
+    "kd": Row("Student", "KD", "CE + KD, from the teacher's backbone", ("dff_supcon", "kd_none")),
+    "ssl_kd": Row(
+        "Student",
+        "SSL + KD",
+        "CE + KD, from the two-view SSL backbone",
+        ("dff_supcon", "ssl_two_view", "kd_two_view"),
+    ),
+    **{f"ssl_{views}": ssl_row(views) for views in VIEWS},
+    "single": Row("Teacher", "single stream", "dark stream only, CE", ("single",)),
+    "sum": Row("Teacher", "sum fusion", "dark + Retinex, summed feature maps, CE", ("sum",)),
+    "dff": Row("Teacher", "DFF", "dark + Retinex, dynamic feature fusion, CE", ("dff",)),
+    "dff_supcon": Row(
+        "Teacher", "DFF + SupCon", "as DFF, + lambda_sup * SupCon: the teacher", ("dff_supcon",)
+    ),
 }
 
 
-def run_seed(
-    config_dir: Path, data: Path, seed: int, work: Path, overrides: Sequence[str]
-) -> dict[Row, float]:
-    """Train every variant for one seed; returns each row's test top-1."""
-    root = work / f"seed{seed}"
-    common = [*overrides, f"all.run.seed={seed}", "all.data.test=true"]
-    scores: dict[Row, float] = {}
-    teacher_best, start = None, None
-    for name, row in TEACHERS.items():
-        settings = [*common, *(f"teacher.{item}" for item in TEACHER_OVERRIDES[name])]
-        config = stage_config(TeacherConfig, "teacher", config_dir, data, root / name, settings)
-        result = train_teacher(config)
-        scores[row] = result.test["top1"]
-        if name == "dff_supcon":  # the full teacher teaches every distilled student
-            teacher_best, start = result.best, config.init
-    ssl_best = {}
-    for views in VIEWS:
-        settings = [*common, f"ssl.views={views}"]
-        config = ssl_config(teacher_best, config_dir, data, root / f"ssl_{views}", settings)
-        ssl_best[views] = train_ssl(config).best
-    students = {  # without SSL, students start where the teachers started
-        "scratch": (None, start),
-        "kd": (teacher_best, start),
-        **{f"ssl_{views}": (teacher_best, ssl_best[views]) for views in VIEWS},
+@dataclass(frozen=True)
+class Comparison:
+    a: str
+    b: str
+    subject: str
+    against: str
+
+
+COMPARISONS = (
+    Comparison(
+        "dff_supcon", "plain_teacher_share", "The teacher", "a plain student given its share"
+    ),
+    Comparison("kd", "plain", "KD", "a plain student given the whole budget"),
+    Comparison("ssl_kd", "plain", "SSL + KD", "a plain student given the whole budget"),
+    Comparison("init_ce", "plain", "Starting from the teacher's backbone", "a plain student"),
+    Comparison("kd", "init_ce", "KD", "CE alone from the same backbone"),
+    Comparison("ssl_kd", "kd", "SSL before KD", "KD without SSL"),
+    Comparison("sum", "single", "Summing the Retinex stream", "the dark stream alone"),
+    Comparison("dff", "sum", "DFF", "a static sum"),
+    Comparison("dff_supcon", "dff", "SupCon", "DFF with CE alone"),
+    Comparison("ssl_spatial", "ssl_two_view", "SSL on spatial-only pairs", "two-view pairs"),
+    Comparison("ssl_temporal", "ssl_two_view", "SSL on temporal-only pairs", "two-view pairs"),
+)
+
+
+@dataclass
+class Run:
+    """One stage's run of one seed: its budget, the steps it took, and per test set which test
+    clips its selected weights got right (empty for SSL, which is not scored)."""
+
+    stage: str
+    budget_s: float
+    steps: int
+    seconds_per_step: float
+    wall_s: float
+    correct: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Setting:
+    config_dir: Path
+    data: Path
+    tests: tuple[Path, ...]
+    budget_s: float
+    overrides: tuple[str, ...] = ()
+
+    def shares(self) -> dict[str, float]:
+        return budget_shares(self.config_dir, self.data, self.overrides)
+
+
+def budget_shares(config_dir: Path, data: Path, overrides: Sequence[str]) -> dict[str, float]:
+    """Each stage's share of a recipe's budget, as the config dir's pipeline spends it: epochs x
+    backbone passes per clip (`STREAMS`), every stage reading the same training clips."""
+    kinds = {"teacher": TeacherConfig, "ssl": SSLConfig, "distill": DistillConfig}
+    costs = {
+        stage: stage_config(
+            kinds[stage], stage, config_dir, data, Path("."), overrides
+        ).optim.epochs
+        * streams
+        for stage, streams in STREAMS.items()
     }
-    for name, (teacher, init) in students.items():
-        wiring = [f"teacher={teacher}" if teacher else "teacher=null"]
-        wiring.append(f"init={init}" if init else "init=null")
-        wiring.append("export_dir=null")
-        config = stage_config(
-            DistillConfig, "distill", config_dir, data, root / name, common, wiring
-        )
-        top1 = train_distill(config).test["top1"]
-        if name in ("scratch", "kd"):
-            scores[STUDENTS[name]] = top1
+    return {stage: cost / sum(costs.values()) for stage, cost in costs.items()}
+
+
+def classifier(
+    path: Path, data: DataConfig, device: torch.device
+) -> tuple[Forward, list[str], dict[str, Any]]:
+    """The network of a teacher or student checkpoint, as uint8 clips -> logits, its labels, and
+    the `clip_dataset` options its clips are read with: a teacher's carry their enhanced copy,
+    made once per video for every teacher and seed (`training.teacher.EnhancedClips`)."""
+    checkpoint = load_checkpoint(path)
+    if checkpoint["stage"] == "teacher":
+        teacher, enhance, labels = load_teacher(path, data.clip)
+        teacher = teacher.to(device)
+        inputs = TeacherInputs(enhancer(enhance), data.clip)
+        forward = lambda frames: teacher(*inputs(frames)).logits  # noqa: E731
+        return forward, labels, enhanced_clips(enhance, data)
+    network = build_network(ArchConfig.model_validate(checkpoint["meta"]["arch"]))
+    load_strict(network, checkpoint["model"], str(path))
+    network = network.eval().to(device)
+    forward = lambda frames: network(data.clip.to_input(frames)).logits  # noqa: E731
+    return forward, checkpoint["meta"]["labels"], {}
+
+
+def correct_on(
+    path: Path, data: DataConfig, tests: Sequence[Path], device: torch.device
+) -> dict[str, np.ndarray]:
+    """Per test set, which clips of its test list (one centred view each, in list order) the
+    checkpoint's network classifies right."""
+    forward, labels, options = classifier(path, data, device)
+    correct = {}
+    for root in tests:
+        test = data.model_copy(update={"root": root})
+        clips, classes = clip_dataset(test, "test", train=False, **options)
+        if not len(clips):
+            raise ValueError(f"{root} has no test videos in split {data.split}")
+        if list(classes) != labels:
+            raise ValueError(f"{root} has classes {list(classes)}, {path} knows {labels}")
+        probabilities, truth = predict(forward, clips, data.batch_size, device)
+        correct[str(root)] = (probabilities[:, 0].argmax(dim=1) == truth).numpy()
+    return correct
+
+
+def run_seed(setting: Setting, seed: int, work: Path) -> dict[str, Run]:
+    """Train and score every run of one seed."""
+    shares = setting.shares()
+    common = [*setting.overrides, f"all.run.seed={seed}", "all.data.test=false"]
+    runs: dict[str, Run] = {}
+
+    def train(
+        name: str, stage: str, share: float, settings: Sequence[str] = (), **links: Path | None
+    ) -> FitResult:
+        budget = round(setting.budget_s * share, 3)
+        overrides = [*common, *settings, f"{stage}.optim.budget_s={budget:.3f}"]
+        paths = (setting.config_dir, setting.data, work / name, overrides)
+        started = time.perf_counter()
+        if stage == "ssl":
+            config, recipe = ssl_config(links["init"], *paths), train_ssl
         else:
-            views = name.removeprefix("ssl_")
-            scores[SSL_ROWS[views]] = top1
-            if views == "two_view":
-                scores[STUDENTS["ssl_kd"]] = top1
-    return scores
+            wiring = [f"{key}={value or 'null'}" for key, value in links.items()]
+            kind, recipe = (
+                (TeacherConfig, train_teacher)
+                if stage == "teacher"
+                else (DistillConfig, train_distill)
+            )
+            config = stage_config(kind, stage, *paths, [*wiring])
+        result = recipe(config)
+        correct = {}
+        if stage != "ssl":
+            device = init_runtime(config.run.device).device
+            correct = correct_on(result.best, config.data, setting.tests, device)
+        plan = result.plan
+        wall = time.perf_counter() - started
+        runs[name] = Run(stage, budget, plan.steps, plan.seconds_per_step or 0.0, wall, correct)
+        log.info("ablation seed %d: %s, %d steps, %.0f s", seed, name, plan.steps, wall)
+        return result
+
+    def student(name: str, share: float, teacher: Path | None, init: Path | None) -> None:
+        train(name, "distill", share, teacher=teacher, init=init, export_dir=None)
+
+    student("plain", 1.0, None, None)
+    student("plain_t", shares["teacher"], None, None)
+    for fusion, settings in FUSIONS.items():
+        wired = [f"teacher.{item}" for item in settings]
+        result = train(fusion, "teacher", shares["teacher"], wired)
+    teacher = result.best  # dff_supcon, the last: the config's teacher, which teaches
+    student("ce", 1 - shares["teacher"], None, teacher)
+    student("kd_none", 1 - shares["teacher"], teacher, teacher)
+    for views in VIEWS:
+        ssl = train(f"ssl_{views}", "ssl", shares["ssl"], [f"ssl.views={views}"], init=teacher)
+        student(f"kd_{views}", shares["distill"], teacher, ssl.best)
+    return runs
 
 
-def run_ablation(
-    config_dir: Path,
-    data: Path,
-    seeds: Sequence[int],
-    work: Path,
-    doc: Path,
-    overrides: Sequence[str] = (),
-) -> dict[Row, list[float]]:
-    """Every variant for every seed; writes the table to `doc` and returns the scores by row."""
+def run_ablation(setting: Setting, seeds: Sequence[int], work: Path) -> dict[int, dict[str, Run]]:
+    """Every run of every seed, by seed and run name."""
     started = time.perf_counter()
-    table: dict[Row, list[float]] = {}
+    results = {}
     for seed in seeds:
-        for row, top1 in run_seed(config_dir, data, seed, work, overrides).items():
-            table.setdefault(row, []).append(top1)
+        results[seed] = run_seed(setting, seed, work / f"seed{seed}")
         log.info("ablation: seed %d done after %.0f s", seed, time.perf_counter() - started)
-    minutes = (time.perf_counter() - started) / 60
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    doc.write_text(render(table, seeds, config_dir, data, overrides, minutes))
-    return table
-
-
-def render(
-    table: dict[Row, list[float]],
-    seeds: Sequence[int],
-    config_dir: Path,
-    data: Path,
-    overrides: Sequence[str],
-    minutes: float,
-) -> str:
-    """docs/ablations.md: the setting, the table (mean and std over seeds), the command."""
-    command = shlex.join(["lumos", *sys.argv[1:]])
-    lines = [
-        "# Ablations",
-        "",
-        "Generated by `lumos train ablate` (training/ablate.py); rerunning the command rewrites",
-        "this file. Each row is the top-1 accuracy on the test split of the generated benchmark",
-        f"({data}), scored once per run on the epoch it selected on the validation list, as mean",
-        "and sample standard deviation over seeds",
-        f"{', '.join(map(str, seeds))}, with the per-seed values. Every run uses the configs in",
-        f"`{config_dir}` with these overrides (a reduced setting, sized for a 2-core CPU):",
-        "",
-        *[f"- `{item}`" for item in overrides],
-        "",
-        "Static fusion is the sum of the two streams' feature maps. The DFF + SupCon teacher of",
-        "each seed teaches every KD row; self-supervised pretraining starts from that teacher's",
-        "backbone when the ssl config has an `init` (cpu-small's does), and the students without",
-        "SSL start where the teachers started: random weights, or the backbone `teacher.init`",
-        "names.",
-        "",
-        f"The whole ablation took {minutes:.0f} minutes of wall time on this machine, shared",
-        "with other jobs. The budget is tiny (small clips, few epochs), so every network here is",
-        "far from converged and differences of a few points are within the seed-to-seed spread",
-        "shown: read the table as a check that every variant trains and as a rough ordering,",
-        "not as a reproduction of the paper's ablations.",
-        "",
-        "| group | variant | what changes | top-1 mean | std | per seed |",
-        "|---|---|---|---|---|---|",
-    ]
-    for row, values in table.items():
-        mean = statistics.fmean(values)
-        spread = statistics.stdev(values) if len(values) > 1 else 0.0
-        each = ", ".join(f"{value:.3f}" for value in values)
-        lines.append(
-            f"| {row.group} | {row.name} | {row.what} | {mean:.3f} | {spread:.3f} | {each} |"
-        )
-    lines += ["", "Reproduce with:", "", "```", command, "```", ""]
-    return "\n".join(lines)
+    return results

@@ -148,8 +148,21 @@ def register_train(commands: argparse._SubParsersAction) -> None:
     _overrides(pipeline, "STAGE.KEY=VALUE", "STAGE is teacher, ssl, distill or all")
     pipeline.set_defaults(run=_reported(_pipeline))
 
-    ablate = stages.add_parser("ablate", help="the ablation table, over seeds")
+    ablate = stages.add_parser("ablate", help="the ablation table: every arm at one budget")
     _config_dir(ablate)
+    ablate.add_argument(
+        "--budget-s",
+        type=_seconds,
+        required=True,
+        help="seconds of training steps each row is given, split between a recipe's stages",
+    )
+    ablate.add_argument(
+        "--test-data",
+        type=Path,
+        action="append",
+        default=[],
+        help="a data set root whose test list scores every row; repeatable (default: --data's)",
+    )
     ablate.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ablate.add_argument("--work", type=Path, default=Path("runs/ablate"), help="checkpoints")
     ablate.add_argument("--doc", type=Path, default=Path("docs/ablations.md"))
@@ -161,6 +174,16 @@ def _split(text: str) -> int | str:
     if text == "all" or text.isdigit():
         return text if text == "all" else int(text)
     raise argparse.ArgumentTypeError(f"expected a split number or 'all', got {text!r}")
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"expected seconds above 0, got {text!r}")
+    return seconds
 
 
 def _reported(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -245,7 +268,10 @@ def _pipeline(args: argparse.Namespace) -> int:
 
 
 def _ablate(args: argparse.Namespace) -> int:
-    from training.ablate import run_ablation
+    from training.ablate import Setting, run_ablation
+    from training.ablation_report import write_report
 
-    run_ablation(args.config_dir, args.data, args.seeds, args.work, args.doc, args.overrides)
+    tests = tuple(args.test_data) or (args.data,)
+    setting = Setting(args.config_dir, args.data, tests, args.budget_s, tuple(args.overrides))
+    write_report(args.doc, setting, run_ablation(setting, args.seeds, args.work))
     return 0

@@ -18,7 +18,6 @@ from model.enhance import msrcr
 from model.manifest import ArchConfig
 from model.networks import Student
 from service.cli import main
-from training.ablate import SSL_ROWS, STUDENTS, TEACHERS, render, run_ablation
 from training.clips import ClipDataset
 from training.config import (
     DataConfig,
@@ -290,36 +289,3 @@ def test_cached_enhancement_rides_along_as_three_more_channels(benchmark: Path) 
     assert torch.allclose(frames[..., 3:].float() / 255, expected, atol=1 / 255)
     clip, _ = dataset[0]
     assert clip.shape == (8, 32, 32, 6) and clip.dtype == torch.uint8
-
-
-def test_ablation_trains_every_variant_and_writes_the_table(
-    pipeline: Path, benchmark: Path, tmp_path: Path
-) -> None:
-    doc = tmp_path / "ablations.md"
-    start = pipeline / "teacher" / "checkpoints" / "last.pt"  # a shared starting backbone
-    settings = [*TINY, f"teacher.init={start}"]
-    table = run_ablation(CONFIGS, benchmark, [3], tmp_path / "work", doc, settings)
-    expected = [*TEACHERS.values(), *STUDENTS.values(), *SSL_ROWS.values()]
-    assert sorted(table, key=expected.index) == expected
-    assert all(len(values) == 1 and 0 <= values[0] <= 1 for values in table.values())
-    runs = tmp_path / "work" / "seed3"
-    teacher = runs / "dff_supcon" / "teacher" / "checkpoints" / "best.pt"
-    for views in ("spatial", "temporal", "two_view"):
-        ssl = load_checkpoint(runs / f"ssl_{views}" / "ssl" / "checkpoints" / "best.pt")
-        assert ssl["config"]["init"] == str(teacher) and ssl["config"]["views"] == views
-    single = load_checkpoint(runs / "single" / "teacher" / "checkpoints" / "last.pt")
-    assert single["config"]["arch"]["fusion"] == "single" and single["config"]["lambda_sup"] == 0
-    kd = load_checkpoint(runs / "kd" / "distill" / "checkpoints" / "last.pt")
-    assert kd["config"]["teacher"] == str(teacher) and kd["config"]["init"] == str(start)
-    scratch = load_checkpoint(runs / "scratch" / "distill" / "checkpoints" / "last.pt")
-    assert scratch["config"]["teacher"] is None and scratch["config"]["init"] == str(start)
-    text = doc.read_text()
-    assert "| Teacher | DFF + SupCon |" in text and "| SSL views | two-view |" in text
-    assert "`all.arch.width=2`" in text
-
-
-def test_ablation_table_shows_mean_and_spread_over_seeds() -> None:
-    row = TEACHERS["dff"]
-    text = render({row: [0.5, 0.6, 0.7]}, [0, 1, 2], CONFIGS, Path("data/synth"), [], 12.0)
-    assert "| Teacher | DFF | dark + Retinex, dynamic feature fusion, CE | 0.600 | 0.100 |" in text
-    assert "0.500, 0.600, 0.700" in text and "took 12 minutes" in text
