@@ -331,11 +331,14 @@ class Trainer:
 
     def _scheduler(self) -> Any:
         if self.optim.schedule == "onecycle":
+            warmup = self.optim.warmup
+            if warmup * self.plan.steps == 1:  # OneCycleLR would divide by zero: a budget's step
+                warmup *= 1 + 1e-9  # count can make it so; the nudge changes no rate
             return torch.optim.lr_scheduler.OneCycleLR(
                 self.optimizer,
                 max_lr=self.optim.lr,
                 total_steps=self.plan.steps,
-                pct_start=self.optim.warmup,
+                pct_start=warmup,
             )
         if self.optim.schedule == "plateau":
             return torch.optim.lr_scheduler.ReduceLROnPlateau(

@@ -165,6 +165,13 @@ def test_onecycle_schedule_warms_up_then_anneals(tmp_path: Path) -> None:
     assert rates[-1] < rates[0] < max(rates)
 
 
+def test_a_one_step_warm_up_trains(tmp_path: Path) -> None:
+    """Six steps with warm-up 1/6: PyTorch's OneCycleLR alone divides by zero there."""
+    trainer, _ = fit(toy_config(tmp_path, epochs=1, schedule="onecycle", warmup=1 / 6), [])
+    rates = [line["lr"] for line in metric_lines(tmp_path) if line["split"] == "train"]
+    assert trainer.step == 6 and max(rates) == pytest.approx(0.05, rel=0.1) and rates[-1] < 0.05
+
+
 def test_stage_configs_load_with_overrides() -> None:
     config = load_config(
         TeacherConfig,
