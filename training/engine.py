@@ -1,11 +1,11 @@
 """The loop every training stage shares, and the process it runs in.
 
 The three stages differ only in their loss, so the loop lives here once: seeding, device and
-torchrun process group, AdamW with its schedule over a number of optimizer steps (the epochs', or
-a compute budget's, timed once), gradient accumulation, mixed precision (on CUDA and on CPUs with
-native bf16), checkpoints that resume at the optimizer step they were written
-at, model selection on the validation list and one score on the test list, and metrics as JSON
-lines, TensorBoard events and a progress bar. A stage hands `Trainer.fit` a data set, a loss
+torchrun process group, AdamW with its schedule over a number of optimizer steps (the epochs',
+or a compute budget's, timed once), gradient accumulation, mixed precision (on CUDA and on CPUs
+with native bf16), checkpoints that resume at the optimizer step they were written at, model
+selection on the validation list and one score on the test list, and metrics as JSON lines,
+TensorBoard events and a progress bar. A stage hands `Trainer.fit` a data set, a loss
 function and its scorers.
 """
 
