@@ -18,7 +18,7 @@ interrupted ablation picks up where it stopped (a finished run is not retrained,
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,14 @@ import torch
 from model.manifest import ArchConfig
 from model.networks import build_network
 from model.state import load_strict
-from training.config import DataConfig, DistillConfig, SSLConfig, TeacherConfig, stage_config
+from training.config import (
+    DataConfig,
+    DistillConfig,
+    SSLConfig,
+    StageConfig,
+    TeacherConfig,
+    stage_config,
+)
 from training.distill import load_teacher, train_distill
 from training.engine import FitResult, clip_dataset, init_runtime, load_checkpoint
 from training.evaluate import Forward, predict
@@ -51,8 +58,16 @@ FUSIONS = {
 }
 
 
+SUPERVISED: dict[str, tuple[type[StageConfig], Callable[..., FitResult]]] = {
+    "teacher": (TeacherConfig, train_teacher),
+    "distill": (DistillConfig, train_distill),
+}
+
+
 @dataclass(frozen=True)
 class Row:
+    """A line of the table: how it is named, and the runs (of `run_seed`) it stands for."""
+
     group: str
     name: str
     what: str
@@ -93,6 +108,9 @@ ROWS = {
 
 @dataclass(frozen=True)
 class Comparison:
+    """Row `a` minus row `b`, and how a sentence names them ("KD" does not beat "a plain
+    student given the whole budget")."""
+
     a: str
     b: str
     subject: str
@@ -131,6 +149,9 @@ class Run:
 
 @dataclass(frozen=True)
 class Setting:
+    """What every run of an ablation shares: the configs, the training data, the test sets, the
+    budget B in seconds and the command line's overrides."""
+
     config_dir: Path
     data: Path
     tests: tuple[Path, ...]
@@ -211,12 +232,8 @@ def run_seed(setting: Setting, seed: int, work: Path) -> dict[str, Run]:
             config, recipe = ssl_config(links["init"], *paths), train_ssl
         else:
             wiring = [f"{key}={value or 'null'}" for key, value in links.items()]
-            kind, recipe = (
-                (TeacherConfig, train_teacher)
-                if stage == "teacher"
-                else (DistillConfig, train_distill)
-            )
-            config = stage_config(kind, stage, *paths, [*wiring])
+            kind, recipe = SUPERVISED[stage]
+            config = stage_config(kind, stage, *paths, wiring)
         result = recipe(config)
         correct = {}
         if stage != "ssl":
@@ -233,10 +250,11 @@ def run_seed(setting: Setting, seed: int, work: Path) -> dict[str, Run]:
 
     student("plain", 1.0, None, None)
     student("plain_t", shares["teacher"], None, None)
-    for fusion, settings in FUSIONS.items():
-        wired = [f"teacher.{item}" for item in settings]
-        result = train(fusion, "teacher", shares["teacher"], wired)
-    teacher = result.best  # dff_supcon, the last: the config's teacher, which teaches
+    teachers = {
+        fusion: train(fusion, "teacher", shares["teacher"], [f"teacher.{s}" for s in settings])
+        for fusion, settings in FUSIONS.items()
+    }
+    teacher = teachers["dff_supcon"].best  # the config's teacher: it teaches
     student("ce", 1 - shares["teacher"], None, teacher)
     student("kd_none", 1 - shares["teacher"], teacher, teacher)
     for views in VIEWS:
