@@ -20,7 +20,7 @@ import random
 import statistics
 import time
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -245,6 +245,24 @@ TIMED_STEPS = 3
 """Optimizer steps timed (after one untimed) to turn a budget into a step count; their median."""
 
 
+BF16_TOLERANCE = 0.1
+"""Largest relative error of a bf16 gradient tensor against fp32 that counts as right: bf16 keeps
+8 bits of mantissa, so right gradients differ by a few percent, broken kernels by orders of
+magnitude (see `Trainer._check_precision`)."""
+
+
+def gradient_error(reference: list[torch.Tensor], candidate: list[torch.Tensor]) -> float:
+    """The largest relative error of any tensor of `candidate` against `reference` (in norm);
+    infinite where a candidate value is not finite."""
+    worst = 0.0
+    for ref, other in zip(reference, candidate, strict=True):
+        if not torch.isfinite(other).all():
+            return math.inf
+        scale = float(ref.float().norm()) or 1.0
+        worst = max(worst, float((other.float() - ref.float()).norm()) / scale)
+    return worst
+
+
 @dataclass(frozen=True)
 class StepPlan:
     """How many optimizer steps a run takes, and, for a budgeted one, the step time it came from."""
@@ -388,6 +406,7 @@ class Trainer:
         last, best = self.checkpoints / "last.pt", self.checkpoints / "best.pt"
         checkpoint = load_checkpoint(last) if self.run.resume and last.exists() else None
         planned = checkpoint.get("plan") if checkpoint else None
+        self._check_precision(loader, loss_fn)
         if self.optim.budget_s is None:
             self.plan = StepPlan(self.optim.epochs * steps_per_epoch)
         elif planned:  # timed once, when the run started
@@ -439,11 +458,11 @@ class Trainer:
                 metric_log.close()
         return FitResult(best, last, self.best_metrics, tested, self.plan)
 
-    def _time_step(self, loader: DataLoader, loss_fn: LossFn) -> float:
-        """Median seconds of this run's optimizer step, timed on its first batches (drawn, so
-        decoded, before the clock starts) after one untimed step. The weights, optimizer and
-        random state are put back afterwards, so the run trains as if it had not been timed;
-        every process takes the main one's time, so all train the same number of steps."""
+    @contextmanager
+    def _rehearsal(self, loader: DataLoader) -> Iterator[list]:
+        """This run's first batches to try steps on before training (drawn, so decoded, before
+        anything is timed). The weights, optimizer and random state are put back afterwards, so
+        the run trains as if nothing had been tried."""
         saved = copy.deepcopy(
             (self.module.state_dict(), self.optimizer.state_dict(), self.scaler.state_dict())
         )
@@ -451,27 +470,72 @@ class Trainer:
         rng = (torch.get_rng_state(), torch.cuda.get_rng_state_all() if cuda else None)
         batches = [b for b in itertools.islice(loader, self.accumulate) if b is not None]
         if not batches:
-            raise ValueError(f"{self.stage}: no readable training clips to time a step on")
+            raise ValueError(f"{self.stage}: no readable training clips to try a step on")
         self.model.train()
-        times = []
-        for _ in range(1 + TIMED_STEPS):
-            started = time.perf_counter()
-            for index, batch in enumerate(batches):
-                self._backward(loss_fn, batch, sync=index == len(batches) - 1)
-            self._optimizer_step()
+        try:
+            yield batches
+        finally:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.module.load_state_dict(saved[0])
+            self.optimizer.load_state_dict(saved[1])
+            self.scaler.load_state_dict(saved[2])
+            torch.set_rng_state(rng[0])
             if cuda:
-                torch.cuda.synchronize(self.runtime.device)
-            times.append(time.perf_counter() - started)
-        self.module.load_state_dict(saved[0])
-        self.optimizer.load_state_dict(saved[1])
-        self.scaler.load_state_dict(saved[2])
-        torch.set_rng_state(rng[0])
-        if cuda:
-            torch.cuda.set_rng_state_all(rng[1])
+                torch.cuda.set_rng_state_all(rng[1])
+
+    def _time_step(self, loader: DataLoader, loss_fn: LossFn) -> float:
+        """Median seconds of this run's optimizer step, after one untimed step; every process
+        takes the main one's time, so all train the same number of steps."""
+        cuda = self.runtime.device.type == "cuda"
+        times = []
+        with self._rehearsal(loader) as batches:
+            for _ in range(1 + TIMED_STEPS):
+                started = time.perf_counter()
+                for index, batch in enumerate(batches):
+                    self._backward(loss_fn, batch, sync=index == len(batches) - 1)
+                self._optimizer_step()
+                if cuda:
+                    torch.cuda.synchronize(self.runtime.device)
+                times.append(time.perf_counter() - started)
         seconds = [statistics.median(times[1:]) * self.accumulate / len(batches)]
         if self.runtime.distributed:
             dist.broadcast_object_list(seconds, src=0)
         return seconds[0]
+
+    def _check_precision(self, loader: DataLoader, loss_fn: LossFn) -> None:
+        """Keep bf16 on a CPU only where its kernels get this network's gradients right.
+
+        On a 2-core AMD EPYC with AVX-512 BF16 and no AMX (PyTorch 2.14.1), oneDNN's bf16 weight
+        gradient of a (3, 1, 1) convolution over two frames came out infinite or about 1e21:
+        every step of a small student was skipped (`Diverged`), or worse, taken. So one
+        micro-batch's gradients are computed in fp32 and in bf16 from the same random state, and
+        where the bf16 ones are not finite or off by more than `BF16_TOLERANCE`, the run trains
+        in fp32 and says why."""
+        if self.amp_dtype != torch.bfloat16 or self.runtime.device.type != "cpu":
+            return
+        params = [p for p in self.module.parameters() if p.requires_grad]
+        gradients = []
+        with self._rehearsal(loader) as batches:
+            state = torch.get_rng_state()
+            for dtype in (None, torch.bfloat16):
+                self.amp_dtype = dtype
+                torch.set_rng_state(state)
+                self.optimizer.zero_grad(set_to_none=True)
+                self._backward(loss_fn, batches[0], sync=True)
+                gradients.append([p.grad.clone() for p in params if p.grad is not None])
+        error = [gradient_error(*gradients)]
+        if self.runtime.distributed:
+            dist.broadcast_object_list(error, src=0)
+        if error[0] <= BF16_TOLERANCE:
+            return
+        self.amp_dtype = None
+        log.warning(
+            "%s: bf16 gradients of this network are wrong on this CPU (relative error %.3g > "
+            "%.2g against fp32): training in fp32",
+            self.stage,
+            error[0],
+            BF16_TOLERANCE,
+        )
 
     def _backward(self, loss_fn: LossFn, batch: Any, sync: bool) -> tuple[torch.Tensor, dict]:
         """One micro-batch's loss and its gradients, added to those accumulated (synchronised

@@ -24,6 +24,7 @@ from training.engine import (
     Diverged,
     Trainer,
     budget_steps,
+    gradient_error,
     init_runtime,
     load_checkpoint,
 )
@@ -36,11 +37,15 @@ class Stop(Exception):
 
 
 def toy_config(out: Path, batch_size: int = 2, **optim) -> StageConfig:
+    """fp32 unless `amp=True`: under bf16 a native-bf16 CPU first tries one micro-batch in each
+    precision, two more calls of the loss that the tests counting batches would count."""
     return StageConfig(
         arch=ArchConfig(),
         run=RunConfig(output_dir=out, log_every=1, checkpoint_every=1),
         data=DataConfig(batch_size=batch_size),
-        optim=OptimConfig(**{"epochs": 2, "lr": 0.05, "schedule": "constant", **optim}),
+        optim=OptimConfig(
+            **{"epochs": 2, "lr": 0.05, "schedule": "constant", "amp": False, **optim}
+        ),
     )
 
 
@@ -99,10 +104,10 @@ def test_resume_mid_epoch_replays_exactly_the_remaining_batches(tmp_path: Path) 
 def test_gradient_accumulation_matches_the_large_batch(tmp_path: Path) -> None:
     seen_small: list[list[int]] = []
     # In fp32: under bf16, two half-batch sums round differently from one whole-batch sum.
-    trainer, small = fit(toy_config(tmp_path / "acc", effective_batch=4, amp=False), seen_small)
+    trainer, small = fit(toy_config(tmp_path / "acc", effective_batch=4), seen_small)
     assert trainer.accumulate == 2 and trainer.step == 6  # 12 clips / 4 per step x 2 epochs
     assert all(len(ids) == 2 for ids in seen_small)
-    trainer, large = fit(toy_config(tmp_path / "big", batch_size=4, amp=False), [])
+    trainer, large = fit(toy_config(tmp_path / "big", batch_size=4), [])
     assert trainer.accumulate == 1 and trainer.step == 6
     a, b = load_checkpoint(small.last)["model"], load_checkpoint(large.last)["model"]
     assert all(torch.allclose(a[key], b[key], atol=1e-6) for key in a)
@@ -219,9 +224,31 @@ def test_cpu_steps_run_in_bf16_only_where_the_cpu_computes_it(tmp_path: Path, am
         "toy", nn.Linear(3, 1), toy_config(tmp_path, amp=amp), init_runtime("cpu"), {}
     )
     trainer.fit(toy_data(), loss_fn)
-    # Emulated bf16 would make training many times slower, so it is used only where it is native.
+    # Emulated bf16 would make training many times slower, so it is used only where it is native
+    # (after one micro-batch in each precision has shown that bf16 gets the gradients right).
     expected = torch.bfloat16 if amp and cpu_has_native_bf16() else torch.float32
-    assert set(dtypes) == {expected}
+    trained = dtypes[2:] if expected == torch.bfloat16 else dtypes
+    assert set(trained) == {expected}
+
+
+@pytest.mark.skipif(not cpu_has_native_bf16(), reason="needs a CPU with native bf16")
+def test_bf16_that_gets_the_gradients_wrong_trains_in_fp32(tmp_path: Path, caplog) -> None:
+    dtypes: list[torch.dtype] = []
+
+    def loss_fn(model: nn.Module, batch: tuple) -> tuple[torch.Tensor, dict]:
+        output = model(batch[0])
+        dtypes.append(output.dtype)
+        broken = torch.inf if torch.is_autocast_enabled("cpu") else 1.0  # a broken bf16 kernel
+        return output.float().sub(1).pow(2).mean() * broken, {}
+
+    config = toy_config(tmp_path, amp=True)
+    trainer = Trainer("toy", nn.Linear(3, 1), config, init_runtime("cpu"), {})
+    trainer.fit(toy_data(), loss_fn)  # no Diverged: every step is taken, in fp32
+    assert dtypes[:2] == [torch.float32, torch.bfloat16]
+    assert set(dtypes[2:]) == {torch.float32} and len(dtypes) > 2
+    assert "bf16 gradients of this network are wrong on this CPU" in caplog.text
+    assert gradient_error([torch.ones(3)], [torch.tensor([1.0, 1.01, 0.99])]) < 0.02
+    assert gradient_error([torch.ones(3)], [torch.tensor([1.0, 1e21, 1.0])]) > 1e20
 
 
 @pytest.mark.gpu
@@ -234,7 +261,9 @@ def test_cuda_steps_run_under_autocast_and_save_the_same_checkpoint(tmp_path: Pa
         seen.append((output.dtype, batch[0].device.type))
         return output.float().sub(1).pow(2).mean(), {}
 
-    trainer = Trainer("toy", nn.Linear(3, 1), toy_config(tmp_path), init_runtime("cuda"), {})
+    trainer = Trainer(
+        "toy", nn.Linear(3, 1), toy_config(tmp_path, amp=True), init_runtime("cuda"), {}
+    )
     result = trainer.fit(toy_data(), loss_fn)
     assert set(seen) == {(mixed_precision(torch.device("cuda")), "cuda")}
     checkpoint = load_checkpoint(result.last)  # readable where there is no GPU
@@ -295,8 +324,12 @@ def test_a_budgeted_run_times_its_step_once_and_trains_exactly_that_many_steps(
     plain: list[list[int]] = []
     fit(epochs, plain)
     assert seen[1 + TIMED_STEPS :] == plain[: plan.steps]  # after the timed batches
-    losses = [line["loss"] for line in metric_lines(tmp_path / "epochs")[: plan.steps]]
-    assert [line["loss"] for line in lines[1:] if line["split"] == "train"] == losses
+
+    def train_losses(lines: list[dict]) -> list[float]:
+        return [line["loss"] for line in lines if line["split"] == "train"]
+
+    losses = train_losses(metric_lines(tmp_path / "epochs"))[: plan.steps]
+    assert train_losses(lines) == losses
 
 
 def test_a_budgeted_run_resumes_with_the_step_count_it_started_with(tmp_path: Path) -> None:
