@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 SUBSETS = ("train", "validation", "test")
 SETTINGS_FILE = "synth.json"
 GENERATOR = 2
-CRF = (18, 22)
+CRF = (17, 19)
 PRESET, TUNE = "ultrafast", "grain"
 """x264 settings, the CRF drawn per clip from its range. `tune=grain` (low deadzones, settings
 that keep texture) at a quality this high is what keeps the sensor noise through the encode;

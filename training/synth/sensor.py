@@ -55,7 +55,7 @@ def draw_sensor(rng: np.random.Generator, domain: Domain) -> Sensor:
     levels, so most clips are dark and a few are dim rather than dark."""
     target = float(np.exp(rng.uniform(np.log(3.0), np.log(40.0))))
     return Sensor(
-        full_scale=float(np.exp(rng.uniform(np.log(4000), np.log(9000)))),
+        full_scale=float(np.exp(rng.uniform(np.log(10000), np.log(22000)))),
         read=draw(rng, domain.read_noise),
         row=draw(rng, domain.row_noise),
         dsnu=float(rng.uniform(0.3, 1.5)),

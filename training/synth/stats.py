@@ -12,8 +12,13 @@ sqrt(2), which is the per-frame temporal noise of a static pixel.
 """
 
 from math import gcd
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from training.synth.clip import Shot
 
 LEGIBILITY_FLOOR = 3.0
 """Grey levels of figure-to-surround contrast at the network's input size every clip meets."""
@@ -101,3 +106,113 @@ def noise_curve(levels: np.ndarray, sigmas: np.ndarray) -> list[dict]:
                 }
             )
     return rows
+
+
+def _quantiles(values: list[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    points = np.percentile(values, [0, 10, 25, 50, 75, 90, 100])
+    names = ("min", "p10", "p25", "median", "p75", "p90", "max")
+    return {name: round(float(value), 2) for name, value in zip(names, points, strict=True)}
+
+
+def clip_stats(video: np.ndarray, shot: "Shot | None") -> dict:
+    """One decoded clip's mean luma; with its noise-free re-rendering, also its static pixels'
+    noise (median, and their levels and sigmas for the curve) and its legibility."""
+    stats: dict = {"luma": round(float(luma(video).mean()), 2)}
+    if shot is not None:
+        levels, sigmas = static_noise(video, shot.clean())
+        stats["noise"] = round(float(np.median(sigmas)), 3) if len(sigmas) else None
+        stats["static_pixels"] = int(len(sigmas))
+        stats["legibility"] = round(shot.contrast, 2)
+        stats["redraws"] = shot.redraws
+        stats["_levels"], stats["_sigmas"] = levels, sigmas
+    return stats
+
+
+def root_stats(root: Path, split: int | None = None, limit: int | None = None) -> dict:
+    """Per clip and summarised over a data set root (every subset of a split; at most `limit`
+    clips per subset, spread over the classes): mean luma; for a root written by `lumos data
+    synth` (re-rendered from its settings) also decoded noise, the noise curve against mean level
+    and legibility."""
+    # Imported here: the benchmark renders clips, whose legibility floor is in this module.
+    from training.datasets import detect_layout, load_dataset, resolve_split
+    from training.synth.benchmark import SUBSETS, read_settings, render
+    from training.video import read_video
+
+    layout = detect_layout(root)
+    split = resolve_split(layout, root, split)
+    try:
+        config = read_settings(root)
+    except ValueError:
+        config = None
+    clips, levels, sigmas = [], [], []
+    for subset in layout.subsets(root, split):
+        items = load_dataset(root, split, subset).items
+        if limit is not None and len(items) > limit:
+            items = tuple(items[int(i)] for i in np.linspace(0, len(items) - 1, limit))
+        for item in items:
+            shot = None
+            if config is not None and subset in SUBSETS:
+                index = int(item.path.stem.rsplit("_", 1)[1]) - 1
+                shot = render(config, subset, item.label, index, noisy=False)[0]
+            stats = clip_stats(read_video(item.path), shot)
+            levels.append(stats.pop("_levels", np.zeros(0)))
+            sigmas.append(stats.pop("_sigmas", np.zeros(0)))
+            clips.append({"clip": item.path.name, "subset": subset, **stats})
+    pooled_levels = np.concatenate(levels) if levels else np.zeros(0)
+    pooled_sigmas = np.concatenate(sigmas) if sigmas else np.zeros(0)
+    lumas = [clip["luma"] for clip in clips]
+    legible = [clip["legibility"] for clip in clips if "legibility" in clip]
+    noises = [clip["noise"] for clip in clips if clip.get("noise") is not None]
+    summary = {
+        "root": str(root),
+        "clips": len(clips),
+        "luma": _quantiles(lumas),
+        "luma_mean": round(float(np.mean(lumas)), 2) if lumas else None,
+        "luma_histogram": {
+            f"{low}-{high}": int(sum(low <= value < high for value in lumas))
+            for low, high in ((0, 5), (5, 10), (10, 20), (20, 40), (40, 256))
+        },
+        "noise": _quantiles(noises),
+        "noise_curve": noise_curve(pooled_levels, pooled_sigmas),
+        "legibility": _quantiles(legible),
+        "legibility_floor": LEGIBILITY_FLOOR,
+        "below_floor": int(sum(value < LEGIBILITY_FLOOR for value in legible)),
+        "redrawn": int(sum(clip.get("redraws", 0) > 0 for clip in clips)),
+    }
+    return {"summary": summary, "clips": clips}
+
+
+def brighten(frames: np.ndarray, gamma: float = 2.2) -> np.ndarray:
+    """uint8 frames lifted for a person to look at: each channel to the power 1/`gamma`."""
+    lifted = 255 * (frames.astype(np.float32) / 255) ** np.float32(1 / gamma)
+    return np.clip(np.rint(lifted), 0, 255).astype(np.uint8)
+
+
+def contact_sheet(videos: list[np.ndarray], path: Path, columns: int = 4) -> None:
+    """A PNG of brightened frames: one row per video, `columns` frames spread over it, each at
+    half size (2 x 2 averages keep the noise's look and the file small)."""
+    from PIL import Image
+
+    rows = []
+    for video in videos:
+        picks = np.linspace(0, len(video) - 1, columns).round().astype(int)
+        frames = video[picks].astype(np.float32)
+        count, height, width, _ = frames.shape
+        half = frames.reshape(count, height // 2, 2, width // 2, 2, 3).mean(axis=(2, 4))
+        rows.append(np.concatenate(list(brighten(half.round().astype(np.uint8))), 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.concatenate(rows, 0)).save(path, optimize=True)
+
+
+def root_contact_sheet(root: Path, path: Path, split: int | None = None, clips: int = 6) -> None:
+    """A contact sheet of `clips` clips spread over a root's last subset (its test list)."""
+    from training.datasets import detect_layout, load_dataset, resolve_split
+    from training.video import read_video
+
+    layout = detect_layout(root)
+    split = resolve_split(layout, root, split)
+    items = load_dataset(root, split, layout.subsets(root, split)[-1]).items
+    picks = np.linspace(0, len(items) - 1, min(clips, len(items))).round().astype(int)
+    contact_sheet([read_video(items[pick].path) for pick in picks], path)
