@@ -117,9 +117,15 @@ def _quantiles(values: list[float]) -> dict[str, float] | None:
 
 
 def clip_stats(video: np.ndarray, shot: "Shot | None") -> dict:
-    """One decoded clip's mean luma; with its noise-free re-rendering, also its static pixels'
-    noise (median, and their levels and sigmas for the curve) and its legibility."""
-    stats: dict = {"luma": round(float(luma(video).mean()), 2)}
+    """One decoded clip's mean luma and length (and its RGB moments, for the summary); with its
+    noise-free re-rendering, also its static pixels' noise (median, and their levels and sigmas
+    for the curve) and its legibility."""
+    pixels = video.reshape(-1, 3).astype(np.float64) / 255
+    stats: dict = {
+        "luma": round(float(luma(video).mean()), 2),
+        "frames": len(video),
+        "_moments": np.stack([pixels.mean(0), (pixels**2).mean(0)]),
+    }
     if shot is not None:
         levels, sigmas = static_noise(video, shot.clean())
         stats["noise"] = round(float(np.median(sigmas)), 3) if len(sigmas) else None
@@ -146,7 +152,7 @@ def root_stats(root: Path, split: int | None = None, limit: int | None = None) -
         config = read_settings(root)
     except ValueError:
         config = None
-    clips, levels, sigmas = [], [], []
+    clips, levels, sigmas, moments = [], [], [], []
     for subset in layout.subsets(root, split):
         items = load_dataset(root, split, subset).items
         if limit is not None and len(items) > limit:
@@ -157,6 +163,7 @@ def root_stats(root: Path, split: int | None = None, limit: int | None = None) -
                 index = int(item.path.stem.rsplit("_", 1)[1]) - 1
                 shot = render(config, subset, item.label, index, noisy=False)[0]
             stats = clip_stats(read_video(item.path), shot)
+            moments.append(stats.pop("_moments"))
             levels.append(stats.pop("_levels", np.zeros(0)))
             sigmas.append(stats.pop("_sigmas", np.zeros(0)))
             clips.append({"clip": item.path.name, "subset": subset, **stats})
@@ -165,9 +172,13 @@ def root_stats(root: Path, split: int | None = None, limit: int | None = None) -
     lumas = [clip["luma"] for clip in clips]
     legible = [clip["legibility"] for clip in clips if "legibility" in clip]
     noises = [clip["noise"] for clip in clips if clip.get("noise") is not None]
+    mean, square = np.mean(moments, axis=0) if moments else np.zeros((2, 3))
     summary = {
         "root": str(root),
         "clips": len(clips),
+        "frames": _quantiles([clip["frames"] for clip in clips]),
+        "rgb_mean": [round(float(value), 4) for value in mean],
+        "rgb_std": [round(float(value), 4) for value in np.sqrt(np.maximum(square - mean**2, 0))],
         "luma": _quantiles(lumas),
         "luma_mean": round(float(np.mean(lumas)), 2) if lumas else None,
         "luma_histogram": {
@@ -192,7 +203,7 @@ def brighten(frames: np.ndarray, gamma: float = 2.2) -> np.ndarray:
 
 def contact_sheet(videos: list[np.ndarray], path: Path, columns: int = 4) -> None:
     """A PNG of brightened frames: one row per video, `columns` frames spread over it, each at
-    half size (2 x 2 averages keep the noise's look and the file small)."""
+    half size, in 64 colours (noise does not compress: this keeps the file a few tens of KB)."""
     from PIL import Image
 
     rows = []
@@ -203,7 +214,9 @@ def contact_sheet(videos: list[np.ndarray], path: Path, columns: int = 4) -> Non
         half = frames.reshape(count, height // 2, 2, width // 2, 2, 3).mean(axis=(2, 4))
         rows.append(np.concatenate(list(brighten(half.round().astype(np.uint8))), 1))
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.concatenate(rows, 0)).save(path, optimize=True)
+    sheet = Image.fromarray(np.concatenate(rows, 0))
+    sheet = sheet.quantize(64, Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    sheet.save(path, optimize=True)
 
 
 def root_contact_sheet(root: Path, path: Path, split: int | None = None, clips: int = 6) -> None:
