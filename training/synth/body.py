@@ -243,9 +243,13 @@ def rasterise(
     frames, height, width = room_depth.shape
     starts, start_depth = mount.project(np.stack([s.start for s in segments], 1))
     ends, end_depth = mount.project(np.stack([s.end for s in segments], 1))
-    starts, ends = starts - shift[:, None], ends - shift[:, None]
-    radii = np.array([s.radius for s in segments], np.float32) * mount.focal / start_depth
+    starts = (starts - shift[:, None]).astype(np.float32)
+    ends = (ends - shift[:, None]).astype(np.float32)
+    start_depth, end_depth = start_depth.astype(np.float32), end_depth.astype(np.float32)
+    radii = np.array([s.radius for s in segments], np.float32) * np.float32(mount.focal)
+    radii = radii / start_depth
     lengths = np.sqrt(((np.stack([s.end - s.start for s in segments], 1)) ** 2).sum(-1))
+    lengths = lengths.astype(np.float32)
     points = np.concatenate([starts, ends], 1)
     reach = radii.max(1) + 2
     low = np.floor(points.min(1) - reach[:, None]).astype(int)

@@ -111,9 +111,12 @@ def shutter(frames: np.ndarray, weight: float) -> np.ndarray:
     shutter stays open (night cameras expose for most of the frame time). The kernel is symmetric,
     so a clip played backwards is blurred the same."""
     weight = np.float32(weight)
-    before = np.concatenate([frames[:1], frames[:-1]])
-    after = np.concatenate([frames[1:], frames[-1:]])
-    return (frames + weight * (before + after)) / (1 + 2 * weight)
+    blurred = np.concatenate([frames[:1], frames[:-1]])
+    blurred += np.concatenate([frames[1:], frames[-1:]])
+    blurred *= weight
+    blurred += frames
+    blurred *= 1 / (1 + 2 * weight)
+    return blurred
 
 
 def white_balance(rng: np.random.Generator, light: str) -> np.ndarray:

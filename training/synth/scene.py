@@ -179,7 +179,8 @@ def _cast(mount: Mount, height: int, width: int, room: np.ndarray, boxes: list) 
         [[0, 1, 0], [0, -1, 0], [0, 0, -1], [1, 0, 0], [-1, 0, 0], [0, 0, 1]], np.float32
     )
     normal = normals[surface]
-    for number, (low, high) in enumerate(boxes, start=6):
+    for number, corners in enumerate(boxes, start=6):
+        low, high = (np.asarray(corner, np.float32) for corner in corners)
         near = np.minimum((low - origin) * inverse, (high - origin) * inverse)
         far = np.maximum((low - origin) * inverse, (high - origin) * inverse)
         enter, leave = near.max(-1), far.min(-1)
