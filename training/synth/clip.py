@@ -19,6 +19,9 @@ LEGIBILITY_STRIDE = 4
 REDRAWS = ((None, 1.0), (True, 2.0), (False, 1.0), (True, 4.0))
 """The redraws of an illegible clip, in order: clothes lighter (True), darker (False) or away from
 the surround's grey level (None), and the factor on the light falling on the actor."""
+SCENES = 10
+"""New scenes drawn at most for an illegible clip; the last is kept whatever its legibility (the
+statistics report it), so that no frame size can make the generator loop for ever."""
 
 
 @dataclass(frozen=True)
@@ -106,7 +109,7 @@ def shoot(
 ) -> Shot:
     """Render one clip. One under the legibility floor (measured on every `LEGIBILITY_STRIDE`th
     frame) is redrawn from the scene's stream, so deterministically: new clothes as `REDRAWS`
-    says, then, if none of those is legible, a new scene altogether."""
+    says, then, if none of those is legible, a new scene altogether (up to `SCENES`)."""
     scene_rng, camera_rng, noise_rng = rng.spawn(3)
     redraws, brighter = 0, True
     while True:
@@ -121,7 +124,7 @@ def shoot(
         coverage = scene.actor.layer.coverage
         sample = _rgb(tone(x[::LEGIBILITY_STRIDE], settings.sensor.black))
         contrast, brighter = legibility(sample, coverage[::LEGIBILITY_STRIDE])
-        if contrast >= LEGIBILITY_FLOOR:
+        if contrast >= LEGIBILITY_FLOOR or redraws == SCENES * (len(REDRAWS) + 1) - 1:
             break
         redraws += 1
     video = _rgb(capture(x, settings.sensor, noise_rng)) if noisy else None

@@ -129,7 +129,10 @@ def _texture(kind: str, u: np.ndarray, v: np.ndarray, rng: np.random.Generator) 
     raise ValueError(f"unknown texture {kind!r}")
 
 
-def _boxes(rng: np.random.Generator, width: float, depth: float, near: float) -> list:
+Box = tuple[np.ndarray, np.ndarray]
+
+
+def _boxes(rng: np.random.Generator, width: float, depth: float, near: float) -> list[Box]:
     """Furniture along the walls, clutter on the floor and on the furniture: `(low, high)`
     corners of boxes, metres."""
     boxes = []
@@ -156,7 +159,9 @@ def _boxes(rng: np.random.Generator, width: float, depth: float, near: float) ->
     return boxes
 
 
-def _cast(mount: Mount, height: int, width: int, room: np.ndarray, boxes: list) -> tuple:
+def _cast(
+    mount: Mount, height: int, width: int, room: tuple[float, float, float], boxes: list[Box]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Ray-cast the canvas: depth, hit point, normal and surface number per pixel (0 floor,
     1 ceiling, 2 back wall, 3/4 side walls, 5 front wall, 6... boxes)."""
     rays = mount.rays(height, width)
