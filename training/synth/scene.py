@@ -270,8 +270,10 @@ def build_scene(
     shift = offsets(rng, travel, width)
     margin = 3
     corner = shift.min(0) - margin
-    canvas = (height + int(np.ptp(shift[:, 1])) + 2 * margin, width + int(np.ptp(shift[:, 0])))
-    canvas = (canvas[0], canvas[1] + 2 * margin)
+    canvas = (
+        height + int(np.ptp(shift[:, 1])) + 2 * margin,
+        width + int(np.ptp(shift[:, 0])) + 2 * margin,
+    )
     mount = aim(position, target, fov, width, (width / 2 - corner[0], height / 2 - corner[1]))
     crops = shift - corner
 
@@ -287,21 +289,7 @@ def build_scene(
 
     # Lamps, some in view; a lit window in some rooms; the light's colour.
     light = pick(rng, domain.lights)
-    lamps = []
-    for _ in range(int(rng.integers(1, 4))):
-        name = light if light == "infrared" or rng.random() < 0.7 else pick(rng, domain.lights)
-        colour = np.array(LIGHTS[name], np.float32)
-        spot = rng.uniform([-0.5, 1.2, 0.5], [0.5, 0.95 * room[1], room[2] - 0.3])
-        spot[0] *= room[0]
-        if rng.random() < 0.5:  # in view: on the surface behind a random pixel of the upper half
-            row, col = (
-                int(rng.uniform(0.05, 0.5) * canvas[0]),
-                int(rng.uniform(0.1, 0.9) * canvas[1]),
-            )
-            spot = point[row, col] - 0.15 * (point[row, col] - mount.position)
-        lamps.append(
-            _Lamp(spot, colour, float(rng.uniform(0.5, 3.0)), float(rng.uniform(0.05, 0.15)))
-        )
+    lamps = _lamps(rng, domain, light, room, point, mount)
     lit = albedo * (_irradiance(point, normal, lamps) + np.float32(rng.uniform(0.01, 0.05)))
     glow = sum(_glow(mount, *canvas, depth, lamp) for lamp in lamps)
     lit += glow * np.float32(np.median(lit))
@@ -337,6 +325,30 @@ def build_scene(
     people.append(_person(pose, props, body, root, heading, mount, crops, room_depth, lamps))
     scene = Scene(room_frames.astype(np.float32), tuple(people), light)
     return scene.reversed() if action == "Stand" else scene
+
+
+def _lamps(
+    rng: np.random.Generator,
+    domain: Domain,
+    light: str,
+    room: tuple[float, float, float],
+    point: np.ndarray,
+    mount: Mount,
+) -> list[_Lamp]:
+    """1-3 lamps, mostly of the scene's light colour (all of it under infrared), half of them in
+    view: on the surface seen through a random pixel of the canvas's upper half."""
+    lamps = []
+    for _ in range(int(rng.integers(1, 4))):
+        name = light if light == "infrared" or rng.random() < 0.7 else pick(rng, domain.lights)
+        spot = rng.uniform([-0.5, 1.2, 0.5], [0.5, 0.95 * room[1], room[2] - 0.3])
+        spot[0] *= room[0]
+        if rng.random() < 0.5:
+            row = int(rng.uniform(0.05, 0.5) * point.shape[0])
+            col = int(rng.uniform(0.1, 0.9) * point.shape[1])
+            spot = point[row, col] - 0.15 * (point[row, col] - mount.position)
+        power, radius = float(rng.uniform(0.5, 3.0)), float(rng.uniform(0.05, 0.15))
+        lamps.append(_Lamp(spot, np.array(LIGHTS[name], np.float32), power, radius))
+    return lamps
 
 
 def _person(
