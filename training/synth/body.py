@@ -153,22 +153,22 @@ def skeleton(pose: Pose, props: list[Prop], body: Body) -> list[Segment]:
             Segment(elbow, hands[side], limb * 0.85, "top"),
             Segment(hands[side], fingers, limb * 0.8, "skin"),
         ]
-    for prop in props:
-        segments.append(_prop(prop, hands, zero))
     height = 0.02 - np.min([point[:, 1] for point in feet], axis=0) + pose["lift"] * body.stature
+    segments += [_prop(prop, hands, -height) for prop in props]
     offset = np.stack([zero, height, zero], -1)
     return [replace(s, start=s.start + offset, end=s.end + offset) for s in segments]
 
 
-def _prop(prop: Prop, hands: dict[str, np.ndarray], zero: np.ndarray) -> Segment:
-    """A held object stands on its hand, tipped by its tilt; a pushed one lies in front of both
-    hands at their height, reaching down to the floor by its radius."""
+def _prop(prop: Prop, hands: dict[str, np.ndarray], floor: np.ndarray) -> Segment:
+    """A held object stands on its hand, tipped by its tilt; a pushed one (a cart, a box) stands
+    on the floor (at height `floor` of the body's frame) just in front of both hands and reaches
+    up to them, so that it moves as they push."""
     if prop.anchor == "hands":
-        base = (hands["l"] + hands["r"]) / 2 + [prop.radius * 0.8, -0.1, 0]
-        along = np.stack([np.ones_like(zero), zero, zero], -1)
-        return Segment(base, base + prop.length * along, prop.radius, prop.kind)
-    base = hands[prop.anchor][np.maximum(np.arange(len(zero)), prop.grasp)]
-    up = np.stack([np.sin(prop.tilt), np.cos(prop.tilt), zero], -1)
+        middle = (hands["l"] + hands["r"]) / 2 + [prop.radius + 0.03, 0, 0]
+        bottom = np.stack([middle[:, 0], floor + prop.radius, middle[:, 2]], -1)
+        return Segment(bottom, middle - [0, 0.05, 0], prop.radius, prop.kind)
+    base = hands[prop.anchor][np.maximum(np.arange(len(floor)), prop.grasp)]
+    up = np.stack([np.sin(prop.tilt), np.cos(prop.tilt), np.zeros_like(floor)], -1)
     return Segment(base, base + prop.length * up, prop.radius, prop.kind)
 
 

@@ -1,6 +1,6 @@
 """The 11 ARID actions as hand-made joint-angle curves, each actor with a style of their own.
 
-No motion-capture data can be had offline here (no BVH sample set ships in the installed packages),
+No motion-capture data can be had offline here (no BVH file is on this machine, packages included),
 so the motion is keyframed: eased tweens and gait cycles whose timing, amplitude and speed are drawn
 per clip, on top of a per-actor `Style` (how big and how fast this person moves) and a slow sway, so
 that no two clips of an action move the same. The actions that a single arm gesture could blur
@@ -39,9 +39,10 @@ class Prop:
     anchor: str
     """"l" or "r" (held in that hand), or "hands" (pushed in front of both)."""
     length: float
+    """Metres; a pushed prop reaches from the floor to the hands instead."""
     radius: float
     tilt: np.ndarray
-    """Angle from upright, tipping forward (+); a pushed prop lies along the walking direction."""
+    """Angle from upright, tipping forward (+); a pushed prop stands upright."""
     kind: str
     """Its part name, for its colour: "cup", "bottle", "object" or "cart"."""
     grasp: int = 0
@@ -201,7 +202,7 @@ def _push(
         pose[f"{side}_abduct"] = np.full_like(t, np.radians(5))
         pose[f"{side}_elbow"] = np.radians(90) * (1 - extend) * style.amplitude + np.radians(5)
     pose["forward"] = 0.2 * np.cumsum(np.maximum(np.diff(extend, prepend=extend[0]), 0))
-    props.append(Prop("hands", rng.uniform(0.35, 0.6), rng.uniform(0.18, 0.26), t * 0, "cart"))
+    props.append(Prop("hands", 0.0, rng.uniform(0.18, 0.28), t * 0, "cart"))
 
 
 def _pick(

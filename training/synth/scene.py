@@ -17,6 +17,7 @@ import numpy as np
 from training.synth.body import (
     Body,
     Layer,
+    Segment,
     albedo,
     draw_body,
     place,
@@ -26,7 +27,7 @@ from training.synth.body import (
 )
 from training.synth.camera import LIGHTS, Mount, aim, dot, offsets
 from training.synth.domains import DOMAINS, Domain, draw, pick
-from training.synth.motion import Pose, Prop, idle, perform
+from training.synth.motion import idle, perform
 
 WALLS = ("plain", "blotchy", "panelled", "brick", "tiled")
 """Wall textures; which a domain uses is in `domains.Domain.walls`."""
@@ -278,7 +279,10 @@ def build_scene(
     crops = shift - corner
 
     # The room: furniture, clutter, perhaps a table or sofa between the camera and the actor.
+    actor = place(skeleton(pose, props, body), root, heading, pose, body.stature)
     boxes = _boxes(rng, room[0], room[2], near=distance + 1.0)
+    if action in ("Sit", "Stand"):
+        boxes.append(_seat(actor))
     if rng.random() < 0.3:
         across, deep = rng.uniform(0.6, 1.4), rng.uniform(0.4, 0.8)
         tall = body.stature * rng.uniform(0.35, 0.55)
@@ -309,20 +313,11 @@ def build_scene(
         other = draw_body(rng, domain)
         spot = np.array([rng.uniform(-0.4, 0.4) * room[0], 0, distance + rng.uniform(1.0, 3.0)])
         spot[2] = min(spot[2], room[2] - 0.5)
-        people.append(
-            _person(
-                idle(rng, frames),
-                [],
-                other,
-                spot,
-                rng.uniform(-np.pi, np.pi),
-                mount,
-                crops,
-                room_depth,
-                lamps,
-            )
-        )
-    people.append(_person(pose, props, body, root, heading, mount, crops, room_depth, lamps))
+        still = idle(rng, frames)
+        turned = rng.uniform(-np.pi, np.pi)
+        segments = place(skeleton(still, [], other), spot, turned, still, other.stature)
+        people.append(_person(segments, other, mount, crops, room_depth, lamps))
+    people.append(_person(actor, body, mount, crops, room_depth, lamps))
     scene = Scene(room_frames.astype(np.float32), tuple(people), light)
     return scene.reversed() if action == "Stand" else scene
 
@@ -352,22 +347,26 @@ def _lamps(
 
 
 def _person(
-    pose: Pose,
-    props: list[Prop],
+    segments: list[Segment],
     body: Body,
-    root: np.ndarray,
-    heading: float,
     mount: Mount,
     crops: np.ndarray,
     room_depth: np.ndarray,
     lamps: list[_Lamp],
 ) -> Person:
-    """Someone posed, placed, rasterised and lit (by the lamps at their chest)."""
-    segments = place(skeleton(pose, props, body), root, heading, pose, body.stature)
+    """Someone placed in the room, rasterised and lit (by the lamps at their chest)."""
     layer = rasterise(segments, body, mount, crops, room_depth)
     chest = (segments[0].end + segments[1].end) / 2
     light = _irradiance(chest, None, lamps) + np.float32(0.02)
     return Person(body, layer, light.astype(np.float32))
+
+
+def _seat(segments: list[Segment]) -> Box:
+    """A seat under the pelvis where it is lowest: whoever sits down sits on something."""
+    pelvis = (segments[0].start + segments[1].start) / 2
+    x, y, z = pelvis[np.argmin(pelvis[:, 1])]
+    top = max(y - 0.08, 0.25)
+    return np.array([x - 0.2, 0.0, z - 0.2]), np.array([x + 0.2, top, z + 0.2])
 
 
 def _surfaces(
