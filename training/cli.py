@@ -15,7 +15,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def register_data(commands: argparse._SubParsersAction) -> None:
-    """`lumos data check|synth`: inspect a data set root, write the generated benchmark."""
+    """`lumos data check|synth|stats`: inspect a data set root, write the generated benchmark,
+    measure a root's clips."""
     data = commands.add_parser("data", help="check data sets, generate the dark benchmark")
     actions = data.add_subparsers(dest="action", required=True, metavar="ACTION")
 
@@ -41,6 +42,12 @@ def register_data(commands: argparse._SubParsersAction) -> None:
     synth.add_argument(
         "--seed", type=int, default=0, help="validation and test clips use streams of their own"
     )
+    synth.add_argument(
+        "--domain",
+        choices=("train", "shifted"),
+        default="train",
+        help="shifted: rooms, bodies, mounts and noise no train-domain clip has (a test set)",
+    )
     synth.add_argument("--frames", type=_frame_range, default=(32, 48), help="e.g. 32..48 or 40")
     synth.add_argument("--size", type=_frame_size, default=(160, 120), help="WxH, both even")
     synth.add_argument("--fps", type=float, default=24.0)
@@ -52,6 +59,18 @@ def register_data(commands: argparse._SubParsersAction) -> None:
         help="a progress bar on stderr (default: only on a terminal)",
     )
     synth.set_defaults(run=_data_synth)
+
+    stats = actions.add_parser(
+        "stats", help="luma, decoded noise and legibility of a data set root's clips"
+    )
+    stats.add_argument("root", type=Path, help="data set root (generated roots: noise, legibility)")
+    stats.add_argument("--split", type=int, default=None, help="split number (default: first)")
+    stats.add_argument("--limit", type=int, default=None, help="at most N clips per subset")
+    stats.add_argument("--json", action="store_true", help="print the report as JSON")
+    stats.add_argument(
+        "--contact-sheet", type=Path, default=None, help="also write a PNG of brightened frames"
+    )
+    stats.set_defaults(run=_data_stats)
 
 
 def _frame_range(text: str) -> tuple[int, int]:
@@ -103,6 +122,7 @@ def _data_synth(args: argparse.Namespace) -> int:
         val_clips_per_class=share(args.val_clips_per_class, 0.2),
         test_clips_per_class=share(args.test_clips_per_class, 0.3),
         seed=args.seed,
+        domain=args.domain,
         frames=args.frames,
         size=args.size,
         fps=args.fps,
@@ -111,6 +131,27 @@ def _data_synth(args: argparse.Namespace) -> int:
         progress=args.progress,
     )
     print(json.dumps(write_benchmark(config)))
+    return 0
+
+
+def _data_stats(args: argparse.Namespace) -> int:
+    from training.datasets import DatasetError
+    from training.synth.stats import root_contact_sheet, root_stats
+    from training.video import VideoError
+
+    try:
+        report = root_stats(args.root, args.split, args.limit)
+        if args.contact_sheet is not None:
+            root_contact_sheet(args.root, args.contact_sheet, args.split)
+    except (DatasetError, VideoError) as error:
+        print(f"lumos data stats: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    summary = report["summary"]
+    for key, value in summary.items():
+        print(f"{key}: {json.dumps(value)}")
     return 0
 
 

@@ -91,14 +91,16 @@ def write_video(
     fps: float,
     codec: Codec = "libx264",
     quality: int | None = None,
+    preset: str = "veryfast",
+    tune: str | None = None,
 ) -> None:
     """Encode a `T x H x W x 3` uint8 RGB array (even H and W) as a 4:2:0 video file, or with
     "mjpeg" as a frame folder `path/img_00001.jpg, ...`.
 
     `quality` is x264's CRF (0-51, default 23) or the MPEG-4 / JPEG quantiser (2-31, default 5);
-    lower is better. The generated benchmark must be identical for identical seeds, so encoding
-    runs on one thread (x264's frame threads make the output depend on timing) and x264 without
-    its assembly.
+    lower is better; `preset` and `tune` are x264's ("grain" keeps sensor noise). The generated
+    benchmark must be identical for identical seeds, so encoding runs on one thread (x264's frame
+    threads make the output depend on timing) and x264 without its assembly.
     """
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
@@ -110,7 +112,9 @@ def write_video(
         # x264's assembly made an encode depend on the encodes before it in the process (on an
         # AVX-512 Xeon); its C code does not.
         crf = str(23 if quality is None else quality)
-        options = {"crf": crf, "preset": "veryfast", "x264-params": "no-asm=1"}
+        options = {"crf": crf, "preset": preset, "x264-params": "no-asm=1"}
+        if tune is not None:
+            options["tune"] = tune
     else:
         qscale = str(5 if quality is None else quality)
         options = {"qmin": qscale, "qmax": qscale}

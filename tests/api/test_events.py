@@ -17,7 +17,7 @@ from bench.servers import ROOT, MosquittoBroker, RedisServer, WebhookReceiver, w
 from service.encode import write_h264
 from service.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from tests.api.conftest import service_env
-from training.synth import _dark_camera, render_scene
+from training.synth import film, render_scene
 
 DEMO_ARTIFACT = ROOT / "artifacts" / "demo"
 SECRET = "hook-secret-42"
@@ -33,7 +33,7 @@ def running_video(path) -> None:
     rng = np.random.default_rng(5)
     scene = render_scene("Run", rng, 4 * FPS, (160, 120))
     still = [np.repeat(scene[:1], 3 * FPS, 0), scene, np.repeat(scene[-1:], 5 * FPS, 0)]
-    dark = _dark_camera(np.concatenate(still), rng)
+    dark = film(np.concatenate(still), rng)
     write_h264(path, np.concatenate([dark[: 3 * FPS], dark]), FPS)
 
 

@@ -13,7 +13,7 @@ from service.decode import Limits, decode_frames, open_source
 from service.encode import write_h264
 from service.events.rules import Roi
 from service.settings import Settings
-from training.synth import _dark_camera, render_scene
+from training.synth import film, render_scene
 
 FPS = 12
 
@@ -29,7 +29,7 @@ def corner_video(path) -> None:
     scene = render_scene("Run", rng, 4 * FPS, (160, 120))
     wide = np.full((len(scene), 240, 640, 3), scene.mean() * 0.3, np.float32)
     wide[:, 120:, 480:] = scene
-    write_h264(path, _dark_camera(wide, rng), FPS)
+    write_h264(path, film(wide, rng), FPS)
 
 
 def run_scores(path, camera: Camera, demo) -> list[float]:

@@ -1,4 +1,5 @@
-"""`lumos data check` and `lumos data synth` through the installed `lumos` script."""
+"""`lumos data check`, `lumos data synth` and `lumos data stats` through the installed `lumos`
+script."""
 
 import json
 import subprocess
@@ -58,6 +59,15 @@ def test_synth_then_check_finds_missing_and_corrupt_videos(tmp_path: Path) -> No
     assert list(report["subsets"]) == ["train", "validation", "test"]
     assert report["subsets"]["validation"]["videos"] == 11 and report["missing"] == []
 
+    sheet = tmp_path / "sheet.png"
+    result = lumos("data", "stats", root, "--json", "--contact-sheet", sheet)
+    assert result.returncode == 0, result.stderr
+    stats = json.loads(result.stdout)
+    assert stats["summary"]["clips"] == 33 and stats["summary"]["below_floor"] == 0
+    assert 2 <= stats["summary"]["luma"]["min"] and stats["summary"]["luma"]["max"] <= 45
+    assert {"luma", "noise", "legibility"} <= stats["clips"][0].keys()
+    assert sheet.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
     (root / "clips_v1" / "Run" / "Run_1_1.mp4").unlink()
     (root / "clips_v1" / "Wave" / "Wave_2_1.mp4").write_bytes(b"\x00" * 64)
     result = lumos("data", "check", root)
@@ -74,5 +84,7 @@ def test_bad_input_is_a_clear_error(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     result = lumos("data", "check", DATA_LISTS / "arid_v1", "--split", "7", "--lists-only")
     assert result.returncode == 2 and "has no split 7" in result.stderr
+    result = lumos("data", "stats", tmp_path)
+    assert result.returncode == 2 and "matches no known data set layout" in result.stderr
     result = lumos("data", "synth", "--out", tmp_path, "--size", "63x48")
     assert result.returncode == 2 and "even sides" in result.stderr

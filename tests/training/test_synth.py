@@ -1,5 +1,6 @@
 """The generated low-light benchmark: deterministic by seed, dark, in the ARID v1.0 layout, with
-train, validation and test clips from separate generator streams."""
+train, validation and test clips from separate generator streams; its noise survives the encode,
+every clip is legible, and the shifted domain shares no range with the train domain."""
 
 from pathlib import Path
 
@@ -8,6 +9,9 @@ import pytest
 
 from training.datasets import ARID_CLASSES, load_dataset
 from training.synth import SynthConfig, render_clip, render_scene, write_benchmark
+from training.synth.domains import DOMAINS, RANGE_FIELDS
+from training.synth.scene import build_scene
+from training.synth.stats import LEGIBILITY_FLOOR, luma, root_stats
 from training.video import read_video
 
 TINY = {
@@ -18,6 +22,7 @@ TINY = {
     "size": (64, 48),
 }
 SUBSETS = ("train", "validation", "test")
+TRAIN = DOMAINS["train"]
 
 
 def _decoded(root: Path, subsets: tuple[str, ...] = SUBSETS) -> dict[str, np.ndarray]:
@@ -66,7 +71,7 @@ def test_clips_are_dark_and_vary_in_length(benchmark: Path) -> None:
     lengths = set()
     for name, frames in videos.items():
         luma = (frames.astype(np.float32) @ np.array([0.299, 0.587, 0.114])).mean()
-        assert 5 <= luma <= 18, (name, luma)
+        assert 2 <= luma <= 45, (name, luma)
         assert frames.shape[1:] == (48, 64, 3)
         lengths.add(len(frames))
     assert lengths <= set(range(8, 11)) and len(lengths) > 1
@@ -110,10 +115,47 @@ def test_every_action_moves_and_is_rendered_dark() -> None:
     for label, action in enumerate(ARID_CLASSES):
         clip = render_clip(action, np.random.default_rng([1, label]), 16, (80, 60))
         assert clip.dtype == np.uint8 and clip.shape == (16, 60, 80, 3)
-        scene = render_scene(action, np.random.default_rng([1, label]), 16, (80, 60))
-        assert np.abs(np.diff(scene, axis=0)).max() > 0.05, action
+        assert luma(clip).mean() < 45, action
+        scene = build_scene(action, np.random.default_rng([1, label]), 16, (80, 60), TRAIN)
+        moved = np.abs(np.diff(scene.actor.layer.coverage, axis=0)).sum(axis=(1, 2))
+        assert moved.max() > 3, action  # several pixels' worth of the figure moved
 
 
 def test_bad_sizes_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="even"):
         write_benchmark(SynthConfig(out=tmp_path, clips_per_class=1, size=(63, 48)))
+
+
+def test_sensor_noise_survives_the_encode_and_every_clip_is_legible(benchmark: Path) -> None:
+    summary = root_stats(benchmark)["summary"]
+    assert summary["clips"] == 33
+    dark = [row for row in summary["noise_curve"] if 4 <= row["level"][0] < 12]
+    assert dark and all(row["pixels"] > 500 for row in dark), summary["noise_curve"]
+    assert all(row["sigma"] >= 0.8 for row in dark), dark
+    assert summary["below_floor"] == 0 and summary["legibility"]["min"] >= LEGIBILITY_FLOOR
+
+
+def test_shifted_domain_shares_no_range_or_style_with_train() -> None:
+    train, shifted = DOMAINS["train"], DOMAINS["shifted"]
+    assert len(RANGE_FIELDS) >= 6
+    for name in RANGE_FIELDS:
+        for low, high in getattr(shifted, name):
+            for other_low, other_high in getattr(train, name):
+                assert high < other_low or low > other_high, name
+    for name in ("walls", "clothing", "lights"):
+        assert not set(getattr(shifted, name)) & set(getattr(train, name)), name
+
+
+def test_shifted_clips_keep_the_layout_and_come_from_streams_of_their_own(
+    benchmark: Path, tmp_path: Path
+) -> None:
+    shifted = tmp_path / "shifted"
+    config = {**TINY, "clips_per_class": 0, "val_clips_per_class": 0}
+    write_benchmark(SynthConfig(out=shifted, seed=5, workers=1, domain="shifted", **config))
+    assert [item.path.name for item in load_dataset(shifted, 1, "test").items] == [
+        item.path.name for item in load_dataset(benchmark, 1, "test").items
+    ]
+    ours, theirs = _decoded(shifted, ("test",)), _decoded(benchmark, ("test",))
+    assert all(not np.array_equal(frames, theirs[name]) for name, frames in ours.items())
+    with pytest.raises(ValueError, match="unknown domain"):
+        write_benchmark(SynthConfig(out=tmp_path / "x", clips_per_class=1, domain="night"))  # type: ignore[arg-type]
