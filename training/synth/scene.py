@@ -247,7 +247,7 @@ def build_scene(
     # Where the actor stands: far enough to be seen whole, near enough to be seen at all.
     tangent = np.tan(np.radians(fov) / 2) * height / width
     nearest = max(2.0, 1.3 * body.stature / (2 * tangent), camera_height * 0.9)
-    farthest = max(nearest + 0.5, body.stature / (0.45 * 2 * tangent))
+    farthest = max(nearest + 0.5, body.stature / (0.55 * 2 * tangent))
     distance = rng.uniform(nearest, farthest)
     heading = rng.uniform(-np.pi, np.pi)
     if rng.random() < 0.7:  # across the room rather than towards or away from the camera
