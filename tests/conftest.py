@@ -30,6 +30,7 @@ TIERS = {
         "tests/model/test_model_cli.py",
         "tests/training/test_recipe_stages.py",
         "tests/training/test_ddp.py",
+        "tests/training/test_ablate.py",
         "tests/service/test_workers.py",
     ),
     "browser": ("tests/console/",),

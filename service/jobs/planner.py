@@ -170,9 +170,10 @@ class JobPlanner:
         engine keeps in each stage's output directory: progress is epochs done over planned."""
         if job.stage == "eval":
             return {"step": "evaluating"}
-        planned = self._planned_epochs(job)
         found = [read_progress(path) for path in directory.rglob(PROGRESS)]
         stages = sorted((p for p in found if p is not None), key=lambda p: p.updated)
+        # A started stage knows its own plan (a compute budget's epochs are counted at its start).
+        planned = {**self._planned_epochs(job), **{p.stage: p.epochs for p in stages}}
         done = {p.stage: p.done for p in stages}
         metrics = {
             f"{p.stage}.{split}.{key}": value

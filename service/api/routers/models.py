@@ -20,7 +20,7 @@ class ModelOut(BaseModel):
     model_config = ConfigDict(use_attribute_docstrings=True)
 
     version: str
-    """Its name, e.g. `demo-20261126` or `job-<id>`."""
+    """Its name, e.g. `demo-20261204` or `job-<id>`."""
     active: bool
     """Whether the service serves it now."""
     created: datetime
