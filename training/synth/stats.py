@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from training.synth.sensor import LUMA
+
 if TYPE_CHECKING:
     from training.synth.clip import Shot
 
 LEGIBILITY_FLOOR = 3.0
 """Grey levels of figure-to-surround contrast at the network's input size every clip meets."""
 NETWORK_WIDTH = 64
-_LUMA = (0.299, 0.587, 0.114)
 STATIC = 0.25
 """Most a static pixel's noise-free grey level may change over the clip."""
 NOISE_BINS = (0, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 255)
@@ -33,7 +34,7 @@ NOISE_BINS = (0, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 255)
 def luma(frames: np.ndarray) -> np.ndarray:
     """Grey levels of RGB frames `... x 3` (a weighted sum spelled out: no BLAS)."""
     frames = frames.astype(np.float32)
-    return frames[..., 0] * _LUMA[0] + frames[..., 1] * _LUMA[1] + frames[..., 2] * _LUMA[2]
+    return frames[..., 0] * LUMA[0] + frames[..., 1] * LUMA[1] + frames[..., 2] * LUMA[2]
 
 
 def network_size(planes: np.ndarray, width: int = NETWORK_WIDTH) -> np.ndarray:
