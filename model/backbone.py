@@ -1,9 +1,10 @@
 """R(2+1)D backbone in torchvision's VideoResNet layout, returning the layer4 feature map.
 
 Module names (stem, layer1..layer4 and everything below) are torchvision's, so IG-65M state dicts
-(saved from a VideoResNet module tree) load by key. Two departures from torchvision, both options:
-`ig65m` reproduces the IG-65M checkpoints' layout and `width` scales every channel count so small
-students can train on a CPU.
+(saved from a VideoResNet module tree) load by key. Three departures from torchvision, all options:
+`ig65m` reproduces the IG-65M checkpoints' layout, `width` scales every channel count so small
+students can train on a CPU, and `stem_stride` 4 lets such a student see twice the resolution for
+the same cost after the stem (its 7x7 kernel still covers every pixel at stride 4).
 
 The two building blocks are written out here rather than imported: importing torchvision.models
 imports torch._dynamo, which costs every process that serves a model seconds on 2 cores.
@@ -59,21 +60,25 @@ class BasicBlock(nn.Module):
 
 
 class R2Plus1D(nn.Module):
-    """R(2+1)D-18/34 without pool and classifier: `B x 3 x T x H x W -> B x C x T/8 x H/16 x W/16`.
+    """R(2+1)D-18/34 without pool and classifier: `B x 3 x T x H x W -> B x C x T/8 x H/16 x W/16`
+    (H/32 x W/32 with `stem_stride` 4).
 
     With `ig65m`, conv2 of each layer's first block takes its mid-channels from (planes, planes)
     instead of torchvision's (inplanes, planes) (288/576/1152 instead of 230/460/921 at width 64),
     and BatchNorm epsilon is 1e-3: the layout the IG-65M checkpoints were saved in.
     """
 
-    def __init__(self, depth: int = 34, ig65m: bool = False, width: int = PAPER_WIDTH) -> None:
+    def __init__(
+        self, depth: int = 34, ig65m: bool = False, width: int = PAPER_WIDTH, stem_stride: int = 2
+    ) -> None:
         super().__init__()
         if depth not in LAYERS:
             raise ValueError(f"depth must be one of {sorted(LAYERS)}, got {depth}")
         stem_mid = max(1, 45 * width // PAPER_WIDTH)
         # Same indices as torchvision's R2Plus1dStem (45 -> 64 at paper width), width-scaled.
+        spatial = (1, stem_stride, stem_stride)
         self.stem = nn.Sequential(
-            nn.Conv3d(3, stem_mid, (1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3), bias=False),
+            nn.Conv3d(3, stem_mid, (1, 7, 7), stride=spatial, padding=(0, 3, 3), bias=False),
             nn.BatchNorm3d(stem_mid),
             nn.ReLU(inplace=True),
             nn.Conv3d(stem_mid, width, (3, 1, 1), padding=(1, 0, 0), bias=False),

@@ -61,6 +61,9 @@ def register(commands: argparse._SubParsersAction) -> None:
 def _add_backbone_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--depth", type=int, default=34, help="18 or 34")
     parser.add_argument("--width", type=int, default=64, help="base channels (64 = paper)")
+    parser.add_argument(
+        "--stem-stride", type=int, choices=(2, 4), default=2, help="spatial stride of the stem"
+    )
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -74,6 +77,7 @@ def _info(args: argparse.Namespace) -> int:
             depth=args.depth,
             ig65m=args.ig65m,
             width=args.width,
+            stem_stride=args.stem_stride,
             num_classes=args.num_classes,
             frames=args.frames,
             fusion=fusion,

@@ -50,6 +50,15 @@ def test_paper_layer4_map_for_a_64_frame_clip_is_512x8x7x7():
     assert features.shape == (2, 512, 8, 7, 7)
 
 
+def test_a_stride_4_stem_sees_112_px_for_the_cost_of_56():
+    """Same parameters and the same layer4 map: only the stem's stride changes."""
+    fine, coarse = R2Plus1D(18, width=8, stem_stride=4), R2Plus1D(18, width=8)
+    assert count_params(fine) == count_params(coarse)
+    with torch.no_grad():
+        fine_map = fine(torch.rand(1, 3, 8, 112, 112))
+        assert fine_map.shape == coarse(torch.rand(1, 3, 8, 56, 56)).shape
+
+
 @pytest.mark.parametrize("frames", [8, 16, 32, 64])
 @pytest.mark.parametrize("batch", [1, 3])
 def test_student_and_teacher_shapes(tiny, frames, batch):

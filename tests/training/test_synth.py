@@ -2,6 +2,9 @@
 train, validation and test clips from separate generator streams; its noise survives the encode,
 every clip is legible, and the shifted domain shares no range with the train domain."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +67,30 @@ def test_same_seed_same_frames_whatever_the_workers(benchmark: Path, tmp_path: P
     write_benchmark(SynthConfig(out=other, seed=6, workers=1, **TINY))
     different = _decoded(other)
     assert all(not np.array_equal(different[name], frames) for name, frames in first.items())
+
+
+# What an AVX2-only CPU runs (numpy's AVX-512 kernels off) and what any x86-64-v2 CPU runs.
+DISPATCH_LIMITS = ("X86_V4 AVX512_ICL AVX512_SPR", "X86_V3 X86_V4 AVX512_ICL AVX512_SPR")
+
+
+@pytest.mark.parametrize("disabled", DISPATCH_LIMITS)
+def test_same_bytes_whatever_simd_numpy_dispatches_to(
+    benchmark: Path, tmp_path: Path, disabled: str
+) -> None:
+    """The machine kinds this project runs on differ in SIMD (AVX-512 with and without AMX, AVX2
+    only); numpy picks its kernels by it. The encoder runs without assembly, so the files are
+    the same bytes only if every kernel the generator uses rounds alike."""
+    script = (
+        "import sys; from pathlib import Path; from training.synth import SynthConfig, "
+        f"write_benchmark; write_benchmark(SynthConfig(out=Path(sys.argv[1]), seed=5, workers=1, "
+        f"**{TINY!r}))"
+    )
+    env = {**os.environ, "NPY_DISABLE_CPU_FEATURES": disabled}
+    subprocess.run([sys.executable, "-c", script, str(tmp_path)], env=env, check=True)
+    files = sorted(path.relative_to(benchmark) for path in benchmark.rglob("*.mp4"))
+    assert len(files) == 33
+    for name in files:
+        assert (tmp_path / name).read_bytes() == (benchmark / name).read_bytes(), name
 
 
 def test_clips_are_dark_and_vary_in_length(benchmark: Path) -> None:
