@@ -25,7 +25,8 @@ def demo():
 
 def corner_video(path) -> None:
     """640 x 240, dark, with someone running in the 160 x 120 bottom-right corner for 4 s (seed 3:
-    with demo-20261204 the region's three clips score Run 0.90-0.98, the whole frame's 0.01)."""
+    with demo-20261204b the region's best clip scores Run 0.98, its mean 0.45 above the whole
+    frame's; 11 of 12 seeds pass)."""
     rng = np.random.default_rng(3)
     scene = render_scene("Run", rng, 4 * FPS, (160, 120))
     wide = np.full((len(scene), 240, 640, 3), scene.mean() * 0.3, np.float32)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from training.synth import exact
 from training.synth.camera import Mount
 from training.synth.domains import Domain, draw, pick
 from training.synth.motion import SIDES, Pose, Prop
@@ -53,7 +54,7 @@ class Body:
 
 def albedo(rng: np.random.Generator, luma: float) -> np.ndarray:
     """A random, mostly muted colour of the given luma (linear RGB, at most 1)."""
-    colour = np.exp(rng.uniform(-1, 1, 3) * rng.uniform(0.1, 0.8)).astype(np.float32)
+    colour = exact.exp(rng.uniform(-1, 1, 3) * rng.uniform(0.1, 0.8)).astype(np.float32)
     return np.minimum(colour * np.float32(luma / (colour * [0.299, 0.587, 0.114]).sum()), 1.0)
 
 
@@ -61,8 +62,8 @@ def _palette(rng: np.random.Generator) -> np.ndarray:
     """Clothes from near black to light (people wear dark clothes at night, not only), skin over
     the range of human skin, hair, and objects."""
     lumas = {
-        "top": np.exp(rng.uniform(np.log(0.03), np.log(0.7))),
-        "bottom": np.exp(rng.uniform(np.log(0.03), np.log(0.5))),
+        "top": exact.exp(rng.uniform(exact.log(0.03), exact.log(0.7))),
+        "bottom": exact.exp(rng.uniform(exact.log(0.03), exact.log(0.5))),
         "shoes": rng.uniform(0.02, 0.3),
         "skin": rng.uniform(0.08, 0.5),
         "hair": rng.uniform(0.02, 0.4),

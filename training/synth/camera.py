@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from training.synth import exact
+
 LIGHTS: dict[str, tuple[float, float, float]] = {
     "sodium": (1.0, 0.55, 0.18),
     "tungsten": (1.0, 0.72, 0.45),
@@ -74,7 +76,7 @@ def aim(
     forward = _unit(target - position)
     right = _unit(np.cross(np.array([0.0, 1.0, 0.0]), forward))
     up = np.cross(forward, right)
-    focal = width / 2 / np.tan(np.radians(fov) / 2)
+    focal = width / 2 / exact.tan(np.radians(fov) / 2)
     return Mount(position, right, up, forward, float(focal), centre)
 
 
@@ -122,4 +124,4 @@ def shutter(frames: np.ndarray, weight: float) -> np.ndarray:
 def white_balance(rng: np.random.Generator, light: str) -> np.ndarray:
     """Channel gains of a camera that corrects its light's colour only partly, leaving a cast."""
     colour = np.array(LIGHTS[light], dtype=np.float32)
-    return (colour ** -rng.uniform(0.0, 0.7)).astype(np.float32)
+    return exact.power(colour, -rng.uniform(0.0, 0.7)).astype(np.float32)

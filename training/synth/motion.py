@@ -16,6 +16,8 @@ from itertools import pairwise
 
 import numpy as np
 
+from training.synth import exact
+
 Pose = dict[str, np.ndarray]
 """Per-frame angles (radians) and displacements (statures), see `neutral_pose`."""
 
@@ -128,7 +130,9 @@ def _gait(
     knee = swing * rng.uniform(1.3, 2.0)
     for sign, side in ((1, "l"), (-1, "r")):
         pose[f"{side}_hip"] = sign * swing * np.sin(phase)
-        pose[f"{side}_knee"] = np.radians(5) + knee * np.maximum(0, sign * np.cos(phase)) ** 1.5
+        pose[f"{side}_knee"] = np.radians(5) + knee * exact.power(
+            np.maximum(0, sign * np.cos(phase)), 1.5
+        )
     return phase
 
 

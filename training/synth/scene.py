@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from training.synth import exact
 from training.synth.body import (
     Body,
     Layer,
@@ -245,7 +246,7 @@ def build_scene(
     camera_height = draw(rng, domain.camera_height)
 
     # Where the actor stands: far enough to be seen whole, near enough to be seen at all.
-    tangent = np.tan(np.radians(fov) / 2) * height / width
+    tangent = exact.tan(np.radians(fov) / 2) * height / width
     nearest = max(2.0, 1.3 * body.stature / (2 * tangent), camera_height * 0.9)
     farthest = max(nearest + 0.5, body.stature / (0.55 * 2 * tangent))
     distance = rng.uniform(nearest, farthest)
@@ -412,7 +413,7 @@ def _window(
     )
     bars = (np.abs(point[..., 0] - centre[0]) < 0.03) | (np.abs(point[..., 1] - centre[1]) < 0.03)
     glow = np.float32(np.median(lit) * rng.uniform(3, 30))
-    colour = np.exp(rng.normal(0, 0.25, 3)).astype(np.float32)
+    colour = exact.exp(rng.normal(0, 0.25, 3)).astype(np.float32)
     return np.where((inside & ~bars)[..., None], glow * colour, lit)
 
 
@@ -433,7 +434,7 @@ def _headlights(
         v = point[..., 1][rows[:, :, None], cols[:, None, :]] - np.float32(height)
         patch = (
             power
-            * np.exp(-(u * u + v * v) / np.float32(0.5))
+            * exact.exp(-(u * u + v * v) / np.float32(0.5)).astype(np.float32)
             * walls[rows[:, :, None], cols[:, None, :]]
         )
         return patch[..., None] * np.array([1.0, 0.95, 0.85], np.float32)

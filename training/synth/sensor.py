@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from training.synth import exact
 from training.synth.domains import Domain, draw
 
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -53,9 +54,9 @@ class Sensor:
 def draw_sensor(rng: np.random.Generator, domain: Domain) -> Sensor:
     """A sensor: noise from the domain's ranges; the target luma log-uniform over 3-40 grey
     levels, so most clips are dark and a few are dim rather than dark."""
-    target = float(np.exp(rng.uniform(np.log(3.0), np.log(40.0))))
+    target = float(exact.exp(rng.uniform(exact.log(3.0), exact.log(40.0))))
     return Sensor(
-        full_scale=float(np.exp(rng.uniform(np.log(10000), np.log(22000)))),
+        full_scale=float(exact.exp(rng.uniform(exact.log(10000), exact.log(22000)))),
         read=draw(rng, domain.read_noise),
         row=draw(rng, domain.row_noise),
         dsnu=float(rng.uniform(0.3, 1.5)),
@@ -71,7 +72,8 @@ def tone(x: np.ndarray, black: float) -> np.ndarray:
     linear toe carries on below 0, so noise around black is kept (until 8 bits clip it)."""
     x = np.asarray(x, dtype=np.float32)
     toe = np.float32(12.92) * x
-    knee = np.float32(1.055) * np.maximum(x, np.float32(0.0031308)) ** np.float32(1 / 2.4)
+    root = exact.power(np.maximum(x, np.float32(0.0031308)), 1 / 2.4).astype(np.float32)
+    knee = np.float32(1.055) * root
     curve = np.where(x < np.float32(0.0031308), toe, knee - np.float32(0.055))
     return np.float32(black) + np.float32(255 - black) * curve
 
@@ -86,10 +88,10 @@ def exposure(linear: np.ndarray, sensor: Sensor) -> np.float32:
     low, high = -14.0, 14.0
     for _ in range(20):
         middle = (low + high) / 2
-        levels = np.clip(tone(sample * np.float32(np.exp(middle)), sensor.black), 0, ceiling)
+        levels = np.clip(tone(sample * np.float32(exact.exp(middle)), sensor.black), 0, ceiling)
         luma = float((levels.mean(axis=(0, 1, 2)) * LUMA).sum())
         low, high = (middle, high) if luma < sensor.target else (low, middle)
-    return np.float32(np.exp((low + high) / 2))
+    return np.float32(exact.exp((low + high) / 2))
 
 
 def capture(x: np.ndarray, sensor: Sensor, rng: np.random.Generator) -> np.ndarray:
