@@ -38,7 +38,8 @@ class ArchConfig(BaseModel):
     """Base channel count; 64 is the paper's R(2+1)D, layer4 has 8 x width channels."""
     stem_stride: Literal[2, 4] = 2
     """Spatial stride of the stem's 7x7 conv; 2 is the paper's. 4 costs a student at 112 px what
-    2 costs it at 56 px, and lets it see the small objects that tell Drink and Pour from Wave."""
+    2 costs it at 56 px; at the demo's 18-minute budget it scored lower
+    (artifacts/demo/MODEL_CARD.md)."""
     num_classes: int = Field(11, ge=1)
     frames: int = Field(64, ge=1)
     """Longest clip the head's position table accepts; shorter clips work too."""
