@@ -14,13 +14,14 @@ import pytest
 from PIL import Image
 
 from bench.servers import ROOT, MosquittoBroker, RedisServer, WebhookReceiver, wait_for
+from model.manifest import load_manifest
 from service.encode import write_h264
 from service.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from tests.api.conftest import service_env
 from training.synth import film, render_scene
 
 DEMO_ARTIFACT = ROOT / "artifacts" / "demo"
-SAMPLED = json.loads((DEMO_ARTIFACT / "manifest.json").read_text())["clip"]["fps"]
+SAMPLED = load_manifest(DEMO_ARTIFACT).clip.fps
 """The rate the service samples the camera at, the model's: evidence is kept at it too."""
 SECRET = "hook-secret-42"
 FPS = 12
