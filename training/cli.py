@@ -44,9 +44,18 @@ def register_data(commands: argparse._SubParsersAction) -> None:
     )
     synth.add_argument(
         "--domain",
-        choices=("train", "shifted"),
+        # training.synth.domains' names, spelled here so that parsing imports no numpy.
+        choices=(
+            "train",
+            "shifted",
+            "shifted-mount",
+            "shifted-rooms",
+            "shifted-bodies",
+            "shifted-noise",
+        ),
         default="train",
-        help="shifted: rooms, bodies, mounts and noise no train-domain clip has (a test set)",
+        help="shifted: rooms, bodies, mounts and noise no train-domain clip has (a test set); "
+        "shifted-mount, -rooms, -bodies, -noise: that shift alone",
     )
     synth.add_argument("--frames", type=_frame_range, default=(32, 48), help="e.g. 32..48 or 40")
     synth.add_argument("--size", type=_frame_size, default=(160, 120), help="WxH, both even")

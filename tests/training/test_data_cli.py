@@ -77,6 +77,21 @@ def test_synth_then_check_finds_missing_and_corrupt_videos(tmp_path: Path) -> No
     assert "1 missing, 1 unreadable" in result.stdout
 
 
+def test_one_shift_alone_is_written_and_read_back(tmp_path: Path) -> None:
+    result = lumos(
+        "data", "synth", "--out", tmp_path, "--clips-per-class", "0", "--val-clips-per-class",
+        "0", "--test-clips-per-class", "1", "--frames", "8", "--size", "64x48", "--workers", "1",
+        "--domain", "shifted-mount",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "synth.json").read_text())["domain"] == "shifted-mount"
+    result = lumos("data", "stats", tmp_path, "--json")  # renders the clips again from synth.json
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["summary"]["below_floor"] == 0
+    result = lumos("data", "synth", "--out", tmp_path, "--domain", "shifted-hair")
+    assert result.returncode == 2 and "invalid choice: 'shifted-hair'" in result.stderr
+
+
 def test_bad_input_is_a_clear_error(tmp_path: Path) -> None:
     result = lumos("data", "check", tmp_path)
     assert result.returncode == 2

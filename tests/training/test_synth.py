@@ -7,7 +7,9 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import fields
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import pytest
@@ -16,7 +18,7 @@ from bench.servers import ROOT
 from training.datasets import ARID_CLASSES, load_dataset
 from training.synth import SynthConfig, render_clip, render_scene, write_benchmark
 from training.synth.benchmark import render
-from training.synth.domains import DOMAINS, RANGE_FIELDS
+from training.synth.domains import DOMAINS, RANGE_FIELDS, SHIFTS, Domain, DomainName
 from training.synth.scene import build_scene
 from training.synth.stats import LEGIBILITY_FLOOR, luma, root_stats
 from training.video import read_video
@@ -195,6 +197,18 @@ def test_shifted_domain_shares_no_range_or_style_with_train() -> None:
                 assert high < other_low or low > other_high, name
     for name in ("walls", "clothing", "lights"):
         assert not set(getattr(shifted, name)) & set(getattr(train, name)), name
+
+
+def test_each_partial_shift_moves_its_group_alone() -> None:
+    train, shifted = DOMAINS["train"], DOMAINS["shifted"]
+    assert set(get_args(DomainName)) == set(DOMAINS)
+    grouped = sorted(name for names in SHIFTS.values() for name in names)
+    assert grouped == sorted(field.name for field in fields(Domain))  # together: all of shifted
+    for group, names in SHIFTS.items():
+        partial = DOMAINS[f"shifted-{group}"]
+        for field in fields(Domain):
+            expected = shifted if field.name in names else train
+            assert getattr(partial, field.name) == getattr(expected, field.name), (group, field)
 
 
 def test_shifted_clips_keep_the_layout_and_come_from_streams_of_their_own(

@@ -1,18 +1,26 @@
-"""Parameter ranges of the two domains: `train` (what every training, validation and test clip is
-drawn from) and `shifted` (a test set whose rooms, bodies, camera mounts and noise no `train` clip
-has, so that it measures generalisation rather than memory).
+"""Parameter ranges of the domains: `train` (what every training, validation and test clip is
+drawn from), `shifted` (a test set whose rooms, bodies, camera mounts and noise no `train` clip
+has, so that it measures generalisation rather than memory) and one `shifted-<group>` per group of
+`SHIFTS`, which shifts that group alone, so that a test set can say which shift costs a model what.
 
 Each range is a union of intervals, each style a set of names; every range and style set of
 `shifted` is disjoint from `train`'s (a test checks it). Actions, light levels and the rest are
 shared: the shift is in what the scene looks like, not in what happens in it.
 """
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Literal
 
 import numpy as np
 
-DomainName = Literal["train", "shifted"]
+DomainName = Literal[
+    "train",
+    "shifted",
+    "shifted-mount",
+    "shifted-rooms",
+    "shifted-bodies",
+    "shifted-noise",
+]
 Ranges = tuple[tuple[float, float], ...]
 
 
@@ -64,6 +72,21 @@ DOMAINS: dict[str, Domain] = {
         lights=("fluorescent", "magenta"),
     ),
 }
+SHIFTS: dict[str, tuple[str, ...]] = {
+    "mount": ("camera_height", "fov"),
+    "rooms": ("walls", "lights"),
+    "bodies": ("clothing", "stature", "girth"),
+    "noise": ("read_noise", "row_noise"),
+}
+"""What `shifted` changes, in groups of fields that change together."""
+DOMAINS.update(
+    {
+        f"shifted-{group}": replace(
+            DOMAINS["train"], **{name: getattr(DOMAINS["shifted"], name) for name in names}
+        )
+        for group, names in SHIFTS.items()
+    }
+)
 DOMAIN_IDS = {name: number for number, name in enumerate(DOMAINS)}
 """The domain's word in every clip's generator seed: no two domains share a stream."""
 
