@@ -42,6 +42,9 @@ def refused(api: TestClient, body: dict, status: int, reason: str) -> dict:
          "invalid_overrides"),
         ({"stage": "ssl", "dataset": "synth", "overrides": {"optim.nonsense": 1}}, 422,
          "invalid_overrides"),
+        # A zoom-out that pads every frame to 100 times its side: memory, not augmentation.
+        ({"stage": "teacher", "dataset": "synth", "overrides": {"data.scales": [100]}}, 422,
+         "invalid_overrides"),
         ({"stage": "pipeline", "dataset": "synth", "overrides": {"optim.epochs": 1}}, 422,
          "invalid_overrides"),
         ({"stage": "distill", "dataset": "synth", "overrides": {"export_dir": "/tmp/x"}}, 422,
