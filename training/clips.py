@@ -71,27 +71,17 @@ class CropBox:
     flip: bool = False
 
 
-def _offset(room: int) -> int:
-    """Where a box `room` pixels shorter than the frame starts; a longer box (negative room)
-    starts before the frame, so that the frame lies inside it."""
-    return min(room, 0) + int(torch.randint(abs(room) + 1, ()))
-
-
 def random_crop_box(
     height: int, width: int, scales: Sequence[float] = DEFAULT_SCALES, flip: bool = True
 ) -> CropBox:
     """TSN's multi-scale crop: side lengths from `scales` of the shorter side, at most one scale
-    step apart (so the aspect stays near square), at a random place, mirrored half the time.
-
-    A scale above 1 zooms out: the box is larger than the frame, which lies inside it, and
-    `crop_clip` fills the margin black. People then look smaller, as through a wider lens or
-    from further away, which the scales below 1 (people larger) alone never show a network."""
+    step apart (so the aspect stays near square), at a random place, mirrored half the time."""
     sides = [max(1, int(min(height, width) * scale)) for scale in scales]
     pairs = [(h, w) for i, h in enumerate(sides) for j, w in enumerate(sides) if abs(i - j) <= 1]
     crop_h, crop_w = pairs[int(torch.randint(len(pairs), ()))]
     return CropBox(
-        top=_offset(height - crop_h),
-        left=_offset(width - crop_w),
+        top=int(torch.randint(height - crop_h + 1, ())),
+        left=int(torch.randint(width - crop_w + 1, ())),
         height=crop_h,
         width=crop_w,
         flip=flip and bool(torch.rand(()) < 0.5),
@@ -121,12 +111,9 @@ def photometric_jitter(clip: torch.Tensor, jitter: Photometric) -> torch.Tensor:
 
 
 def crop_clip(frames: torch.Tensor, box: CropBox, size: int) -> torch.Tensor:
-    """Cut `box` out of uint8 `T x H x W x 3` frames and scale it to `T x size x size x 3`; where
-    the box reaches past the frame it is black."""
+    """Cut `box` out of uint8 `T x H x W x 3` frames and scale it to `T x size x size x 3`."""
     planes = frames.permute(0, 3, 1, 2)
-    height, width = frames.shape[1:3]
-    inside = 0 <= box.top <= height - box.height and 0 <= box.left <= width - box.width
-    if (box.height, box.width) == (size, size) and inside:
+    if (box.height, box.width) == (size, size):
         planes = planes[..., box.top : box.top + size, box.left : box.left + size]
     else:
         planes = tvf.resized_crop(

@@ -42,7 +42,7 @@ def refused(api: TestClient, body: dict, status: int, reason: str) -> dict:
          "invalid_overrides"),
         ({"stage": "ssl", "dataset": "synth", "overrides": {"optim.nonsense": 1}}, 422,
          "invalid_overrides"),
-        # A zoom-out that pads every frame to 100 times its side: memory, not augmentation.
+        # A crop 100 times the frame: refused here, not a failed job in the worker.
         ({"stage": "teacher", "dataset": "synth", "overrides": {"data.scales": [100]}}, 422,
          "invalid_overrides"),
         ({"stage": "pipeline", "dataset": "synth", "overrides": {"optim.epochs": 1}}, 422,

@@ -189,7 +189,7 @@ def test_stage_configs_load_with_overrides() -> None:
         load_config(TeacherConfig, CONFIGS / "cpu-small" / "teacher.yaml", ["arch.fusion=max"])
     with pytest.raises(ValidationError, match="epoch"):
         load_config(TeacherConfig, CONFIGS / "cpu-small" / "teacher.yaml", ["optim.epoch=3"])
-    for scales in ("[2.5]", "[0]", "[]"):  # zooms out at most 2x; at least one scale
+    for scales in ("[1.5]", "[0]", "[]"):  # crops inside the frame; at least one scale
         with pytest.raises(ValidationError, match="scales"):
             load_config(
                 TeacherConfig, CONFIGS / "cpu-small" / "teacher.yaml", [f"data.scales={scales}"]
