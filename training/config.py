@@ -74,7 +74,7 @@ class DataConfig(Section):
     )
     """Training crops: side lengths as fractions of the shorter frame side (TSN's multi-scale).
     A crop never reaches past the frame: zooming out with a black margin was tried on cpu-small
-    and lost accuracy on the fresh and the shifted sets (artifacts/demo/MODEL_CARD.md)."""
+    and scored below crops inside it on every test set (artifacts/demo/MODEL_CARD.md)."""
     photometric: Photometric = Photometric()
     batch_size: int = Field(8, ge=1)
     """Clips per process per forward pass."""
