@@ -7,6 +7,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from training.synth.domains import DOMAINS
+
 
 def register(commands: argparse._SubParsersAction) -> None:
     """Add this package's subcommands to the root parser."""
@@ -44,15 +46,7 @@ def register_data(commands: argparse._SubParsersAction) -> None:
     )
     synth.add_argument(
         "--domain",
-        # training.synth.domains' names, spelled here so that parsing imports no numpy.
-        choices=(
-            "train",
-            "shifted",
-            "shifted-mount",
-            "shifted-rooms",
-            "shifted-bodies",
-            "shifted-noise",
-        ),
+        choices=tuple(DOMAINS),
         default="train",
         help="shifted: rooms, bodies, mounts and noise no train-domain clip has (a test set); "
         "shifted-mount, -rooms, -bodies, -noise: that shift alone",
@@ -120,7 +114,7 @@ def _data_check(args: argparse.Namespace) -> int:
 
 
 def _data_synth(args: argparse.Namespace) -> int:
-    from training.synth import SynthConfig, write_benchmark
+    from training.synth.benchmark import SynthConfig, write_benchmark
 
     def share(given: int | None, fraction: float) -> int:
         return round(fraction * args.clips_per_class) if given is None else given

@@ -18,7 +18,8 @@ from model.manifest import load_manifest
 from service.encode import write_h264
 from service.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from tests.api.conftest import service_env
-from training.synth import film, render_scene
+from training.synth.clip import film
+from training.synth.scene import render_scene
 
 DEMO_ARTIFACT = ROOT / "artifacts" / "demo"
 SAMPLED = load_manifest(DEMO_ARTIFACT).clip.fps

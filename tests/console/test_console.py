@@ -319,7 +319,7 @@ def test_keyboard_reaches_every_page(browser: Browser, service: Service):
 def test_screenshots_of_the_demo_model(page: Page, service: Service, rtsp_camera, tmp_path):
     """The README's Classify, phone and Cameras pictures, from the bundled demo model: a dark
     clip of the generated benchmark, and a real RTSP camera."""
-    from training.synth import render_clip
+    from training.synth.clip import render_clip
     from training.video import write_video
 
     demo = json.loads((DEMO / "manifest.json").read_text())["version"]

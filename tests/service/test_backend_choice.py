@@ -16,7 +16,7 @@ from service.infer import load_engine
 from service.int8 import SHIPPED, CalibrationSet, load_calibration, save_calibration
 from service.settings import Settings
 from tests.conftest import TINY_CLIP, make_artifact
-from training.synth import SynthConfig, write_benchmark
+from training.synth.benchmark import SynthConfig, write_benchmark
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,8 @@ from service.decode import Limits, decode_frames, open_source
 from service.encode import write_h264
 from service.events.rules import Roi
 from service.settings import Settings
-from training.synth import film, render_scene
+from training.synth.clip import film
+from training.synth.scene import render_scene
 
 FPS = 12
 

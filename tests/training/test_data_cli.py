@@ -92,6 +92,23 @@ def test_one_shift_alone_is_written_and_read_back(tmp_path: Path) -> None:
     assert result.returncode == 2 and "invalid choice: 'shifted-hair'" in result.stderr
 
 
+def test_every_domain_parses_without_importing_numpy() -> None:
+    """The CLI offers the generator's own domain names (one list, no copy), and reading the
+    arguments stays free of numpy, torch and av, so that `lumos --help` answers at once."""
+    script = (
+        "import sys; from service.cli import build_parser; "
+        "from training.synth.domains import DOMAINS; parser = build_parser(); "
+        "assert all(parser.parse_args(['data', 'synth', '--out', 'x', '--domain', name]).domain "
+        "== name for name in DOMAINS); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('numpy', 'torch', 'av')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
 def test_bad_input_is_a_clear_error(tmp_path: Path) -> None:
     result = lumos("data", "check", tmp_path)
     assert result.returncode == 2

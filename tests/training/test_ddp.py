@@ -15,7 +15,7 @@ from service.cli import main
 from tests.system import hosts as network
 from tests.system.hosts import Hosts
 from training.engine import load_checkpoint
-from training.synth import SynthConfig, write_benchmark
+from training.synth.benchmark import SynthConfig, write_benchmark
 
 DISTILL = Path(__file__).parents[2] / "configs" / "cpu-small" / "distill.yaml"
 TINY = [

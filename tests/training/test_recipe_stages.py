@@ -31,7 +31,7 @@ from training.datasets import ARID_CLASSES, load_dataset
 from training.distill import WithTargets, load_teacher, teacher_logits, train_distill
 from training.engine import RawClipSpec, build_stage_network, load_checkpoint
 from training.evaluate import EvalViews, crop_boxes, score
-from training.synth import SynthConfig, write_benchmark
+from training.synth.benchmark import SynthConfig, write_benchmark
 from training.teacher import EnhancedClips, TeacherInputs, enhancer
 
 CONFIGS = Path(__file__).parents[2] / "configs" / "cpu-small"

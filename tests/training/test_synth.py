@@ -16,10 +16,10 @@ import pytest
 
 from bench.servers import ROOT
 from training.datasets import ARID_CLASSES, load_dataset
-from training.synth import SynthConfig, render_clip, render_scene, write_benchmark
-from training.synth.benchmark import render
+from training.synth.benchmark import SynthConfig, render, write_benchmark
+from training.synth.clip import render_clip
 from training.synth.domains import DOMAINS, RANGE_FIELDS, SHIFTS, Domain, DomainName
-from training.synth.scene import build_scene
+from training.synth.scene import build_scene, render_scene
 from training.synth.stats import LEGIBILITY_FLOOR, luma, root_stats
 from training.video import read_video
 
@@ -98,8 +98,9 @@ def test_same_bytes_whatever_simd_numpy_dispatches_to(benchmark: Path, tmp_path:
     only), and numpy picks its kernels by it. The encoder runs without assembly, so the files
     are the same bytes only if every kernel the generator uses rounds alike."""
     script = (
-        "import sys, json; from pathlib import Path; from training.synth import SynthConfig, "
-        "write_benchmark; from tests.training.test_synth import SENSITIVE, _frames_digest; "
+        "import sys, json; from pathlib import Path; "
+        "from training.synth.benchmark import SynthConfig, write_benchmark; "
+        "from tests.training.test_synth import SENSITIVE, _frames_digest; "
         f"write_benchmark(SynthConfig(out=Path(sys.argv[1]), seed=5, workers=1, **{TINY!r})); "
         "print(json.dumps(_frames_digest(SENSITIVE)))"
     )

@@ -6,9 +6,3 @@ projection, shake, exposure, blur), `sensor` (noise, tone curve), `domains` (tra
 ranges), `clip` (one clip end to end, with the legibility floor), `benchmark` (the data set on
 disk), `stats` (measurements). See docs/benchmark.md.
 """
-
-from training.synth.benchmark import SynthConfig, write_benchmark
-from training.synth.clip import film, render_clip
-from training.synth.scene import render_scene
-
-__all__ = ["SynthConfig", "film", "render_clip", "render_scene", "write_benchmark"]

@@ -9,9 +9,10 @@ shared: the shift is in what the scene looks like, not in what happens in it.
 """
 
 from dataclasses import dataclass, fields, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import numpy as np
+if TYPE_CHECKING:  # numpy stays out of the import, so that `lumos` parses its arguments fast
+    import numpy as np
 
 DomainName = Literal[
     "train",
@@ -93,14 +94,14 @@ DOMAIN_IDS = {name: number for number, name in enumerate(DOMAINS)}
 RANGE_FIELDS = tuple(field.name for field in fields(Domain) if field.type is Ranges)
 
 
-def draw(rng: np.random.Generator, ranges: Ranges) -> float:
+def draw(rng: "np.random.Generator", ranges: Ranges) -> float:
     """A uniform draw from a union of intervals (each interval weighted by its width)."""
-    widths = np.array([high - low for low, high in ranges])
-    low, high = ranges[int(rng.choice(len(ranges), p=widths / widths.sum()))]
+    widths = [high - low for low, high in ranges]
+    low, high = ranges[int(rng.choice(len(ranges), p=[width / sum(widths) for width in widths]))]
     return float(rng.uniform(low, high))
 
 
-def pick(rng: np.random.Generator, names: tuple[str, ...]) -> str:
+def pick(rng: "np.random.Generator", names: tuple[str, ...]) -> str:
     """One of `names`, uniformly."""
     return names[int(rng.integers(len(names)))]
 
