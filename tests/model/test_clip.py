@@ -52,3 +52,23 @@ def test_rejects_unknown_normalisation_and_fields():
         ClipSpec(normalize="minmax")
     with pytest.raises(ValidationError):
         ClipSpec(stride=2)
+
+
+def test_motion_adds_what_changes_and_nothing_for_a_still_clip():
+    """A person crossing a bright, still room: the motion term marks the pixels the person
+    passes through, leaves the room alone, and a clip that does not change gets nothing added."""
+    frames = torch.full((1, 4, 16, 16, 3), 12, dtype=torch.uint8)
+    frames[:, :, :4, :4] = 250  # a lamp that never moves
+    for t in range(4):
+        frames[0, t, 8:12, 2 + 3 * t : 5 + 3 * t] = 40  # the person steps right
+    still, moving = ClipSpec(normalize="per_clip"), ClipSpec(normalize="per_clip", motion=2.0)
+    added = moving.to_input(frames) - still.to_input(frames)
+    passed = torch.zeros(16, 16, dtype=torch.bool)
+    passed[8:12, 2:14] = True
+    assert added[..., passed].abs().amax() > 1.0
+    assert torch.allclose(added[..., ~passed], added[..., ~passed][..., :1])  # the room: one offset
+    assert torch.equal(added[:, :, 0], added[:, :, 0, :1, :1].expand_as(added[:, :, 0]))
+    constant = frames[:, :1].expand(1, 4, 16, 16, 3).contiguous()
+    assert torch.equal(moving.to_input(constant), still.to_input(constant))
+    with pytest.raises(ValidationError):
+        ClipSpec(motion=-1.0)
