@@ -38,8 +38,8 @@ class ClipSpec(BaseModel):
     motion: float = Field(0.0, ge=0)
     """Weight of the clip's frame-to-frame change (standardised per clip) added to the normalised
     clip; 0 adds nothing. At night the room, its lamps and their glare fill the frame and stay
-    still: what changes is the person, which is the action, and which a new room or lens does
-    not alter. Adding it to the same three channels keeps every network and export as it is."""
+    still: what changes is the person, which is the action, and which a new room does not
+    alter. Adding it to the same three channels keeps every network and export as it is."""
 
     def to_input(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 `B x T x H x W x 3` RGB frames -> float32 `B x 3 x T x H x W` network input.
