@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from training.synth.domains import DOMAINS
+from training.synth.domains import DOMAINS, SHIFTS
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -49,7 +49,7 @@ def register_data(commands: argparse._SubParsersAction) -> None:
         choices=tuple(DOMAINS),
         default="train",
         help="shifted: rooms, bodies, mounts and noise no train-domain clip has (a test set); "
-        "shifted-mount, -rooms, -bodies, -noise: that shift alone",
+        f"shifted-<{'|'.join(SHIFTS)}>: that shift alone",
     )
     synth.add_argument("--frames", type=_frame_range, default=(32, 48), help="e.g. 32..48 or 40")
     synth.add_argument("--size", type=_frame_size, default=(160, 120), help="WxH, both even")

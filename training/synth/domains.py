@@ -97,7 +97,8 @@ RANGE_FIELDS = tuple(field.name for field in fields(Domain) if field.type is Ran
 def draw(rng: "np.random.Generator", ranges: Ranges) -> float:
     """A uniform draw from a union of intervals (each interval weighted by its width)."""
     widths = [high - low for low, high in ranges]
-    low, high = ranges[int(rng.choice(len(ranges), p=[width / sum(widths) for width in widths]))]
+    total = sum(widths)
+    low, high = ranges[int(rng.choice(len(ranges), p=[width / total for width in widths]))]
     return float(rng.uniform(low, high))
 
 
