@@ -6,7 +6,9 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import get_args
 
+from training.splits import Subset
 from training.synth.domains import DOMAINS, SHIFTS
 
 
@@ -176,6 +178,13 @@ def register_train(commands: argparse._SubParsersAction) -> None:
     evaluate = stages.add_parser("eval", help="score an artifact on a data set's test list")
     evaluate.add_argument("--artifact", type=Path, required=True)
     evaluate.add_argument("--data", type=Path, required=True, help="data set root")
+    evaluate.add_argument(
+        "--subset",
+        choices=get_args(Subset),
+        default="test",
+        help="the list to score: train and validation as the artifact's recipe held them (a "
+        "model no better on its training clips than on the test list underfits)",
+    )
     evaluate.add_argument("--split", type=_split, default=1, help="a number, or 'all' for the mean")
     evaluate.add_argument("--clips", type=int, default=1, help="clips per video, evenly spread")
     evaluate.add_argument("--crops", type=int, choices=(1, 3, 10), default=1)
@@ -297,6 +306,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         args.stride,
         args.batch_size,
         args.device,
+        args.subset,
     )
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0

@@ -3,7 +3,9 @@
 The recipes score one centred clip per video: the validation list after every epoch, to select,
 and the test list once at the end; `lumos train eval` scores an exported artifact both that way
 and with several clips x crops per video, softmax averaged (the paper's test protocol), and
-averages over a data set's splits when asked.
+averages over a data set's splits when asked. It scores the recipe's training or validation list
+too, as the artifact's recipe held them: a model that scores no better on the clips it trained on
+than on the test list underfits, and more data will not help it.
 """
 
 import logging
@@ -28,9 +30,9 @@ from training.clips import (
     spread_starts,
 )
 from training.config import DataConfig
-from training.datasets import detect_layout, load_dataset
+from training.datasets import detect_layout
 from training.engine import RawClipSpec, ValidateFn, clip_dataset, init_runtime
-from training.splits import Subset
+from training.splits import Subset, recipe_list
 from training.video import VideoError
 
 log = logging.getLogger(__name__)
@@ -182,18 +184,19 @@ def held_out_scorers(
 def evaluate_split(
     network: nn.Module,
     manifest: Manifest,
-    root: Path,
+    data: DataConfig,
     split: int,
+    subset: Subset,
     views: tuple[int, int],
     stride: int,
     batch_size: int,
     device: torch.device,
 ) -> dict[str, Any]:
-    """Score a student on one split's test list: single view and clips x crops."""
-    videos = load_dataset(root, split, "test")
+    """Score a student on one of a split's recipe lists: single view and clips x crops."""
+    videos = recipe_list(data.root, split, subset, data.validation_fraction, data.validation_seed)
     if list(videos.classes) != manifest.labels:
         raise ValueError(
-            f"{root} has classes {list(videos.classes)}, the artifact knows {manifest.labels}"
+            f"{data.root} has classes {list(videos.classes)}, the artifact knows {manifest.labels}"
         )
     spec = manifest.clip
     dataset = ClipDataset(videos.items, RawClipSpec(**spec.model_dump()), False, stride=stride)
@@ -218,21 +221,35 @@ def evaluate(
     stride: int | None = None,
     batch_size: int = 8,
     device: str = "auto",
+    subset: Subset = "test",
 ) -> dict[str, Any]:
     """Score an exported student on one split, or on each split and their mean ("all").
 
     `stride` defaults to the one the artifact was trained with (its provenance), so the clips
-    span the same time as in training.
+    span the same time as in training; a training or validation `subset` is the one its recipe
+    used, with the share of training videos it held out to validate on where `root` has no
+    validation list.
     """
     network, manifest = load_artifact(artifact)
     runtime = init_runtime(device)
     network = network.to(runtime.device)
+    trained = manifest.provenance.get("config", {}).get("data", {})
     if stride is None:
-        stride = manifest.provenance.get("config", {}).get("data", {}).get("stride", 1)
+        stride = trained.get("stride", 1)
+    held_out = ("validation_fraction", "validation_seed")
+    data = DataConfig(root=root, **{key: trained[key] for key in held_out if key in trained})
     splits = detect_layout(root).splits(Path(root)) if split == "all" else [split]
     reports = {
         str(number): evaluate_split(
-            network, manifest, root, number, (clips, crops), stride, batch_size, runtime.device
+            network,
+            manifest,
+            data,
+            number,
+            subset,
+            (clips, crops),
+            stride,
+            batch_size,
+            runtime.device,
         )
         for number in splits
     }
@@ -246,6 +263,7 @@ def evaluate(
     return {
         "artifact": str(artifact),
         "data": str(root),
+        "subset": subset,
         "clips": clips,
         "crops": crops,
         "stride": stride,
@@ -258,7 +276,8 @@ def evaluate(
 def format_report(report: dict[str, Any]) -> str:
     """The report as a few readable lines: accuracies per split, then per class for each split."""
     multi = f"{report['clips']} clips x {report['crops']} crops"
-    lines = [f"{report['artifact']} on {report['data']} (single view | {multi})"]
+    where = f"{report['data']}'s {report['subset']} list"
+    lines = [f"{report['artifact']} on {where} (single view | {multi})"]
     for split, scores in report["splits"].items():
         single, several = scores["single"], scores["multi"]
         lines.append(

@@ -22,8 +22,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
-
 from training.datasets import DatasetError, VideoItem, VideoList, detect_layout, resolve_split
 
 Subset = Literal["train", "validation", "test"]
@@ -36,6 +34,8 @@ def hold_out(
     """(kept, held out): `fraction` of each class's items, at least one, drawn by `seed`; a class
     with a single item keeps it. Both keep the list's order, so the result depends only on the
     list, the fraction and the seed."""
+    import numpy as np  # here, so that `lumos` builds its parser (which names the lists) fast
+
     by_class: dict[int, list[int]] = defaultdict(list)
     for position, item in enumerate(items):
         by_class[item.label].append(position)

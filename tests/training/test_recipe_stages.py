@@ -190,7 +190,30 @@ def test_eval_reports_single_and_multi_view_scores(pipeline: Path, benchmark: Pa
         assert report["mean"][view]["top1"] == scores["top1"]
 
     assert main(["train", "eval", *args[:-1]]) == 0
-    assert "split 1: top-1" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "'s test list" in out and "split 1: top-1" in out
+
+
+def test_eval_scores_the_recipes_training_and_validation_lists(
+    pipeline: Path, benchmark: Path, capsys
+) -> None:
+    """One training, two validation and one test clip per class: the counts tell the lists apart,
+    and the training clips are scored as they are, without the recipe's augmentation."""
+    args = ["--artifact", str(pipeline / "artifact"), "--data", str(benchmark), "--json"]
+    scores = {}
+    for subset, clips in (("train", 11), ("validation", 22), ("test", 11)):
+        capsys.readouterr()
+        assert main(["train", "eval", *args, "--subset", subset]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert report["subset"] == subset
+        scores[subset] = report["splits"]["1"]["single"]
+        assert scores[subset]["clips"] == clips
+    capsys.readouterr()
+    assert main(["train", "eval", *args, "--subset", "train"]) == 0
+    assert json.loads(capsys.readouterr().out)["splits"]["1"]["single"] == scores["train"]
+    with pytest.raises(SystemExit):
+        main(["train", "eval", *args, "--subset", "../test"])
+    assert "invalid choice" in capsys.readouterr().err
 
 
 def test_bad_configs_and_paths_end_the_command_with_a_reason(
