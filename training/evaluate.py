@@ -31,8 +31,8 @@ from training.clips import (
 )
 from training.config import DataConfig
 from training.datasets import detect_layout
-from training.engine import RawClipSpec, ValidateFn, clip_dataset, init_runtime
-from training.splits import Subset, recipe_list
+from training.engine import ValidateFn, clip_dataset, init_runtime
+from training.splits import Subset
 from training.video import VideoError
 
 log = logging.getLogger(__name__)
@@ -185,21 +185,19 @@ def evaluate_split(
     network: nn.Module,
     manifest: Manifest,
     data: DataConfig,
-    split: int,
     subset: Subset,
     views: tuple[int, int],
-    stride: int,
     batch_size: int,
     device: torch.device,
 ) -> dict[str, Any]:
-    """Score a student on one of a split's recipe lists: single view and clips x crops."""
-    videos = recipe_list(data.root, split, subset, data.validation_fraction, data.validation_seed)
-    if list(videos.classes) != manifest.labels:
+    """Score a student on one of the recipe lists of `data`'s split, cut as `data` says: single
+    view and clips x crops."""
+    dataset, classes = clip_dataset(data, subset, train=False)
+    if list(classes) != manifest.labels:
         raise ValueError(
-            f"{data.root} has classes {list(videos.classes)}, the artifact knows {manifest.labels}"
+            f"{data.root} has classes {list(classes)}, the artifact knows {manifest.labels}"
         )
     spec = manifest.clip
-    dataset = ClipDataset(videos.items, RawClipSpec(**spec.model_dump()), False, stride=stride)
     probabilities, labels = predict(
         lambda frames: network(spec.to_input(frames)).logits,
         EvalViews(dataset, *views),
@@ -236,18 +234,18 @@ def evaluate(
     trained = manifest.provenance.get("config", {}).get("data", {})
     if stride is None:
         stride = trained.get("stride", 1)
-    held_out = ("validation_fraction", "validation_seed")
-    data = DataConfig(root=root, **{key: trained[key] for key in held_out if key in trained})
+    held_out = {
+        key: trained[key] for key in ("validation_fraction", "validation_seed") if key in trained
+    }
+    data = DataConfig(root=root, clip=manifest.clip, stride=stride, cache=False, **held_out)
     splits = detect_layout(root).splits(Path(root)) if split == "all" else [split]
     reports = {
         str(number): evaluate_split(
             network,
             manifest,
-            data,
-            number,
+            data.model_copy(update={"split": number}),
             subset,
             (clips, crops),
-            stride,
             batch_size,
             runtime.device,
         )
