@@ -21,7 +21,7 @@ from service.backends import calibration_batch
 from service.int8 import CalibrationSet, save_calibration
 
 DEMO = ROOT / "artifacts" / "demo"
-DEMO_CONFIG = ROOT / "configs" / "cpu-small" / "distill.yaml"
+DEMO_CONFIG = ROOT / "configs" / "cpu-student" / "distill.yaml"
 
 Size = Literal["paper", "demo", "tiny"]
 

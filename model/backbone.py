@@ -19,9 +19,12 @@ PAPER_WIDTH = 64
 IG65M_BN_EPS = 1e-3
 
 
-def midplanes(inplanes: int, planes: int) -> int:
-    """Mid-channels that give a (2+1)D conv the parameter count of the full 3x3x3 conv."""
-    return (inplanes * planes * 3 * 3 * 3) // (inplanes * 3 * 3 + 3 * planes)
+def midplanes(inplanes: int, planes: int, multiple: int = 1) -> int:
+    """Mid-channels that give a (2+1)D conv the parameter count of the full 3x3x3 conv, rounded
+    to the nearest `multiple`: oneDNN's CPU kernels work in blocks of 8 or 16 channels, and odd
+    counts such as width 12's 27 fall off them (see `ArchConfig.mid_multiple`)."""
+    exact = (inplanes * planes * 3 * 3 * 3) // (inplanes * 3 * 3 + 3 * planes)
+    return max(multiple, round(exact / multiple) * multiple)
 
 
 class Conv2Plus1D(nn.Sequential):
@@ -41,10 +44,15 @@ class BasicBlock(nn.Module):
     """Two (2+1)D convs and a residual connection (torchvision's BasicBlock, module for module)."""
 
     def __init__(
-        self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        mid_multiple: int = 1,
     ) -> None:
         super().__init__()
-        mid = midplanes(inplanes, planes)
+        mid = midplanes(inplanes, planes, mid_multiple)
         self.conv1 = nn.Sequential(
             Conv2Plus1D(inplanes, planes, mid, stride),
             nn.BatchNorm3d(planes),
@@ -66,10 +74,16 @@ class R2Plus1D(nn.Module):
     With `ig65m`, conv2 of each layer's first block takes its mid-channels from (planes, planes)
     instead of torchvision's (inplanes, planes) (288/576/1152 instead of 230/460/921 at width 64),
     and BatchNorm epsilon is 1e-3: the layout the IG-65M checkpoints were saved in.
+    `mid_multiple` rounds every block's mid-channels (1 with `ig65m`, whose shapes are fixed).
     """
 
     def __init__(
-        self, depth: int = 34, ig65m: bool = False, width: int = PAPER_WIDTH, stem_stride: int = 2
+        self,
+        depth: int = 34,
+        ig65m: bool = False,
+        width: int = PAPER_WIDTH,
+        stem_stride: int = 2,
+        mid_multiple: int = 1,
     ) -> None:
         super().__init__()
         if depth not in LAYERS:
@@ -88,28 +102,30 @@ class R2Plus1D(nn.Module):
         self.out_channels = 8 * width
         self.inplanes = width
         blocks = LAYERS[depth]
-        self.layer1 = self._make_layer(width, blocks[0], 1, ig65m)
-        self.layer2 = self._make_layer(2 * width, blocks[1], 2, ig65m)
-        self.layer3 = self._make_layer(4 * width, blocks[2], 2, ig65m)
-        self.layer4 = self._make_layer(8 * width, blocks[3], 2, ig65m)
+        self.layer1 = self._make_layer(width, blocks[0], 1, ig65m, mid_multiple)
+        self.layer2 = self._make_layer(2 * width, blocks[1], 2, ig65m, mid_multiple)
+        self.layer3 = self._make_layer(4 * width, blocks[2], 2, ig65m, mid_multiple)
+        self.layer4 = self._make_layer(8 * width, blocks[3], 2, ig65m, mid_multiple)
         self._init_weights()
         if ig65m:
             for m in self.modules():
                 if isinstance(m, nn.BatchNorm3d):
                     m.eps = IG65M_BN_EPS
 
-    def _make_layer(self, planes: int, blocks: int, stride: int, ig65m: bool) -> nn.Sequential:
+    def _make_layer(
+        self, planes: int, blocks: int, stride: int, ig65m: bool, mid_multiple: int
+    ) -> nn.Sequential:
         downsample = None
         if stride != 1 or self.inplanes != planes:
             downsample = nn.Sequential(
                 nn.Conv3d(self.inplanes, planes, kernel_size=1, stride=stride, bias=False),
                 nn.BatchNorm3d(planes),
             )
-        first = BasicBlock(self.inplanes, planes, stride, downsample)
+        first = BasicBlock(self.inplanes, planes, stride, downsample, mid_multiple)
         if ig65m:
             first.conv2[0] = Conv2Plus1D(planes, planes, midplanes(planes, planes))
         self.inplanes = planes
-        rest = [BasicBlock(planes, planes) for _ in range(1, blocks)]
+        rest = [BasicBlock(planes, planes, mid_multiple=mid_multiple) for _ in range(1, blocks)]
         return nn.Sequential(first, *rest)
 
     def _init_weights(self) -> None:

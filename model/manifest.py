@@ -40,6 +40,11 @@ class ArchConfig(BaseModel):
     """Spatial stride of the stem's 7x7 conv; 2 is the paper's. 4 costs a student at 112 px what
     2 costs it at 56 px; at the demo's 18-minute budget it scored lower
     (artifacts/demo/MODEL_CARD.md)."""
+    mid_multiple: int = Field(1, ge=1)
+    """Rounds each (2+1)D conv's mid-channels to the nearest multiple. 1 is torchvision's exact
+    count, which IG-65M weights need; 8 fits oneDNN's channel blocks on AVX2 and AVX-512 CPUs,
+    where width 12's odd counts (27, 43) make the 28x28 layer1 convolutions, most of a student's
+    step, several times slower per FLOP (artifacts/demo/MODEL_CARD.md)."""
     num_classes: int = Field(11, ge=1)
     frames: int = Field(64, ge=1)
     """Longest clip the head's position table accepts; shorter clips work too."""
@@ -58,6 +63,8 @@ class ArchConfig(BaseModel):
     def _check(self) -> Self:
         if self.kind == "student" and self.fusion is not None:
             raise ValueError("a student has no fusion; set fusion to null")
+        if self.ig65m and self.mid_multiple != 1:
+            raise ValueError("IG-65M weights fix the mid-channels: mid_multiple must be 1")
         if self.kind == "teacher" and self.fusion is None:
             raise ValueError(f"a teacher needs a fusion, one of {FUSIONS}")
         if (self.head_dim or self.feature_dim) % self.head_heads:

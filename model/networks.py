@@ -42,7 +42,9 @@ class Student(nn.Module):
     def __init__(self, arch: ArchConfig) -> None:
         super().__init__()
         self.arch = arch
-        self.backbone = R2Plus1D(arch.depth, arch.ig65m, arch.width, arch.stem_stride)
+        self.backbone = R2Plus1D(
+            arch.depth, arch.ig65m, arch.width, arch.stem_stride, arch.mid_multiple
+        )
         self.head = _head(arch)
 
     def forward(self, x: torch.Tensor) -> NetworkOutput:
@@ -56,7 +58,9 @@ class Teacher(nn.Module):
     def __init__(self, arch: ArchConfig) -> None:
         super().__init__()
         self.arch = arch
-        self.backbone = R2Plus1D(arch.depth, arch.ig65m, arch.width, arch.stem_stride)
+        self.backbone = R2Plus1D(
+            arch.depth, arch.ig65m, arch.width, arch.stem_stride, arch.mid_multiple
+        )
         self.fusion = build_fusion(str(arch.fusion), arch.feature_dim, arch.fusion_reduction)
         self.head = _head(arch)
 

@@ -7,6 +7,11 @@ from this SSL backbone, and SSL starts from this teacher's backbone when its con
 The student artifact goes to `out`, and its manifest gets the test scores and the time each stage
 took.
 
+A directory without `teacher.yaml` or `ssl.yaml` skips that stage, and the student takes its
+teacher and init from its own config (null: none). `configs/cpu-student/` is such a recipe: the
+student alone, given the whole CPU budget, which at that budget beats the three stages
+(artifacts/demo/MODEL_CARD.md).
+
 Every choice is made on the validation list (`training.splits`): each stage's best epoch, hence
 the teacher that teaches and the backbones passed on. The test list is scored once per network,
 with its selected weights: the teacher's at the end of its stage, the student's by `lumos train
@@ -32,11 +37,12 @@ log = logging.getLogger(__name__)
 
 
 def ssl_config(
-    teacher: Path, config_dir: Path, data: Path, work: Path, overrides: Sequence[str]
+    teacher: Path | None, config_dir: Path, data: Path, work: Path, overrides: Sequence[str]
 ) -> SSLConfig:
-    """The SSL stage's config; when it starts from a teacher's backbone, from `teacher`'s."""
+    """The SSL stage's config; when it starts from a teacher's backbone, from `teacher`'s (this
+    run's, where the pipeline trained one)."""
     config = stage_config(SSLConfig, "ssl", config_dir, data, work, overrides)
-    if config.init is None:
+    if config.init is None or teacher is None:
         return config
     return stage_config(SSLConfig, "ssl", config_dir, data, work, overrides, [f"init={teacher}"])
 
@@ -55,9 +61,14 @@ def run_pipeline(
         return result
 
     paths = (config_dir, data, work, overrides)
-    teacher = timed("teacher", train_teacher, stage_config(TeacherConfig, "teacher", *paths))
-    ssl = timed("ssl", train_ssl, ssl_config(teacher.best, *paths))
-    wiring = [f"teacher={teacher.best}", f"init={ssl.best}", f"export_dir={out}", "data.test=false"]
+    wiring = [f"export_dir={out}", "data.test=false"]
+    teacher = None
+    if (config_dir / "teacher.yaml").exists():
+        teacher = timed("teacher", train_teacher, stage_config(TeacherConfig, "teacher", *paths))
+        wiring.append(f"teacher={teacher.best}")
+    if (config_dir / "ssl.yaml").exists():
+        ssl_stage = ssl_config(teacher.best if teacher else None, *paths)
+        wiring.append(f"init={timed('ssl', train_ssl, ssl_stage).best}")
     config = stage_config(DistillConfig, "distill", *paths, wiring)
     timed("distill", train_distill, config)
     if not init_runtime(config.run.device).is_main:
@@ -67,9 +78,10 @@ def run_pipeline(
     split = report["splits"][str(config.data.split)]["single"]
     summary = {
         "test": {key: split[key] for key in ("top1", "top5", "clips", "per_class")},
-        "teacher": {"val": teacher.metrics, "test": teacher.test},
         "seconds": {**seconds, "total": round(sum(seconds.values()), 1)},
     }
+    if teacher:
+        summary["teacher"] = {"val": teacher.metrics, "test": teacher.test}
     network, manifest = load_artifact(out)
     metrics = {**manifest.metrics, **summary}
     save_artifact(out, network, manifest.model_copy(update={"metrics": metrics}))

@@ -59,6 +59,26 @@ def test_a_stride_4_stem_sees_112_px_for_the_cost_of_56():
         assert fine_map.shape == coarse(torch.rand(1, 3, 8, 56, 56)).shape
 
 
+def test_mid_multiple_rounds_every_mid_channel_count_and_keeps_the_size():
+    """Width 12's exact mids (27, 43, 54, ...) rounded to multiples of 8, within 2% of the
+    parameters; IG-65M's fixed shapes refuse it."""
+    exact, rounded = (
+        on_meta(ArchConfig(depth=18, ig65m=False, width=12, mid_multiple=m)) for m in (1, 8)
+    )
+    mids = [
+        m.out_channels
+        for m in rounded.backbone.modules()
+        if isinstance(m, torch.nn.Conv3d) and m.kernel_size == (1, 3, 3)
+    ]
+    assert mids and all(mid % 8 == 0 for mid in mids)
+    assert 27 in {
+        m.out_channels for m in exact.backbone.modules() if isinstance(m, torch.nn.Conv3d)
+    }
+    assert count_params(rounded) == pytest.approx(count_params(exact), rel=0.02)
+    with pytest.raises(ValidationError, match="mid_multiple"):
+        paper(mid_multiple=8)
+
+
 @pytest.mark.parametrize("frames", [8, 16, 32, 64])
 @pytest.mark.parametrize("batch", [1, 3])
 def test_student_and_teacher_shapes(tiny, frames, batch):

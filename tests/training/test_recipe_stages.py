@@ -126,6 +126,23 @@ def test_pipeline_trains_every_stage_and_exports_the_student(pipeline: Path) -> 
     assert splits == {"teacher": ["val", "test"], "ssl": ["epoch"], "distill": ["val"]}
 
 
+def test_a_config_dir_without_teacher_and_ssl_trains_the_student_alone(
+    benchmark: Path, tmp_path: Path
+) -> None:
+    """configs/cpu-student, the demo's recipe: no teacher or SSL stage runs, none is wired in."""
+    student = CONFIGS.parent / "cpu-student"
+    args = ["--config-dir", str(student), "--data", str(benchmark)]
+    args += ["--out", str(tmp_path / "artifact"), "--work", str(tmp_path)]
+    assert main(["train", "pipeline", *args, *[f"--set={item}" for item in TINY]]) == 0
+    assert not (tmp_path / "teacher").exists() and not (tmp_path / "ssl").exists()
+    _, manifest = load_artifact(tmp_path / "artifact")
+    config = manifest.provenance["config"]
+    assert (config["teacher"], config["init"], config["arch"]["mid_multiple"]) == (None, None, 8)
+    assert "teacher" not in manifest.metrics and manifest.provenance["upstream"] == {}
+    assert set(manifest.metrics["seconds"]) == {"distill", "eval", "total"}
+    assert manifest.metrics["test"]["clips"] == 11
+
+
 def test_a_rerun_with_more_epochs_resumes_where_the_last_stopped(
     pipeline: Path, benchmark: Path
 ) -> None:
