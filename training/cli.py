@@ -194,7 +194,9 @@ def register_train(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--json", action="store_true", help="print the full report as JSON")
     evaluate.set_defaults(run=_reported(_evaluate))
 
-    pipeline = stages.add_parser("pipeline", help="teacher -> ssl -> distill -> eval")
+    pipeline = stages.add_parser(
+        "pipeline", help="teacher -> ssl -> distill -> eval (the stages the config dir holds)"
+    )
     _config_dir(pipeline)
     pipeline.add_argument("--out", type=Path, required=True, help="artifact directory")
     pipeline.add_argument("--work", type=Path, default=Path("runs/pipeline"), help="checkpoints")

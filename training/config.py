@@ -198,6 +198,20 @@ def load_config(kind: type[Config], path: Path, overrides: Sequence[str] = ()) -
 STAGES = ("teacher", "ssl", "distill")
 
 
+def pipeline_stages(config_dir: Path) -> tuple[str, ...]:
+    """The stages `lumos train pipeline` runs from `config_dir`: each whose YAML it holds, and
+    always the student's (distill), which makes the artifact. Without teacher.yaml or ssl.yaml
+    the student keeps the teacher and init its own config names (null: none)."""
+    return tuple(s for s in STAGES if s == "distill" or (config_dir / f"{s}.yaml").is_file())
+
+
+def pipeline_links(stage: str, stages: Sequence[str]) -> set[str]:
+    """The checkpoint fields of `stage` that a pipeline of `stages` points at its own earlier
+    stages: the student's teacher (the teacher stage) and init (SSL), SSL's init (the teacher)."""
+    sources = {"teacher": "teacher", "init": "ssl" if stage == "distill" else "teacher"}
+    return {field for field, source in sources.items() if source in stages and source != stage}
+
+
 def stage_overrides(overrides: Sequence[str], stage: str) -> list[str]:
     """The `STAGE.key=value` items meant for `stage` (or for `all`), without the prefix."""
     picked = []

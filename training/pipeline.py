@@ -26,7 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from model.artifact import load_artifact, save_artifact
-from training.config import DistillConfig, SSLConfig, TeacherConfig, stage_config
+from training.config import (
+    DistillConfig,
+    SSLConfig,
+    TeacherConfig,
+    pipeline_stages,
+    stage_config,
+)
 from training.distill import train_distill
 from training.engine import init_runtime
 from training.evaluate import evaluate
@@ -50,7 +56,8 @@ def ssl_config(
 def run_pipeline(
     config_dir: Path, data: Path, out: Path, work: Path, overrides: Sequence[str] = ()
 ) -> dict[str, Any]:
-    """Train all three stages, export the student to `out` and score it on the test split."""
+    """Train the stages `config_dir` holds, export the student to `out` and score it on the test
+    split."""
     seconds: dict[str, float] = {}
 
     def timed(stage: str, run: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -61,12 +68,13 @@ def run_pipeline(
         return result
 
     paths = (config_dir, data, work, overrides)
+    stages = pipeline_stages(config_dir)
     wiring = [f"export_dir={out}", "data.test=false"]
     teacher = None
-    if (config_dir / "teacher.yaml").exists():
+    if "teacher" in stages:
         teacher = timed("teacher", train_teacher, stage_config(TeacherConfig, "teacher", *paths))
         wiring.append(f"teacher={teacher.best}")
-    if (config_dir / "ssl.yaml").exists():
+    if "ssl" in stages:
         ssl_stage = ssl_config(teacher.best if teacher else None, *paths)
         wiring.append(f"init={timed('ssl', train_ssl, ssl_stage).best}")
     config = stage_config(DistillConfig, "distill", *paths, wiring)

@@ -24,7 +24,6 @@ from training import config as schemas
 from training.progress import PROGRESS, read_progress
 
 _DATASET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_RECIPES = ("teacher", "ssl", "distill")
 _KINDS: dict[str, type[schemas.StageConfig]] = {
     "teacher": schemas.TeacherConfig,
     "ssl": schemas.SSLConfig,
@@ -94,7 +93,8 @@ class JobPlanner:
 
     def _stage_configs(self, request: JobRequest) -> dict[str, schemas.StageConfig]:
         """Each recipe's validated config, as the job will assemble it."""
-        stages = _RECIPES if request.stage == "pipeline" else (request.stage,)
+        pipeline = request.stage == "pipeline"
+        stages = schemas.pipeline_stages(self.config_dir) if pipeline else (request.stage,)
         sets = self._pipeline_sets(request)
         data = self.data_root / request.dataset
         configs = {}
@@ -108,19 +108,21 @@ class JobPlanner:
                 pinned = schemas.stage_config(*assemble, [])
                 items = schemas.stage_overrides(sets, stage)
                 check_overrides(stage, items, pinned, configs[stage], self.roots)
-                self._check_checkpoints(stage, configs[stage], wired=request.stage == "pipeline")
+                wired = schemas.pipeline_links(stage, stages) if pipeline else set()
+                self._check_checkpoints(stage, configs[stage], wired)
         except ValueError as exc:  # pydantic's ValidationError, and malformed keys
             raise JobError("invalid_overrides", str(exc)) from exc
         return configs
 
-    def _check_checkpoints(self, stage: str, config: schemas.StageConfig, wired: bool) -> None:
-        """The checkpoints a stage starts from exist (a pipeline wires `init` and `teacher` to
-        the stage before it)."""
-        fields = ("pretrained",) if wired else ("pretrained", "init", "teacher")
+    def _check_checkpoints(self, stage: str, config: schemas.StageConfig, wired: set[str]) -> None:
+        """The checkpoints a stage starts from exist, but for the `wired` ones, which a pipeline
+        points at its own earlier stages."""
         missing = [
             f"{field}={self.roots.relative(str(path))}"
-            for field in fields
-            if (path := getattr(config, field, None)) and not Path(path).is_file()
+            for field in ("pretrained", "init", "teacher")
+            if field not in wired
+            and (path := getattr(config, field, None))
+            and not Path(path).is_file()
         ]
         if missing:
             raise JobError(

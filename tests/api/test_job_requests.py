@@ -154,3 +154,21 @@ def test_unknown_jobs_and_versions_answer_from_the_one_status_table(api):
     assert api.delete("/v1/jobs/nope").status_code == 404
     answer = api.post("/v1/models/nope/activate")
     assert (answer.status_code, answer.json()["reason"]) == (404, "unknown_version")
+
+
+def test_a_pipeline_job_plans_the_stages_its_config_dir_holds(in_process, tmp_path):
+    """configs/cpu-student (the student alone, no teacher or init) is queued; a student-only
+    directory whose student names a teacher checkpoint that is not there is refused, since no
+    teacher stage will make it."""
+    (tmp_path / "data" / "synth").mkdir(parents=True)
+    student = Path(__file__).parents[2] / "configs" / "cpu-student"
+    api = in_process(train_configs=student)
+    answer = api.post("/v1/jobs", json={"stage": "pipeline", "dataset": "synth"})
+    assert answer.status_code == 201, answer.text
+    named = tmp_path / "configs-named-teacher"
+    named.mkdir()
+    text = (student / "distill.yaml").read_text()
+    (named / "distill.yaml").write_text(text.replace("teacher: null", "teacher: t/best.pt"))
+    problem = refused(in_process(train_configs=named), {"stage": "pipeline", "dataset": "synth"},
+                      422, "missing_checkpoint")  # fmt: skip
+    assert "teacher=" in problem["detail"]
