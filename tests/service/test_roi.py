@@ -25,10 +25,12 @@ def demo():
 
 
 def corner_video(path) -> None:
-    """640 x 240, dark, with someone running in the 160 x 120 bottom-right corner for 4 s (seed 3:
-    with demo-20261204c the region's best clip scores Run 0.99, its mean 0.59 above the whole
-    frame's; with demo-20261204b 11 of 12 seeds passed)."""
-    rng = np.random.default_rng(3)
+    """640 x 240, dark, with someone running in the 160 x 120 bottom-right corner for 4 s (seed 6:
+    with demo-20261204d the region's clips score Run 0.87, 0.99 and 0.79, the whole frame's 0.00.
+    Over seeds 0-7 its region's best clip gives Run > 0.6 for all 8, and 5 of 8 regions beat the
+    whole frame by 0.2 on average: it sees the small runner in the whole frame more often than
+    its predecessors did, 11 of 12 seeds of which passed with demo-20261204b)."""
+    rng = np.random.default_rng(6)
     scene = render_scene("Run", rng, 4 * FPS, (160, 120))
     wide = np.full((len(scene), 240, 640, 3), scene.mean() * 0.3, np.float32)
     wide[:, 120:, 480:] = scene
