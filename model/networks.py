@@ -23,6 +23,10 @@ class NetworkOutput(NamedTuple):
     """Per-stream `B x C` global averages of the layer4 map, before fusion, for the losses."""
 
 
+def _backbone(arch: ArchConfig) -> R2Plus1D:
+    return R2Plus1D(arch.depth, arch.ig65m, arch.width, arch.stem_stride, arch.mid_multiple)
+
+
 def _head(arch: ArchConfig) -> BertHead:
     return BertHead(
         arch.feature_dim,
@@ -42,9 +46,7 @@ class Student(nn.Module):
     def __init__(self, arch: ArchConfig) -> None:
         super().__init__()
         self.arch = arch
-        self.backbone = R2Plus1D(
-            arch.depth, arch.ig65m, arch.width, arch.stem_stride, arch.mid_multiple
-        )
+        self.backbone = _backbone(arch)
         self.head = _head(arch)
 
     def forward(self, x: torch.Tensor) -> NetworkOutput:
@@ -58,9 +60,7 @@ class Teacher(nn.Module):
     def __init__(self, arch: ArchConfig) -> None:
         super().__init__()
         self.arch = arch
-        self.backbone = R2Plus1D(
-            arch.depth, arch.ig65m, arch.width, arch.stem_stride, arch.mid_multiple
-        )
+        self.backbone = _backbone(arch)
         self.fusion = build_fusion(str(arch.fusion), arch.feature_dim, arch.fusion_reduction)
         self.head = _head(arch)
 
