@@ -36,7 +36,8 @@ class RunConfig(Section):
     """Optimizer steps between mid-epoch checkpoints; 0 keeps only the one at each epoch's end."""
     channels_last: bool = True
     """channels_last_3d memory format, which GPUs' mixed-precision convolutions want. Measure it
-    on a CPU: on a 2-core AMX Xeon it made cpu-small's training steps 5-60% slower."""
+    on a CPU: it made cpu-small's training steps 5-60% slower on a 2-core AMX Xeon and the demo
+    student's 20% slower on the AVX2 EPYC, 15% faster on an AVX-512 EPYC."""
 
 
 class Photometric(Section):
@@ -196,6 +197,11 @@ def load_config(kind: type[Config], path: Path, overrides: Sequence[str] = ()) -
 
 
 STAGES = ("teacher", "ssl", "distill")
+STAGE_CONFIGS: dict[str, type[StageConfig]] = {
+    "teacher": TeacherConfig,
+    "ssl": SSLConfig,
+    "distill": DistillConfig,
+}
 
 
 def pipeline_stages(config_dir: Path) -> tuple[str, ...]:
@@ -205,11 +211,18 @@ def pipeline_stages(config_dir: Path) -> tuple[str, ...]:
     return tuple(s for s in STAGES if s == "distill" or (config_dir / f"{s}.yaml").is_file())
 
 
-def pipeline_links(stage: str, stages: Sequence[str]) -> set[str]:
+_LINKS: dict[str, dict[str, str]] = {
+    "ssl": {"init": "teacher"},
+    "distill": {"teacher": "teacher", "init": "ssl"},
+}
+
+
+def pipeline_links(stage: str, stages: Sequence[str]) -> dict[str, str]:
     """The checkpoint fields of `stage` that a pipeline of `stages` points at its own earlier
-    stages: the student's teacher (the teacher stage) and init (SSL), SSL's init (the teacher)."""
-    sources = {"teacher": "teacher", "init": "ssl" if stage == "distill" else "teacher"}
-    return {field for field, source in sources.items() if source in stages and source != stage}
+    stages, each with the stage whose selected checkpoint it takes: the student's teacher (the
+    teacher stage) and init (SSL), SSL's init (the teacher). The pipeline sets a field only where
+    the stage's config names a checkpoint, so that null stays null (SSL from scratch)."""
+    return {field: source for field, source in _LINKS.get(stage, {}).items() if source in stages}
 
 
 def stage_overrides(overrides: Sequence[str], stage: str) -> list[str]:

@@ -2,8 +2,9 @@
 
 Each stage reads its YAML from one config directory, writes checkpoints under `work/<stage>` and
 resumes from them when rerun, so an interrupted pipeline continues where it stopped. The links
-between stages point at this run's checkpoints: the student learns from this teacher and starts
-from this SSL backbone, and SSL starts from this teacher's backbone when its config has an init.
+between stages (`training.config.pipeline_links`) point at this run's checkpoints: the student
+learns from this teacher and starts from this SSL backbone, and SSL starts from this teacher's
+backbone, each where the stage's config names a checkpoint (null stays null: SSL from scratch).
 The student artifact goes to `out`, and its manifest gets the test scores and the time each stage
 took.
 
@@ -21,36 +22,21 @@ eval`'s protocol on the exported artifact (so the distillation stage itself does
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from model.artifact import load_artifact, save_artifact
-from training.config import (
-    DistillConfig,
-    SSLConfig,
-    TeacherConfig,
-    pipeline_stages,
-    stage_config,
-)
+from training.config import STAGE_CONFIGS, pipeline_links, pipeline_stages, stage_config
 from training.distill import train_distill
-from training.engine import init_runtime
+from training.engine import FitResult, init_runtime
 from training.evaluate import evaluate
 from training.ssl import train_ssl
 from training.teacher import train_teacher
 
 log = logging.getLogger(__name__)
 
-
-def ssl_config(
-    teacher: Path | None, config_dir: Path, data: Path, work: Path, overrides: Sequence[str]
-) -> SSLConfig:
-    """The SSL stage's config; when it starts from a teacher's backbone, from `teacher`'s (this
-    run's, where the pipeline trained one)."""
-    config = stage_config(SSLConfig, "ssl", config_dir, data, work, overrides)
-    if config.init is None or teacher is None:
-        return config
-    return stage_config(SSLConfig, "ssl", config_dir, data, work, overrides, [f"init={teacher}"])
+TRAINERS = {"teacher": train_teacher, "ssl": train_ssl, "distill": train_distill}
 
 
 def run_pipeline(
@@ -58,37 +44,34 @@ def run_pipeline(
 ) -> dict[str, Any]:
     """Train the stages `config_dir` holds, export the student to `out` and score it on the test
     split."""
-    seconds: dict[str, float] = {}
-
-    def timed(stage: str, run: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        started = time.perf_counter()
-        result = run(*args, **kwargs)
-        seconds[stage] = round(time.perf_counter() - started, 1)
-        log.info("pipeline: %s done in %.0f s", stage, seconds[stage])
-        return result
-
     paths = (config_dir, data, work, overrides)
     stages = pipeline_stages(config_dir)
-    wiring = [f"export_dir={out}", "data.test=false"]
-    teacher = None
-    if "teacher" in stages:
-        teacher = timed("teacher", train_teacher, stage_config(TeacherConfig, "teacher", *paths))
-        wiring.append(f"teacher={teacher.best}")
-    if "ssl" in stages:
-        ssl_stage = ssl_config(teacher.best if teacher else None, *paths)
-        wiring.append(f"init={timed('ssl', train_ssl, ssl_stage).best}")
-    config = stage_config(DistillConfig, "distill", *paths, wiring)
-    timed("distill", train_distill, config)
+    seconds: dict[str, float] = {}
+    trained: dict[str, FitResult] = {}
+    for stage in stages:
+        config = stage_config(STAGE_CONFIGS[stage], stage, *paths)
+        links = pipeline_links(stage, stages).items()
+        wiring = [f"{k}={trained[v].best}" for k, v in links if getattr(config, k) is not None]
+        if stage == "distill":
+            wiring += [f"export_dir={out}", "data.test=false"]
+        config = stage_config(STAGE_CONFIGS[stage], stage, *paths, wiring)
+        started = time.perf_counter()
+        trained[stage] = TRAINERS[stage](config)
+        seconds[stage] = round(time.perf_counter() - started, 1)
+        log.info("pipeline: %s done in %.0f s", stage, seconds[stage])
+    # `config` is now the student's: its stage always runs, and runs last
     if not init_runtime(config.run.device).is_main:
         return {}
-    report = timed("eval", evaluate, out, data, config.data.split, device=config.run.device)
+    started = time.perf_counter()
+    report = evaluate(out, data, config.data.split, device=config.run.device)
+    seconds["eval"] = round(time.perf_counter() - started, 1)
     (work / "eval.json").write_text(json.dumps(report, indent=2))
     split = report["splits"][str(config.data.split)]["single"]
     summary = {
         "test": {key: split[key] for key in ("top1", "top5", "clips", "per_class")},
         "seconds": {**seconds, "total": round(sum(seconds.values()), 1)},
     }
-    if teacher:
+    if teacher := trained.get("teacher"):
         summary["teacher"] = {"val": teacher.metrics, "test": teacher.test}
     network, manifest = load_artifact(out)
     metrics = {**manifest.metrics, **summary}

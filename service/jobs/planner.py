@@ -24,11 +24,6 @@ from training import config as schemas
 from training.progress import PROGRESS, read_progress
 
 _DATASET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_KINDS: dict[str, type[schemas.StageConfig]] = {
-    "teacher": schemas.TeacherConfig,
-    "ssl": schemas.SSLConfig,
-    "distill": schemas.DistillConfig,
-}
 
 
 class EvalOptions(BaseModel):
@@ -103,12 +98,12 @@ class JobPlanner:
                 path = self.config_dir / f"{stage}.yaml"
                 if not path.is_file():
                     raise JobError("missing_config", f"no config {self.roots.relative(str(path))}")
-                assemble = (_KINDS[stage], stage, self.config_dir, data, Path("."))
+                assemble = (schemas.STAGE_CONFIGS[stage], stage, self.config_dir, data, Path("."))
                 configs[stage] = schemas.stage_config(*assemble, sets)
                 pinned = schemas.stage_config(*assemble, [])
                 items = schemas.stage_overrides(sets, stage)
                 check_overrides(stage, items, pinned, configs[stage], self.roots)
-                wired = schemas.pipeline_links(stage, stages) if pipeline else set()
+                wired = set(schemas.pipeline_links(stage, stages)) if pipeline else set()
                 self._check_checkpoints(stage, configs[stage], wired)
         except ValueError as exc:  # pydantic's ValidationError, and malformed keys
             raise JobError("invalid_overrides", str(exc)) from exc

@@ -25,6 +25,7 @@ from training.config import (
     EnhanceConfig,
     TeacherConfig,
     load_config,
+    pipeline_links,
     stage_overrides,
 )
 from training.datasets import ARID_CLASSES, load_dataset
@@ -141,6 +142,15 @@ def test_a_config_dir_without_teacher_and_ssl_trains_the_student_alone(
     assert "teacher" not in manifest.metrics and manifest.provenance["upstream"] == {}
     assert set(manifest.metrics["seconds"]) == {"distill", "eval", "total"}
     assert manifest.metrics["test"]["clips"] == 11
+
+
+def test_pipeline_links_point_each_checkpoint_field_at_a_stage_the_pipeline_runs() -> None:
+    every = ("teacher", "ssl", "distill")
+    assert pipeline_links("distill", every) == {"teacher": "teacher", "init": "ssl"}
+    assert pipeline_links("ssl", every) == {"init": "teacher"}
+    assert pipeline_links("teacher", every) == {}
+    assert pipeline_links("distill", ("teacher", "distill")) == {"teacher": "teacher"}
+    assert pipeline_links("distill", ("distill",)) == {}
 
 
 def test_a_rerun_with_more_epochs_resumes_where_the_last_stopped(
