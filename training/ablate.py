@@ -18,7 +18,7 @@ interrupted ablation picks up where it stopped (a finished run is not retrained,
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,19 +30,17 @@ from model.manifest import ArchConfig
 from model.networks import build_network
 from model.state import load_strict
 from training.config import (
+    STAGE_CONFIGS,
     DataConfig,
-    DistillConfig,
     SSLConfig,
-    StageConfig,
-    TeacherConfig,
+    linked_config,
     stage_config,
 )
-from training.distill import load_teacher, train_distill
+from training.distill import load_teacher
 from training.engine import FitResult, clip_dataset, init_runtime, load_checkpoint
 from training.evaluate import Forward, predict
-from training.pipeline import ssl_config
-from training.ssl import train_ssl
-from training.teacher import TeacherInputs, enhanced_clips, enhancer, train_teacher
+from training.pipeline import TRAINERS
+from training.teacher import TeacherInputs, enhanced_clips, enhancer
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +53,6 @@ FUSIONS = {
     "sum": ["arch.fusion=sum", "lambda_sup=0"],
     "dff": ["arch.fusion=dff", "lambda_sup=0"],
     "dff_supcon": ["arch.fusion=dff"],  # the config's lambda_sup: the teacher that teaches
-}
-
-
-SUPERVISED: dict[str, tuple[type[StageConfig], Callable[..., FitResult]]] = {
-    "teacher": (TeacherConfig, train_teacher),
-    "distill": (DistillConfig, train_distill),
 }
 
 
@@ -165,10 +157,9 @@ class Setting:
 def budget_shares(config_dir: Path, data: Path, overrides: Sequence[str]) -> dict[str, float]:
     """Each stage's share of a recipe's budget, as the config dir's pipeline spends it: epochs x
     backbone passes per clip (`STREAMS`), every stage reading the same training clips."""
-    kinds = {"teacher": TeacherConfig, "ssl": SSLConfig, "distill": DistillConfig}
     costs = {
         stage: stage_config(
-            kinds[stage], stage, config_dir, data, Path("."), overrides
+            STAGE_CONFIGS[stage], stage, config_dir, data, Path("."), overrides
         ).optim.epochs
         * streams
         for stage, streams in STREAMS.items()
@@ -229,12 +220,11 @@ def run_seed(setting: Setting, seed: int, work: Path) -> dict[str, Run]:
         paths = (setting.config_dir, setting.data, work / name, overrides)
         started = time.perf_counter()
         if stage == "ssl":
-            config, recipe = ssl_config(links["init"], *paths), train_ssl
+            config = linked_config(SSLConfig, "ssl", *paths, {"init": links["init"]})
         else:
             wiring = [f"{key}={value or 'null'}" for key, value in links.items()]
-            kind, recipe = SUPERVISED[stage]
-            config = stage_config(kind, stage, *paths, wiring)
-        result = recipe(config)
+            config = stage_config(STAGE_CONFIGS[stage], stage, *paths, wiring)
+        result = TRAINERS[stage](config)
         correct = {}
         if stage != "ssl":
             device = init_runtime(config.run.device).device

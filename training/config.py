@@ -251,3 +251,21 @@ def stage_config(
     return load_config(
         kind, config_dir / f"{stage}.yaml", [*paths, *stage_overrides(overrides, stage)]
     )
+
+
+def linked_config(
+    kind: type[Config],
+    stage: str,
+    config_dir: Path,
+    data: Path,
+    work: Path,
+    overrides: Sequence[str],
+    checkpoints: dict[str, Path],
+    wiring: Sequence[str] = (),
+) -> Config:
+    """`stage_config` with checkpoint fields pointed at `checkpoints` (field -> path) where the
+    stage's config names a checkpoint there, so that null stays null (SSL from scratch)."""
+    paths = (kind, stage, config_dir, data, work, overrides)
+    config = stage_config(*paths)
+    links = [f"{k}={v}" for k, v in checkpoints.items() if getattr(config, k) is not None]
+    return stage_config(*paths, [*links, *wiring])

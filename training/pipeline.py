@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from model.artifact import load_artifact, save_artifact
-from training.config import STAGE_CONFIGS, pipeline_links, pipeline_stages, stage_config
+from training.config import STAGE_CONFIGS, linked_config, pipeline_links, pipeline_stages
 from training.distill import train_distill
 from training.engine import FitResult, init_runtime
 from training.evaluate import evaluate
@@ -49,12 +49,9 @@ def run_pipeline(
     seconds: dict[str, float] = {}
     trained: dict[str, FitResult] = {}
     for stage in stages:
-        config = stage_config(STAGE_CONFIGS[stage], stage, *paths)
-        links = pipeline_links(stage, stages).items()
-        wiring = [f"{k}={trained[v].best}" for k, v in links if getattr(config, k) is not None]
-        if stage == "distill":
-            wiring += [f"export_dir={out}", "data.test=false"]
-        config = stage_config(STAGE_CONFIGS[stage], stage, *paths, wiring)
+        links = {k: trained[v].best for k, v in pipeline_links(stage, stages).items()}
+        wiring = [f"export_dir={out}", "data.test=false"] if stage == "distill" else []
+        config = linked_config(STAGE_CONFIGS[stage], stage, *paths, links, wiring)
         started = time.perf_counter()
         trained[stage] = TRAINERS[stage](config)
         seconds[stage] = round(time.perf_counter() - started, 1)
