@@ -37,7 +37,7 @@ class RunConfig(Section):
     channels_last: bool = True
     """channels_last_3d memory format, which GPUs' mixed-precision convolutions want. Measure it
     on a CPU: it made cpu-small's training steps 5-60% slower on a 2-core AMX Xeon and the demo
-    student's 20% slower on the AVX2 EPYC, 15% faster on an AVX-512 EPYC."""
+    student's a fifth slower on the AVX2 EPYC."""
 
 
 class Photometric(Section):
