@@ -33,7 +33,6 @@ from training.config import (
     STAGE_CONFIGS,
     DataConfig,
     SSLConfig,
-    linked_config,
     stage_config,
 )
 from training.distill import load_teacher
@@ -220,7 +219,7 @@ def run_seed(setting: Setting, seed: int, work: Path) -> dict[str, Run]:
         paths = (setting.config_dir, setting.data, work / name, overrides)
         started = time.perf_counter()
         if stage == "ssl":
-            config = linked_config(SSLConfig, "ssl", *paths, {"init": links["init"]})
+            config = stage_config(SSLConfig, "ssl", *paths, links={"init": links["init"]})
         else:
             wiring = [f"{key}={value or 'null'}" for key, value in links.items()]
             config = stage_config(STAGE_CONFIGS[stage], stage, *paths, wiring)

@@ -5,7 +5,7 @@ One schema per stage, all sharing the same run/data/optim sections, so a typo in
 an artifact's provenance record.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
@@ -245,27 +245,15 @@ def stage_config(
     work: Path,
     overrides: Sequence[str],
     wiring: Sequence[str] = (),
+    links: Mapping[str, Path] | None = None,
 ) -> Config:
-    """One stage's config: its YAML, the pipeline's data and output paths, then the overrides."""
-    paths = [f"data.root={data}", f"run.output_dir={work / stage}", *wiring]
-    return load_config(
-        kind, config_dir / f"{stage}.yaml", [*paths, *stage_overrides(overrides, stage)]
-    )
-
-
-def linked_config(
-    kind: type[Config],
-    stage: str,
-    config_dir: Path,
-    data: Path,
-    work: Path,
-    overrides: Sequence[str],
-    checkpoints: dict[str, Path],
-    wiring: Sequence[str] = (),
-) -> Config:
-    """`stage_config` with checkpoint fields pointed at `checkpoints` (field -> path) where the
-    stage's config names a checkpoint there, so that null stays null (SSL from scratch)."""
-    paths = (kind, stage, config_dir, data, work, overrides)
-    config = stage_config(*paths)
-    links = [f"{k}={v}" for k, v in checkpoints.items() if getattr(config, k) is not None]
-    return stage_config(*paths, [*links, *wiring])
+    """One stage's config: its YAML, the pipeline's data and output paths, then the overrides.
+    `links` (field -> checkpoint) are set only where the config names a checkpoint, so that null
+    stays null (SSL from scratch)."""
+    path = config_dir / f"{stage}.yaml"
+    fixed = [f"data.root={data}", f"run.output_dir={work / stage}"]
+    picked = stage_overrides(overrides, stage)
+    if links:
+        named = load_config(kind, path, [*fixed, *picked])
+        wiring = [*(f"{k}={v}" for k, v in links.items() if getattr(named, k) is not None), *wiring]
+    return load_config(kind, path, [*fixed, *wiring, *picked])

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from model.artifact import load_artifact, save_artifact
-from training.config import STAGE_CONFIGS, linked_config, pipeline_links, pipeline_stages
+from training.config import STAGE_CONFIGS, pipeline_links, pipeline_stages, stage_config
 from training.distill import train_distill
 from training.engine import FitResult, init_runtime
 from training.evaluate import evaluate
@@ -51,7 +51,7 @@ def run_pipeline(
     for stage in stages:
         links = {k: trained[v].best for k, v in pipeline_links(stage, stages).items()}
         wiring = [f"export_dir={out}", "data.test=false"] if stage == "distill" else []
-        config = linked_config(STAGE_CONFIGS[stage], stage, *paths, links, wiring)
+        config = stage_config(STAGE_CONFIGS[stage], stage, *paths, wiring, links)
         started = time.perf_counter()
         trained[stage] = TRAINERS[stage](config)
         seconds[stage] = round(time.perf_counter() - started, 1)

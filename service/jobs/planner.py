@@ -10,6 +10,7 @@ against what the trainer pins (`service.jobs.overrides`).
 import json
 import re
 import sys
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any, Literal
 
@@ -103,13 +104,15 @@ class JobPlanner:
                 pinned = schemas.stage_config(*assemble, [])
                 items = schemas.stage_overrides(sets, stage)
                 check_overrides(stage, items, pinned, configs[stage], self.roots)
-                wired = set(schemas.pipeline_links(stage, stages)) if pipeline else set()
+                wired = schemas.pipeline_links(stage, stages) if pipeline else {}
                 self._check_checkpoints(stage, configs[stage], wired)
         except ValueError as exc:  # pydantic's ValidationError, and malformed keys
             raise JobError("invalid_overrides", str(exc)) from exc
         return configs
 
-    def _check_checkpoints(self, stage: str, config: schemas.StageConfig, wired: set[str]) -> None:
+    def _check_checkpoints(
+        self, stage: str, config: schemas.StageConfig, wired: Collection[str]
+    ) -> None:
         """The checkpoints a stage starts from exist, but for the `wired` ones, which a pipeline
         points at its own earlier stages."""
         missing = [
