@@ -148,6 +148,23 @@ class Setting:
     tests: tuple[Path, ...]
     budget_s: float
     overrides: tuple[str, ...] = ()
+    rows: tuple[str, ...] = tuple(ROWS)
+    """The rows to train and report (all by default; "plain", which every comparison's verdict
+    is stated beside, always): a seed of all of them costs 6 B, of plain and SSL + KD 2 B."""
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.rows) - set(ROWS))
+        if unknown:
+            raise ValueError(f"unknown ablation rows {unknown}; known: {', '.join(ROWS)}")
+        if "plain" not in self.rows:
+            object.__setattr__(self, "rows", ("plain", *self.rows))
+
+    def runs(self) -> set[str]:
+        """The runs the rows need, each trained once whatever number of rows share it."""
+        return {run for row in self.rows for run in ROWS[row].runs}
+
+    def comparisons(self) -> list[Comparison]:
+        return [c for c in COMPARISONS if c.a in self.rows and c.b in self.rows]
 
     def shares(self) -> dict[str, float]:
         return budget_shares(self.config_dir, self.data, self.overrides)
@@ -206,8 +223,9 @@ def correct_on(
 
 
 def run_seed(setting: Setting, seed: int, work: Path) -> dict[str, Run]:
-    """Train and score every run of one seed."""
+    """Train and score the runs of one seed that the setting's rows need."""
     shares = setting.shares()
+    needed = setting.runs()
     common = [*setting.overrides, f"all.run.seed={seed}", "all.data.test=false"]
     runs: dict[str, Run] = {}
 
@@ -235,20 +253,25 @@ def run_seed(setting: Setting, seed: int, work: Path) -> dict[str, Run]:
         return result
 
     def student(name: str, share: float, teacher: Path | None, init: Path | None) -> None:
-        train(name, "distill", share, teacher=teacher, init=init, export_dir=None)
+        if name in needed:
+            train(name, "distill", share, teacher=teacher, init=init, export_dir=None)
 
     student("plain", 1.0, None, None)
     student("plain_t", shares["teacher"], None, None)
     teachers = {
         fusion: train(fusion, "teacher", shares["teacher"], [f"teacher.{s}" for s in settings])
         for fusion, settings in FUSIONS.items()
+        if fusion in needed
     }
+    if "dff_supcon" not in teachers:
+        return runs
     teacher = teachers["dff_supcon"].best  # the config's teacher: it teaches
     student("ce", 1 - shares["teacher"], None, teacher)
     student("kd_none", 1 - shares["teacher"], teacher, teacher)
     for views in VIEWS:
-        ssl = train(f"ssl_{views}", "ssl", shares["ssl"], [f"ssl.views={views}"], init=teacher)
-        student(f"kd_{views}", shares["distill"], teacher, ssl.best)
+        if f"kd_{views}" in needed:
+            ssl = train(f"ssl_{views}", "ssl", shares["ssl"], [f"ssl.views={views}"], init=teacher)
+            student(f"kd_{views}", shares["distill"], teacher, ssl.best)
     return runs
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.ablate import COMPARISONS, ROWS, Comparison, Run, Setting
+from training.ablate import ROWS, Comparison, Run, Setting
 from training.intervals import Difference, paired_difference
 
 HAND_WRITTEN = "## What it shows"
@@ -123,7 +123,7 @@ def render(setting: Setting, results: Results, command: str) -> str:
             for test in tests
         ],
     ]
-    for comparison in COMPARISONS:
+    for comparison in setting.comparisons():
         for test in tests:
             lines.append(f"- {statement(comparison, test, compare(results, comparison, test))}")
     header = " | ".join(f"top-1 `{test}`: mean (per seed)" for test in tests)
@@ -134,7 +134,8 @@ def render(setting: Setting, results: Results, command: str) -> str:
         f"| group | variant | what changes | budget (s) | steps x seconds a step | {header} |",
         "|---|---|---|---|---|" + "---|" * len(tests),
     ]
-    for key, row in ROWS.items():
+    for key in setting.rows:
+        row = ROWS[key]
         budget, steps = row_cost(results, key)
         cells = []
         for test in tests:
@@ -151,7 +152,7 @@ def render(setting: Setting, results: Results, command: str) -> str:
         "| A - B | test set | A - B (points) | 95% interval | per seed | A ... B |",
         "|---|---|---|---|---|---|",
     ]
-    for comparison in COMPARISONS:
+    for comparison in setting.comparisons():
         for test in tests:
             difference = compare(results, comparison, test)
             names = f"{ROWS[comparison.a].name} - {ROWS[comparison.b].name}"

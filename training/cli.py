@@ -219,6 +219,13 @@ def register_train(commands: argparse._SubParsersAction) -> None:
         help="a data set root whose test list scores every row; repeatable (default: --data's)",
     )
     ablate.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ablate.add_argument(
+        "--rows",
+        nargs="+",
+        default=None,
+        metavar="ROW",
+        help="train and report only these rows (plain always; default: all), e.g. plain ssl_kd",
+    )
     ablate.add_argument("--work", type=Path, default=Path("runs/ablate"), help="checkpoints")
     ablate.add_argument("--doc", type=Path, default=Path("docs/ablations.md"))
     _overrides(ablate, "STAGE.KEY=VALUE", "STAGE is teacher, ssl, distill or all")
@@ -328,6 +335,9 @@ def _ablate(args: argparse.Namespace) -> int:
     from training.ablation_report import write_report
 
     tests = tuple(args.test_data) or (args.data,)
-    setting = Setting(args.config_dir, args.data, tests, args.budget_s, tuple(args.overrides))
+    rows = {"rows": tuple(args.rows)} if args.rows else {}
+    setting = Setting(
+        args.config_dir, args.data, tests, args.budget_s, tuple(args.overrides), **rows
+    )
     write_report(args.doc, setting, run_ablation(setting, args.seeds, args.work))
     return 0

@@ -98,3 +98,21 @@ def test_the_report_has_every_row_and_comparison_on_every_test_set(ablation) -> 
     assert holds.count("KD ") >= 2 and "a plain student given the whole budget" in holds
     assert any(verb in holds for verb in ("beats", "does not beat", "loses to"))
     assert "B = 0.2 s" in text and "| Teacher | DFF + SupCon | as DFF" in text
+
+
+def test_chosen_rows_train_only_the_runs_they_need_and_report_only_themselves(
+    ablation, tmp_path: Path
+) -> None:
+    _, _, data, other = ablation
+    doc = tmp_path / "ablations.md"
+    args = ["--config-dir", str(CONFIGS), "--data", str(data), "--budget-s", str(BUDGET)]
+    args += ["--test-data", str(other), "--seeds", "5", "--rows", "ssl_kd"]
+    args += ["--work", str(tmp_path / "work"), "--doc", str(doc), *[f"--set={s}" for s in SETTINGS]]
+    assert main(["train", "ablate", *args]) == 0
+    trained = {path.name for path in (tmp_path / "work" / "seed5").iterdir()}
+    assert trained == {"plain", "dff_supcon", "ssl_two_view", "kd_two_view"}  # plain always
+    rows = [line for line in doc.read_text().splitlines() if line.startswith("| ")]
+    assert [line.split(" | ")[1] for line in rows[1:3]] == ["plain", "SSL + KD"]
+    compared = [line.split(" | ")[0] for line in rows if " - " in line.split(" | ")[0]]
+    assert compared == ["| A - B", "| SSL + KD - plain"]  # the header, then the one comparison
+    assert main(["train", "ablate", *args[:-2], "--rows", "kd", "nonsense"]) != 0
