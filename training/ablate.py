@@ -149,22 +149,25 @@ class Setting:
     budget_s: float
     overrides: tuple[str, ...] = ()
     rows: tuple[str, ...] = tuple(ROWS)
-    """The rows to train and report (all by default; "plain", which every comparison's verdict
-    is stated beside, always): a seed of all of them costs 6 B, of plain and SSL + KD 2 B."""
+    """The rows asked for: a seed of all of them costs 6 B, of plain and SSL + KD 2 B."""
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.rows) - set(ROWS))
         if unknown:
             raise ValueError(f"unknown ablation rows {unknown}; known: {', '.join(ROWS)}")
-        if "plain" not in self.rows:
-            object.__setattr__(self, "rows", ("plain", *self.rows))
+
+    def chosen(self) -> tuple[str, ...]:
+        """The rows to train and report, in the table's order: those asked for and "plain",
+        which every comparison's verdict is stated beside."""
+        return tuple(row for row in ROWS if row == "plain" or row in self.rows)
 
     def runs(self) -> set[str]:
         """The runs the rows need, each trained once whatever number of rows share it."""
-        return {run for row in self.rows for run in ROWS[row].runs}
+        return {run for row in self.chosen() for run in ROWS[row].runs}
 
     def comparisons(self) -> list[Comparison]:
-        return [c for c in COMPARISONS if c.a in self.rows and c.b in self.rows]
+        chosen = self.chosen()
+        return [c for c in COMPARISONS if c.a in chosen and c.b in chosen]
 
     def shares(self) -> dict[str, float]:
         return budget_shares(self.config_dir, self.data, self.overrides)

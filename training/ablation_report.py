@@ -134,7 +134,7 @@ def render(setting: Setting, results: Results, command: str) -> str:
         f"| group | variant | what changes | budget (s) | steps x seconds a step | {header} |",
         "|---|---|---|---|---|" + "---|" * len(tests),
     ]
-    for key in setting.rows:
+    for key in setting.chosen():
         row = ROWS[key]
         budget, steps = row_cost(results, key)
         cells = []

@@ -331,13 +331,11 @@ def _pipeline(args: argparse.Namespace) -> int:
 
 
 def _ablate(args: argparse.Namespace) -> int:
-    from training.ablate import Setting, run_ablation
+    from training.ablate import ROWS, Setting, run_ablation
     from training.ablation_report import write_report
 
     tests = tuple(args.test_data) or (args.data,)
-    rows = {"rows": tuple(args.rows)} if args.rows else {}
-    setting = Setting(
-        args.config_dir, args.data, tests, args.budget_s, tuple(args.overrides), **rows
-    )
+    rows = tuple(args.rows or ROWS)
+    setting = Setting(args.config_dir, args.data, tests, args.budget_s, tuple(args.overrides), rows)
     write_report(args.doc, setting, run_ablation(setting, args.seeds, args.work))
     return 0
