@@ -238,3 +238,14 @@ def collate_clips(
     """DataLoader collate that drops skipped (None) items; None when the whole batch was skipped."""
     kept = [sample for sample in batch if sample is not None]
     return default_collate(kept) if kept else None
+
+
+def scale_batch(batch: tuple, size: int) -> tuple:
+    """A collated batch with its frames (always its first element, uint8 `... x H x W x C`)
+    scaled to `size x size`, antialiased, for a multigrid step (`training.config.Multigrid`)."""
+    frames, *rest = batch
+    *lead, height, width, channels = frames.shape
+    planes = frames.reshape(-1, height, width, channels).permute(0, 3, 1, 2)
+    planes = tvf.resize(planes, [size, size], antialias=True)
+    scaled = planes.permute(0, 2, 3, 1).reshape(*lead, size, size, channels).contiguous()
+    return (scaled, *rest)

@@ -2,7 +2,8 @@
 
 The three stages differ only in their loss, so the loop lives here once: seeding, device and
 torchrun process group, AdamW with its schedule over a number of optimizer steps (the epochs',
-or a compute budget's, timed once), gradient accumulation, mixed precision (on CUDA and on CPUs
+or a compute budget's, timed once), multigrid steps on scaled-down batches
+(`training.config.Multigrid`), gradient accumulation, mixed precision (on CUDA and on CPUs
 with native bf16), checkpoints that resume at the optimizer step they were written at, model
 selection on the validation list and one score on the test list, and metrics as JSON lines,
 TensorBoard events and a progress bar. A stage hands `Trainer.fit` a data set, a loss
@@ -39,7 +40,7 @@ from model.manifest import ArchConfig
 from model.networks import Student, Teacher, build_network
 from model.precision import mixed_precision, roomy_signal_stack
 from model.state import load_strict
-from training.clips import ClipDataset
+from training.clips import ClipDataset, scale_batch
 from training.config import DataConfig, RunConfig, StageConfig
 from training.progress import StageProgress, write_progress
 from training.splits import Subset, recipe_list
@@ -484,23 +485,34 @@ class Trainer:
                 torch.cuda.set_rng_state_all(rng[1])
 
     def _time_step(self, loader: DataLoader, loss_fn: LossFn) -> float:
-        """Median seconds of this run's optimizer step, after one untimed step; every process
-        takes the main one's time, so all train the same number of steps."""
-        cuda = self.runtime.device.type == "cuda"
-        times = []
+        """Median seconds of this run's optimizer step, after one untimed step (a multigrid run's
+        mean over its sizes); every process takes the main one's time, so all train the same
+        number of steps."""
+        grid = self.data.multigrid
         with self._rehearsal(loader) as batches:
-            for _ in range(1 + TIMED_STEPS):
-                started = time.perf_counter()
-                for index, batch in enumerate(batches):
-                    self._backward(loss_fn, batch, sync=index == len(batches) - 1)
-                self._optimizer_step()
-                if cuda:
-                    torch.cuda.synchronize(self.runtime.device)
-                times.append(time.perf_counter() - started)
-        seconds = [statistics.median(times[1:]) * self.accumulate / len(batches)]
+            by_size = {
+                size: self._median_step(
+                    loss_fn, [scale_batch(b, size) if size else b for b in batches]
+                )
+                for size in (None, *grid.sizes)
+            }
+        seconds = [grid.seconds_per_step(by_size)]
         if self.runtime.distributed:
             dist.broadcast_object_list(seconds, src=0)
         return seconds[0]
+
+    def _median_step(self, loss_fn: LossFn, batches: list) -> float:
+        cuda = self.runtime.device.type == "cuda"
+        times = []
+        for _ in range(1 + TIMED_STEPS):
+            started = time.perf_counter()
+            for index, batch in enumerate(batches):
+                self._backward(loss_fn, batch, sync=index == len(batches) - 1)
+            self._optimizer_step()
+            if cuda:
+                torch.cuda.synchronize(self.runtime.device)
+            times.append(time.perf_counter() - started)
+        return statistics.median(times[1:]) * self.accumulate / len(batches)
 
     def _check_precision(self, loader: DataLoader, loss_fn: LossFn) -> None:
         """Keep bf16 on a CPU only where its kernels get this network's gradients right.
@@ -585,6 +597,8 @@ class Trainer:
             self.batch += 1
             sync = self.batch % self.accumulate == 0
             if batch is not None:  # None: every clip of the batch was unreadable (and logged)
+                if size := self.data.multigrid.size(self.step, self.plan.steps):
+                    batch = scale_batch(batch, size)
                 loss, parts = self._backward(loss_fn, batch, sync)
                 for name, value in {"loss": loss, **parts}.items():
                     window[name] = window.get(name, 0) + value.detach().float().cpu()

@@ -45,6 +45,9 @@ def refused(api: TestClient, body: dict, status: int, reason: str) -> dict:
         # A crop 100 times the frame: refused here, not a failed job in the worker.
         ({"stage": "teacher", "dataset": "synth", "overrides": {"data.scales": [100]}}, 422,
          "invalid_overrides"),
+        # Multigrid steps 100,000 pixels wide: the same, before a worker tries to allocate them.
+        ({"stage": "teacher", "dataset": "synth",
+          "overrides": {"data.multigrid.sizes": [100000]}}, 422, "invalid_overrides"),
         ({"stage": "pipeline", "dataset": "synth", "overrides": {"optim.epochs": 1}}, 422,
          "invalid_overrides"),
         ({"stage": "distill", "dataset": "synth", "overrides": {"export_dir": "/tmp/x"}}, 422,

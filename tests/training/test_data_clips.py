@@ -19,6 +19,7 @@ from training.clips import (
     frame_indices,
     photometric_jitter,
     random_crop_box,
+    scale_batch,
     spread_starts,
 )
 from training.config import Photometric
@@ -201,6 +202,22 @@ def test_photometric_jitter_changes_light_and_noise_not_the_picture() -> None:
         columns = clip.float().mean((0, 1, 3))
         assert float(torch.corrcoef(torch.stack([columns, torch.arange(128.0)]))[0, 1]) > 0.9
     assert torch.equal(photometric_jitter(ramp, Photometric()), ramp)
+
+
+def test_a_scaled_batch_is_the_same_picture_smaller_whatever_its_leading_dims() -> None:
+    """Clips (B x T x H x W x 3), a teacher's six channels and self-supervised pairs (B x 2 x ...)
+    all scale the same way, and everything after the frames passes through."""
+    ramp = torch.arange(0, 256, 4, dtype=torch.uint8).repeat(64, 1)  # 64 x 64, left to right
+    for shape in ((2, 4), (2, 2, 4)):
+        for channels in (3, 6):
+            frames = ramp[..., None].expand(*shape, 64, 64, channels)
+            labels = torch.arange(shape[0])
+            scaled, kept = scale_batch((frames, labels), 16)
+            assert scaled.shape == (*shape, 16, 16, channels) and scaled.dtype == torch.uint8
+            assert kept is labels
+            columns = scaled.float().mean(dim=tuple(range(scaled.ndim - 3)) + (-3, -1))
+            assert torch.all(columns.diff() > 0)  # still the ramp, its 64 columns in 16
+            assert abs(float(scaled.float().mean()) - float(frames.float().mean())) < 1
 
 
 def test_each_view_of_a_pair_draws_its_own_light() -> None:

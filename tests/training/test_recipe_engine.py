@@ -13,6 +13,7 @@ from model.manifest import ArchConfig
 from model.precision import cpu_has_native_bf16, mixed_precision
 from training.config import (
     DataConfig,
+    Multigrid,
     OptimConfig,
     RunConfig,
     StageConfig,
@@ -335,6 +336,44 @@ def test_a_budgeted_run_times_its_step_once_and_trains_exactly_that_many_steps(
 
     losses = train_losses(metric_lines(tmp_path / "epochs"))[: plan.steps]
     assert train_losses(lines) == losses
+
+
+def test_a_multigrid_run_cycles_its_early_steps_through_smaller_frames(tmp_path: Path) -> None:
+    frames = torch.randint(0, 256, (12, 2, 16, 16, 3), dtype=torch.uint8)
+    sides: list[int] = []
+
+    def loss_fn(model: nn.Module, batch: tuple) -> tuple[torch.Tensor, dict]:
+        clips, _ = batch
+        assert clips.shape[-3] == clips.shape[-2]
+        sides.append(clips.shape[-2])
+        return model(clips.float().mean(dim=(1, 2, 3))).pow(2).mean(), {}
+
+    def run(out: Path, **optim) -> Trainer:
+        base = toy_config(out, **optim)
+        grid = Multigrid(sizes=(8, 12), until=0.5)
+        config = base.model_copy(update={"data": DataConfig(batch_size=2, multigrid=grid)})
+        trainer = Trainer("toy", nn.Linear(3, 1), config, init_runtime("cpu"), {})
+        trainer.fit(TensorDataset(frames, torch.arange(12)), loss_fn)
+        return trainer
+
+    run(tmp_path / "epochs")  # 2 epochs of 6 steps: the first half cycles 8, 12; then 16
+    assert sides == [8, 12] * 3 + [16] * 6
+    sides.clear()
+    trainer = run(tmp_path / "budget", budget_s=0.05)
+    steps = trainer.plan.steps
+    timed = 3 * (1 + TIMED_STEPS)  # a step at each size is timed: full, 8 and 12
+    assert sides[:timed] == [16] * (1 + TIMED_STEPS) + [8] * 4 + [12] * 4
+    assert sides[timed:] == [
+        Multigrid(sizes=(8, 12), until=0.5).size(step, steps) or 16 for step in range(steps)
+    ]
+
+
+def test_a_multigrid_step_time_is_the_mean_over_its_schedule() -> None:
+    grid = Multigrid(sizes=(8, 12), until=0.5)
+    assert grid.seconds_per_step({None: 1.0, 8: 0.2, 12: 0.4}) == pytest.approx(0.65)
+    assert Multigrid().seconds_per_step({None: 1.0}) == 1.0
+    assert [Multigrid().size(step, 4) for step in range(4)] == [None] * 4
+    assert [grid.size(step, 5) for step in range(5)] == [8, 12, 8, None, None]
 
 
 def test_a_budgeted_run_resumes_with_the_step_count_it_started_with(tmp_path: Path) -> None:
