@@ -65,10 +65,11 @@ class Multigrid(Section):
     """Multigrid training (Wu et al., CVPR 2020): the early steps see their batch scaled down.
 
     A step costs what its pixels cost (a width-12 student's batch-16 step at 40 px took 0.53x
-    that at 56 px on a 2-core EPYC, at 32 px 0.39x), and the coarse shape of an action is learnt
-    as well from fewer pixels, so the first `until` of a run's steps cycle through `sizes`, one
-    step each, and the rest train at the clip's own size, where the network is scored and
-    served. The time saved buys more steps in the same minutes. No sizes: every step full size.
+    that at 56 px on a 2-core AVX-512 EPYC, 0.44x held to AVX2), and a network of convolutions
+    and global pooling learns the coarse shape of an action from fewer pixels, so the first
+    `until` of a run's steps cycle through `sizes`, one step each, and the rest train at the
+    clip's own size, where the network is scored and served. The time saved buys more steps in
+    the same minutes (artifacts/demo/MODEL_CARD.md). No sizes: every step at full size.
     """
 
     sizes: tuple[Annotated[int, Field(ge=8)], ...] = Field((), max_length=8)

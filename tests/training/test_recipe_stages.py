@@ -46,6 +46,7 @@ TINY = [
     "all.data.clip.frames=8",
     "all.data.clip.crop=32",
     "all.data.clip.resize=[44, 32]",
+    "all.data.multigrid.sizes=[16, 24]",  # below the crop; every stage then runs it
     "all.arch.width=2",
     "all.arch.frames=8",
     "all.arch.head_heads=2",
