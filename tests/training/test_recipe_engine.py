@@ -362,7 +362,7 @@ def test_a_multigrid_run_cycles_its_early_steps_through_smaller_frames(tmp_path:
     trainer = run(tmp_path / "budget", budget_s=0.05)
     steps = trainer.plan.steps
     timed = 3 * (1 + TIMED_STEPS)  # a step at each size is timed: full, 8 and 12
-    assert sides[:timed] == [16] * (1 + TIMED_STEPS) + [8] * 4 + [12] * 4
+    assert sides[:timed] == [side for side in (16, 8, 12) for _ in range(1 + TIMED_STEPS)]
     assert sides[timed:] == [
         Multigrid(sizes=(8, 12), until=0.5).size(step, steps) or 16 for step in range(steps)
     ]
