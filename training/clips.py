@@ -111,7 +111,7 @@ def photometric_jitter(clip: torch.Tensor, jitter: Photometric) -> torch.Tensor:
 
 
 def crop_clip(frames: torch.Tensor, box: CropBox, size: int) -> torch.Tensor:
-    """Cut `box` out of uint8 `T x H x W x 3` frames and scale it to `T x size x size x 3`."""
+    """Cut `box` out of uint8 `T x H x W x C` frames and scale it to `T x size x size x C`."""
     planes = frames.permute(0, 3, 1, 2)
     if (box.height, box.width) == (size, size):
         planes = planes[..., box.top : box.top + size, box.left : box.left + size]
@@ -245,7 +245,6 @@ def scale_batch(batch: tuple, size: int) -> tuple:
     scaled to `size x size`, antialiased, for a multigrid step (`training.config.Multigrid`)."""
     frames, *rest = batch
     *lead, height, width, channels = frames.shape
-    planes = frames.reshape(-1, height, width, channels).permute(0, 3, 1, 2)
-    planes = tvf.resize(planes, [size, size], antialias=True)
-    scaled = planes.permute(0, 2, 3, 1).reshape(*lead, size, size, channels).contiguous()
-    return (scaled, *rest)
+    whole = CropBox(0, 0, height, width)
+    scaled = crop_clip(frames.reshape(-1, height, width, channels), whole, size)
+    return (scaled.reshape(*lead, size, size, channels), *rest)
