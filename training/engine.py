@@ -377,7 +377,8 @@ class Trainer:
         short where they end), resuming from the last checkpoint when allowed.
 
         The monitored value is validation top-1 when `validate` is given, else minus the epoch's
-        mean training loss; it drives ReduceLROnPlateau and the choice of `best.pt`. `test` is
+        mean training loss; it drives ReduceLROnPlateau and the choice of `best.pt`, among the
+        epochs that end at full size (`_candidate`). `test` is
         called once, after the last epoch, on the weights of `best.pt`: nothing it returns can
         reach a choice.
         """
@@ -435,16 +436,20 @@ class Trainer:
                 epoch_loss = self._train_epoch(
                     loader, sampler, loss_fn, scheduler, steps, metric_log
                 )
-                self.metrics = self._score(validate) if validate else {"loss": epoch_loss}
-                monitored = self.metrics["top1"] if validate else -epoch_loss
-                if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                    scheduler.step(monitored)
                 self.epoch, self.batch = epoch + 1, 0
-                improved = self.best is None or monitored > self.best
-                if improved:
-                    self.best, self.best_metrics = monitored, self.metrics
+                candidate = self._candidate()
+                scored = candidate and validate is not None
+                self.metrics = self._score(validate) if scored else {"loss": epoch_loss}
+                improved = False
+                if candidate:
+                    monitored = self.metrics["top1"] if scored else -epoch_loss
+                    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                        scheduler.step(monitored)
+                    improved = self.best is None or monitored > self.best
+                    if improved:
+                        self.best, self.best_metrics = monitored, self.metrics
                 if metric_log:
-                    split = "val" if validate else "epoch"
+                    split = "val" if scored else "epoch"
                     metric_log.write(split, self.step, epoch, self.metrics)
                     log.info("%s epoch %d/%d: %s", self.stage, epoch + 1, self.epochs, self.metrics)
                 self._save(last, scheduler)
@@ -458,6 +463,14 @@ class Trainer:
             if metric_log:
                 metric_log.close()
         return FitResult(best, last, self.best_metrics, tested, self.plan)
+
+    def _candidate(self) -> bool:
+        """Whether the epoch just trained may become `best.pt`: the run's last, or one whose last
+        step saw full-size frames. A multigrid epoch's network (its BatchNorm statistics from
+        smaller frames) is not what would be served, so it is neither scored nor selected; the
+        validation passes saved are time for more steps."""
+        last_step = self.data.multigrid.size(self.step - 1, self.plan.steps) is None
+        return last_step or self.epoch == self.epochs
 
     @contextmanager
     def _rehearsal(self, loader: DataLoader) -> Iterator[list]:

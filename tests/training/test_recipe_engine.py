@@ -1,6 +1,7 @@
 """The shared training loop and the stage configs, on a toy module so each test takes a moment."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -366,6 +367,37 @@ def test_a_multigrid_run_cycles_its_early_steps_through_smaller_frames(tmp_path:
     assert sides[timed:] == [
         Multigrid(sizes=(8, 12), until=0.5).size(step, steps) or 16 for step in range(steps)
     ]
+
+
+@pytest.mark.parametrize(("until", "candidates"), [(0.5, [3, 4]), (1.0, [4])])
+def test_only_epochs_that_end_at_full_size_are_scored_and_selected(
+    tmp_path: Path, until: float, candidates: list[int]
+) -> None:
+    """A multigrid epoch's network (its BatchNorm statistics from smaller frames) is not the one
+    that would be served: it is not validated and cannot become best.pt, by validation or by
+    training loss (here the smaller frames' loss is the lower); the run's last epoch always can."""
+    frames = torch.randint(0, 256, (12, 2, 16, 16, 3), dtype=torch.uint8)
+    scored: list[int] = []
+
+    def loss_fn(model: nn.Module, batch: tuple) -> tuple[torch.Tensor, dict]:
+        clips, _ = batch
+        return model(clips.float().mean(dim=(1, 2, 3))).mul(0).mean() + clips.shape[-2], {}
+
+    def validate(module: nn.Module) -> dict[str, float]:
+        scored.append(trainer.epoch)
+        return {"top1": 1 / trainer.epoch}  # falling: the first scored epoch is the best
+
+    grid = Multigrid(sizes=(8, 12), until=until)
+    base = toy_config(tmp_path, epochs=4)  # 6 steps an epoch
+    config = base.model_copy(update={"data": DataConfig(batch_size=2, multigrid=grid)})
+    for scorer in (validate, None):
+        trainer = Trainer("toy", nn.Linear(3, 1), config, init_runtime("cpu"), {})
+        result = trainer.fit(TensorDataset(frames, torch.arange(12)), loss_fn, scorer)
+        assert load_checkpoint(result.best)["epoch"] == candidates[0]
+        shutil.rmtree(tmp_path / "checkpoints")
+    assert scored == candidates
+    splits = [line["split"] for line in metric_lines(tmp_path) if line["split"] != "train"]
+    assert splits[:4] == ["epoch"] * (4 - len(candidates)) + ["val"] * len(candidates)
 
 
 def test_a_multigrid_step_time_is_the_mean_over_its_schedule() -> None:
