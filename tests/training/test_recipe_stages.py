@@ -184,16 +184,18 @@ def test_selection_never_reads_the_test_list(benchmark: Path, tmp_path: Path) ->
     def run(root: Path, out: Path) -> tuple[list[dict], dict]:
         settings = [*stage_overrides(TINY, "distill"), "optim.epochs=3", "teacher=null"]
         settings += ["init=null", f"data.root={root}", f"run.output_dir={out}"]
+        settings += ["data.multigrid.until=0.3"]  # 2 of 6 steps: the first epoch's
         result = train_distill(load_config(DistillConfig, CONFIGS / "distill.yaml", settings))
         lines = [json.loads(line) for line in (out / "metrics.jsonl").open()]
         return [line for line in lines if line["split"] != "train"], load_checkpoint(result.best)
 
     right, right_best = run(benchmark, tmp_path / "right")
     wrong_lines, wrong_best = run(wrong, tmp_path / "wrong")
-    assert [line["split"] for line in right] == ["val", "val", "val", "test"]
-    assert [line["clips"] for line in right] == [22, 22, 22, 11]  # validation list, then test
+    # The multigrid epoch is not scored, then the validation list twice, then the test list.
+    assert [line["split"] for line in right] == ["epoch", "val", "val", "test"]
+    assert [line.get("clips") for line in right] == [None, 22, 22, 11]
     untimed = [{k: v for k, v in line.items() if k != "time"} for line in right + wrong_lines]
-    assert untimed[:3] == untimed[4:7]  # every validation score, to the bit
+    assert untimed[:3] == untimed[4:7]  # every epoch's loss and validation score, to the bit
     assert (wrong_lines[3]["split"], wrong_lines[3]["clips"]) == ("test", 11)
     assert right_best["epoch"] == wrong_best["epoch"]
     for key, value in right_best["model"].items():
