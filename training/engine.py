@@ -440,14 +440,13 @@ class Trainer:
                 candidate = self._candidate()
                 scored = candidate and validate is not None
                 self.metrics = self._score(validate) if scored else {"loss": epoch_loss}
-                improved = False
-                if candidate:
-                    monitored = self.metrics["top1"] if scored else -epoch_loss
-                    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                        scheduler.step(monitored)
-                    improved = self.best is None or monitored > self.best
-                    if improved:
-                        self.best, self.best_metrics = monitored, self.metrics
+                monitored = self.metrics["top1"] if scored else -epoch_loss
+                plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+                if candidate and plateau:
+                    scheduler.step(monitored)
+                improved = candidate and (self.best is None or monitored > self.best)
+                if improved:
+                    self.best, self.best_metrics = monitored, self.metrics
                 if metric_log:
                     split = "val" if scored else "epoch"
                     metric_log.write(split, self.step, epoch, self.metrics)
@@ -469,8 +468,8 @@ class Trainer:
         step saw full-size frames. A multigrid epoch's network (its BatchNorm statistics from
         smaller frames) is not what would be served, so it is neither scored nor selected; the
         validation passes saved are time for more steps."""
-        last_step = self.data.multigrid.size(self.step - 1, self.plan.steps) is None
-        return last_step or self.epoch == self.epochs
+        full_size = self.data.multigrid.size(self.step - 1, self.plan.steps) is None
+        return full_size or self.epoch == self.epochs
 
     @contextmanager
     def _rehearsal(self, loader: DataLoader) -> Iterator[list]:
