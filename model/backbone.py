@@ -1,10 +1,11 @@
 """R(2+1)D backbone in torchvision's VideoResNet layout, returning the layer4 feature map.
 
 Module names (stem, layer1..layer4 and everything below) are torchvision's, so IG-65M state dicts
-(saved from a VideoResNet module tree) load by key. Three departures from torchvision, all options:
+(saved from a VideoResNet module tree) load by key. Four departures from torchvision, all options:
 `ig65m` reproduces the IG-65M checkpoints' layout, `width` scales every channel count so small
-students can train on a CPU, and `stem_stride` 4 lets such a student see twice the resolution for
-the same cost after the stem (its 7x7 kernel still covers every pixel at stride 4).
+students can train on a CPU, `stem_stride` 4 lets such a student see twice the resolution for
+the same cost after the stem (its 7x7 kernel still covers every pixel at stride 4), and depth 10
+(one block a stage) halves a step's cost for a student whose budget buys too few steps.
 
 The two building blocks are written out here rather than imported: importing torchvision.models
 imports torch._dynamo, which costs every process that serves a model seconds on 2 cores.
@@ -13,7 +14,7 @@ imports torch._dynamo, which costs every process that serves a model seconds on 
 import torch
 from torch import nn
 
-LAYERS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
+LAYERS = {10: (1, 1, 1, 1), 18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
 PAPER_WIDTH = 64
 # Caffe2, where the IG-65M weights were trained, used this epsilon; torchvision uses 1e-5.
 IG65M_BN_EPS = 1e-3

@@ -59,7 +59,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_backbone_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--depth", type=int, default=34, help="18 or 34")
+    parser.add_argument("--depth", type=int, default=34, help="10, 18 or 34")
     parser.add_argument("--width", type=int, default=64, help="base channels (64 = paper)")
     parser.add_argument(
         "--stem-stride", type=int, choices=(2, 4), default=2, help="spatial stride of the stem"

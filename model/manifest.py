@@ -32,7 +32,7 @@ class ArchConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     kind: Literal["student", "teacher"] = "student"
-    depth: Literal[18, 34] = 34
+    depth: Literal[10, 18, 34] = 34
     ig65m: bool = True
     width: int = Field(64, ge=1)
     """Base channel count; 64 is the paper's R(2+1)D, layer4 has 8 x width channels."""

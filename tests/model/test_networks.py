@@ -59,6 +59,18 @@ def test_a_stride_4_stem_sees_112_px_for_the_cost_of_56():
         assert fine_map.shape == coarse(torch.rand(1, 3, 8, 56, 56)).shape
 
 
+def test_depth_10_has_one_block_a_stage_and_depth_18s_output():
+    """The CPU student's depth: half of depth 18's blocks, the same layer4 map."""
+    shallow, deep = R2Plus1D(10, width=8), R2Plus1D(18, width=8)
+    assert [len(getattr(shallow, f"layer{i}")) for i in range(1, 5)] == [1, 1, 1, 1]
+    assert count_params(shallow) < 0.5 * count_params(deep)
+    with torch.no_grad():
+        clip = torch.rand(1, 3, 8, 56, 56)
+        assert shallow(clip).shape == deep(clip).shape == (1, 64, 1, 4, 4)
+    with pytest.raises(ValidationError, match="depth"):
+        paper(depth=14)
+
+
 def test_mid_multiple_rounds_every_mid_channel_count_and_keeps_the_size():
     """Width 12's exact mids (27, 43, 54, ...) rounded to multiples of 8, within 2% of the
     parameters; IG-65M's fixed shapes refuse it."""
