@@ -65,7 +65,7 @@ def test_synth_then_check_finds_missing_and_corrupt_videos(tmp_path: Path) -> No
     stats = json.loads(result.stdout)
     assert stats["summary"]["clips"] == 33 and stats["summary"]["below_floor"] == 0
     assert 2 <= stats["summary"]["luma"]["min"] and stats["summary"]["luma"]["max"] <= 45
-    assert {"luma", "noise", "legibility"} <= stats["clips"][0].keys()
+    assert {"luma", "noise", "legibility", "figure_height"} <= stats["clips"][0].keys()
     assert sheet.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     (root / "clips_v1" / "Run" / "Run_1_1.mp4").unlink()

@@ -20,7 +20,7 @@ from training.synth.benchmark import SynthConfig, render, write_benchmark
 from training.synth.clip import render_clip
 from training.synth.domains import DOMAINS, RANGE_FIELDS, SHIFTS, Domain, DomainName
 from training.synth.scene import build_scene, render_scene
-from training.synth.stats import LEGIBILITY_FLOOR, luma, root_stats
+from training.synth.stats import LEGIBILITY_FLOOR, figure_height, luma, root_stats
 from training.video import read_video
 
 TINY = {
@@ -187,6 +187,18 @@ def test_sensor_noise_survives_the_encode_and_every_clip_is_legible(benchmark: P
     assert dark and all(row["pixels"] > 500 for row in dark), summary["noise_curve"]
     assert all(row["sigma"] >= 0.8 for row in dark), dark
     assert summary["below_floor"] == 0 and summary["legibility"]["min"] >= LEGIBILITY_FLOOR
+    heights = summary["figure_height"]  # the train domain's people: a fifth of the frame or more
+    assert 0.2 <= heights["min"] and 0.35 <= heights["median"] <= 0.65 and heights["max"] <= 0.9
+
+
+def test_figure_height_is_the_median_over_frames_that_show_the_actor() -> None:
+    coverage = np.zeros((4, 40, 30))
+    coverage[0, 10:20, 5:8] = 1.0  # 10 rows of 40
+    coverage[1, 5:25, 5:8] = 0.6  # 20 rows
+    coverage[2, 0:30, 5:8] = 0.4  # under half covered: not the actor
+    coverage[3, 2:32, 5:8] = 1.0  # 30 rows
+    assert figure_height(coverage) == 0.5
+    assert figure_height(np.zeros((2, 8, 8))) == 0.0
 
 
 def test_shifted_domain_shares_no_range_or_style_with_train() -> None:

@@ -6,6 +6,10 @@ wide (what the network sees), compared between the actor's pixels (covered at le
 ring of clear surround within 2 pixels of them: the mean absolute difference of figure pixels from
 the ring's mean, in grey levels, the median over the frames that show the actor.
 
+Figure height: the rows the actor covers (at least half), as a fraction of the frame's height,
+the median over the frames that show the actor: how large a person the camera shows, which is
+what a camera mount changes (docs/benchmark.md, "Which shift costs what").
+
 Noise: the decoded clip's luma, at pixels that do not change in the noise-free rendering of the
 same clip (re-rendered from its seed): the median over those pixels of std(frame difference) /
 sqrt(2), which is the per-frame temporal noise of a static pixel.
@@ -81,6 +85,14 @@ def legibility(clean: np.ndarray, coverage: np.ndarray) -> tuple[float, bool]:
     return float(np.median(contrasts)), sum(brighter) * 2 >= len(brighter)
 
 
+def figure_height(coverage: np.ndarray) -> float:
+    """The actor's median height over the frames that show it, as a fraction of the frame's, from
+    its coverage per pixel (`F x H x W`, see the module's note)."""
+    rows = (coverage >= 0.5).any(axis=2)
+    heights = [np.ptp(np.flatnonzero(row)) + 1 for row in rows if row.any()]
+    return float(np.median(heights)) / coverage.shape[1] if heights else 0.0
+
+
 def static_noise(decoded: np.ndarray, clean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per static pixel: its noise-free mean level and the decoded clip's temporal noise there
     (std of the frame difference / sqrt(2)), both grey levels of luma. Static: its noise-free level
@@ -132,6 +144,7 @@ def clip_stats(video: np.ndarray, shot: "Shot | None") -> dict:
         stats["noise"] = round(float(np.median(sigmas)), 3) if len(sigmas) else None
         stats["static_pixels"] = int(len(sigmas))
         stats["legibility"] = round(shot.contrast, 2)
+        stats["figure_height"] = round(figure_height(shot.figure), 3)
         stats["redraws"] = shot.redraws
         stats["_levels"], stats["_sigmas"] = levels, sigmas
     return stats
@@ -189,6 +202,7 @@ def root_stats(root: Path, split: int | None = None, limit: int | None = None) -
         "noise": _quantiles(noises),
         "noise_curve": noise_curve(pooled_levels, pooled_sigmas),
         "legibility": _quantiles(legible),
+        "figure_height": _quantiles([c["figure_height"] for c in clips if "figure_height" in c]),
         "legibility_floor": LEGIBILITY_FLOOR,
         "below_floor": int(sum(value < LEGIBILITY_FLOOR for value in legible)),
         "redrawn": int(sum(clip.get("redraws", 0) > 0 for clip in clips)),
