@@ -66,9 +66,11 @@ def register_data(commands: argparse._SubParsersAction) -> None:
     synth.set_defaults(run=_data_synth)
 
     stats = actions.add_parser(
-        "stats", help="luma, decoded noise and legibility of a data set root's clips"
+        "stats", help="luma, decoded noise, legibility and figure height of a root's clips"
     )
-    stats.add_argument("root", type=Path, help="data set root (generated roots: noise, legibility)")
+    stats.add_argument(
+        "root", type=Path, help="data set root (generated roots: noise, legibility, figure height)"
+    )
     stats.add_argument("--split", type=int, default=None, help="split number (default: first)")
     stats.add_argument("--limit", type=int, default=None, help="at most N clips per subset")
     stats.add_argument("--json", action="store_true", help="print the report as JSON")
