@@ -83,7 +83,7 @@ def _standardise(clip: torch.Tensor) -> torch.Tensor:
     """Zero mean and unit deviation per clip, whatever its exposure.
 
     The deviation is the norm of the centred clip rather than `Tensor.std`, whose one-pass
-    reduction ran ten times slower on CPU and was a fifth of a training epoch's data path."""
+    reduction ran ten times slower on CPU and was a quarter of a training epoch's data path."""
     import torch
 
     shape = (-1,) + (1,) * (clip.ndim - 1)

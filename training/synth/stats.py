@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 LEGIBILITY_FLOOR = 3.0
 """Grey levels of figure-to-surround contrast at the network's input size every clip meets."""
 NETWORK_WIDTH = 64
+COVERED = 0.5
+"""Coverage from which a pixel counts as the actor's (legibility and figure height alike)."""
 STATIC = 0.25
 """Most a static pixel's noise-free grey level may change over the clip."""
 NOISE_BINS = (0, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 255)
@@ -72,7 +74,7 @@ def legibility(clean: np.ndarray, coverage: np.ndarray) -> tuple[float, bool]:
     brighter; (0, True) when the actor is never seen."""
     small = network_size(luma(np.clip(clean, 0, 255)))
     cover = network_size(coverage)
-    figure = cover >= 0.5
+    figure = cover >= COVERED
     ring = _dilate(figure, 2) & (cover < 0.1)
     contrasts, brighter = [], []
     for frame, inside, around in zip(small, figure, ring, strict=True):
@@ -88,7 +90,7 @@ def legibility(clean: np.ndarray, coverage: np.ndarray) -> tuple[float, bool]:
 def figure_height(coverage: np.ndarray) -> float:
     """The actor's median height over the frames that show it, as a fraction of the frame's, from
     its coverage per pixel (`F x H x W`, see the module's note)."""
-    rows = (coverage >= 0.5).any(axis=2)
+    rows = (coverage >= COVERED).any(axis=2)
     heights = [np.ptp(np.flatnonzero(row)) + 1 for row in rows if row.any()]
     return float(np.median(heights)) / coverage.shape[1] if heights else 0.0
 
