@@ -124,11 +124,12 @@ def test_ten_times_the_serviceable_upload_rate_is_shed_not_queued(system, record
     assert max(lane) <= bound + int(system.env.get("LUMOS_UPLOAD_DECODERS", "2"))
     assert max(rss) - rss_before < 300 * 1024
     # At most N uploads in flight: an admitted one waits for at most N others, each of which
-    # takes about `latency` (x2: refusing the flood takes CPU too). Unbounded, the wait grows
-    # with the flood's length: 26 s median after 10 s, before admission was bounded.
+    # takes about `latency` (x4: refusing the flood, and sending it, take the same 2 cores; on a
+    # 2-core Zen 1 EPYC one run in five saw x3.1, 3.5 s at 0.14 s an upload). Unbounded, the
+    # wait grows with the flood's length: 26 s median after 10 s, before admission was bounded.
     limit = int(SETTINGS["upload_max_in_flight"])
     assert 0 < max(in_flight) <= limit  # sampled every 0.2 s from the API's own gauge
-    assert statistics.median(admitted) < 2 * limit * latency
+    assert statistics.median(admitted) < 4 * limit * latency
     assert statistics.median(a.seconds for a in shed) < statistics.median(admitted)
     with system.client() as client:
         assert upload(client, clip_video).status_code == 200  # and it serves again at once
