@@ -41,6 +41,9 @@ class ClipSpec(BaseModel):
     clip; 0 adds nothing. At night the room, its lamps and their glare fill the frame and stay
     still: what changes is the person, which is the action, and which a new room does not
     alter. Adding it to the same three channels keeps every network and export as it is."""
+    focus: float = Field(0.0, ge=0)
+    """The largest zoom onto the square around the clip's change (`model.focus`), so that a
+    person far from the camera fills the input as a near one does; 0 (or 1) zooms nothing."""
 
     def to_input(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 `B x T x H x W x 3` RGB frames -> float32 `B x 3 x T x H x W` network input.
@@ -58,9 +61,16 @@ class ClipSpec(BaseModel):
         # In the usual contiguous layout: the permuted frames are channels-last in memory, and
         # convolutions follow their input's layout (a fifth slower a training step on AVX2);
         # channels-last is the network's choice (`run.channels_last`), through its weights.
-        planes = frames.permute(0, 4, 1, 2, 3)
+        planes = self.focused(frames).permute(0, 4, 1, 2, 3)
         unit = planes.to(torch.float32, memory_format=torch.contiguous_format).div_(255.0)
         return self.normalize_unit(unit)
+
+    def focused(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 `B x T x H x W x C` frames zoomed onto where they change (`focus`), or as they
+        are. A teacher zooms its six-channel (dark and enhanced) clips here, by the dark's box."""
+        from model.focus import focus
+
+        return focus(frames, self.focus) if self.focus > 1 else frames
 
     def normalize_unit(self, clip: torch.Tensor) -> torch.Tensor:
         """Normalise a float `B x 3 x T x H x W` clip in [0, 1], e.g. an enhanced copy."""

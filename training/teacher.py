@@ -81,11 +81,10 @@ class TeacherInputs:
         self.enhance, self.spec = enhance, spec
 
     def __call__(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if frames.shape[-1] == 6:
-            frames, enhanced = frames[..., :3], to_unit(frames[..., 3:].permute(0, 4, 1, 2, 3))
-        else:
-            enhanced = self.enhance(frames.permute(0, 4, 1, 2, 3))
-        return self.spec.to_input(frames), self.spec.normalize_unit(enhanced)
+        frames = self.spec.focused(frames).permute(0, 4, 1, 2, 3).contiguous()
+        dark = frames[:, :3]
+        enhanced = to_unit(frames[:, 3:]) if frames.shape[1] == 6 else self.enhance(dark)
+        return self.spec.normalize_unit(to_unit(dark)), self.spec.normalize_unit(enhanced)
 
 
 def train_teacher(config: TeacherConfig) -> FitResult:
