@@ -231,7 +231,7 @@ def test_models_and_jobs_show_top1_as_a_percentage_at_every_width(page: Page, se
         row = f"tr[data-version='{demo['version']}']"
         expect(page.locator(f"{row} .headline-metric")).to_contain_text("test top-1")
         shown = shown_top1(page, f"{row} .headline-metric strong")
-        assert shown == f"{100 * demo['metrics']['test']['top1']:.1f}%"  # 73.3%
+        assert shown == f"{100 * demo['metrics']['test']['top1']:.1f}%"  # 70.3%
         expect(page.locator(f"{row} .metrics").first).to_contain_text("total time")
         job_row = f"tr[data-version='job-{job_id}'] .headline-metric strong"
         assert PERCENT.match(shown_top1(page, job_row))
