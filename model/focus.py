@@ -17,7 +17,7 @@ MARGIN = 2.0
 """The box's side against the extent of the change: the body around a moving arm."""
 THRESHOLD = 0.3
 """Change below this fraction of the clip's strongest (above its median) is background: noise,
-and the leftovers of flicker and gain steps that the per-frame exposure did not cancel."""
+and what flicker and gain steps leave after each pixel's change is set against its light."""
 QUANTILES = (0.05, 0.95)
 """The extent of the change: its central 90% along each axis, so that a speck does not widen it."""
 DARK = 4.0
