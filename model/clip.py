@@ -41,9 +41,10 @@ class ClipSpec(BaseModel):
     clip; 0 adds nothing. At night the room, its lamps and their glare fill the frame and stay
     still: what changes is the person, which is the action, and which a new room does not
     alter. Adding it to the same three channels keeps every network and export as it is."""
-    focus: float = Field(0.0, ge=0)
+    focus: float = Field(0.0, ge=0, le=8)
     """The largest zoom onto the square around the clip's change (`model.focus`), so that a
-    person far from the camera fills the input as a near one does; 0 (or 1) zooms nothing."""
+    person far from the camera fills the input as a near one does; 0 (or 1) zooms nothing.
+    Beyond 8x a 56-pixel input would be a few pixels blown up."""
 
     def to_input(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 `B x T x H x W x 3` RGB frames -> float32 `B x 3 x T x H x W` network input.

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from pydantic import ValidationError
 
 from model.clip import ClipSpec
 from model.focus import focus, focus_boxes
@@ -61,3 +62,9 @@ def test_clip_spec_focuses_before_normalising_and_only_when_asked():
     )
     torch.testing.assert_close(focused.to_input(frames), plain.to_input(focus(frames, 2.5)))
     assert not torch.equal(focused.to_input(frames), plain.to_input(frames))
+
+
+def test_a_zoom_out_of_range_is_refused():
+    for bad in (-1.0, 9.0, float("nan"), float("inf")):
+        with pytest.raises(ValidationError):
+            ClipSpec(focus=bad)

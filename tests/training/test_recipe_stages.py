@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from model.artifact import load_artifact
+from model.clip import ClipSpec
 from model.enhance import msrcr
 from model.manifest import ArchConfig
 from model.networks import Student
@@ -342,3 +343,17 @@ def test_cached_enhancement_rides_along_as_three_more_channels(benchmark: Path) 
     assert torch.allclose(frames[..., 3:].float() / 255, expected, atol=1 / 255)
     clip, _ = dataset[0]
     assert clip.shape == (8, 32, 32, 6) and clip.dtype == torch.uint8
+
+
+def test_a_teacher_zooms_its_two_streams_by_the_dark_clips_box() -> None:
+    """With `clip.focus`, the enhanced stream is cut by the dark stream's box, and the dark
+    stream is what the student sees: an enhanced copy equal to the dark clip comes out equal."""
+    frames = torch.full((2, 8, 32, 32, 3), 10, dtype=torch.uint8)
+    for t in range(8):
+        frames[:, t, 20:26, 2 + t : 6 + t] = 60  # someone small walks along the bottom left
+    spec = ClipSpec(frames=8, crop=32, normalize="per_clip", motion=1.0, focus=2.5)
+    inputs = TeacherInputs(lambda _: pytest.fail("six channels bring their enhanced copy"), spec)
+    dark, enhanced = inputs(torch.cat([frames, frames], -1))
+    torch.testing.assert_close(dark, enhanced)
+    torch.testing.assert_close(dark, spec.to_input(frames))
+    assert not torch.allclose(dark, spec.model_copy(update={"focus": 0}).to_input(frames))
