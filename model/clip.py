@@ -71,7 +71,7 @@ class ClipSpec(BaseModel):
         are. A teacher zooms its six-channel (dark and enhanced) clips here, by the dark's box."""
         from model.focus import focus
 
-        return focus(frames, self.focus) if self.focus > 1 else frames
+        return focus(frames, self.focus)
 
     def normalize_unit(self, clip: torch.Tensor) -> torch.Tensor:
         """Normalise a float `B x 3 x T x H x W` clip in [0, 1], e.g. an enhanced copy."""
