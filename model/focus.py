@@ -69,12 +69,19 @@ def focus_boxes(frames: torch.Tensor, zoom: float) -> torch.Tensor:
     return torch.stack([centre_x, centre_y, side], 1)
 
 
+def zooms(length: int, zoom: float) -> bool:
+    """Whether `focus` zooms clips of `length` frames at all: one frame has no change to find, and
+    a limit of 1 or less (0: the spec's "no zoom") leaves the whole frame. The service's key
+    frames ask it before computing a box to show."""
+    return length >= 2 and zoom > 1
+
+
 def focus(frames: torch.Tensor, zoom: float) -> torch.Tensor:
     """uint8 `B x T x H x W x C` frames -> `B x T x S x S x C` (S the shorter side: the shape
     they had, for the square crops a network takes), each clip's `focus_boxes` square scaled
     up to it, bilinear."""
     batch, length, height, width, channels = frames.shape
-    if length < 2 or zoom <= 1:
+    if not zooms(length, zoom):
         return frames
     boxes = focus_boxes(frames, zoom)
     size = min(height, width)

@@ -20,6 +20,7 @@ TIERS = {
     "system": (
         "tests/system/",
         "tests/api/test_uploads.py",
+        "tests/api/test_key_frames.py",
         "tests/api/test_streams.py",
         "tests/api/test_distributed.py",
         "tests/api/test_events.py",
@@ -100,6 +101,25 @@ def dark_frames(count: int, size: tuple[int, int] = (64, 48), seed: int = 0) -> 
         x = int((width - width // 4) * t / max(1, count - 1))
         frames[t, height // 3 : 2 * height // 3, x : x + width // 4] = 40
     frames += rng.normal(0, 2, frames.shape)
+    return np.clip(frames, 0, 255).astype(np.uint8)
+
+
+FIGURE = (28 / 160, 84 / 120, 48 / 160, 112 / 120)
+"""Where `figure_frames` puts its person in a 160 x 120 frame (left, top, right, bottom, 0-1)."""
+
+
+def figure_frames(count: int, waving: bool, seed: int = 0) -> np.ndarray:
+    """A small person (a fifth of the height) in the lower left of a near-black, noisy 160 x 120
+    room: `count x 120 x 160 x 3` uint8. Waving an arm, with fresh sensor noise every frame; or
+    still, every frame the same (sensor noise alone is change the model may zoom onto). The
+    person is inside the field of view of a 75 x 56 resize's 56-pixel centre crop (x 19 to 139)."""
+    rng = np.random.default_rng(seed)
+    frames = np.full((count, 120, 160, 3), 8, np.float32)
+    frames[:, 84:112, 28:36] = 40  # the body
+    for t in range(count):
+        arm = 84 + (t % 4) * 4 if waving else 84
+        frames[t, arm : arm + 3, 36:48] = 40
+    frames += rng.normal(0, 2, (count if waving else 1, 120, 160, 3))
     return np.clip(frames, 0, 255).astype(np.uint8)
 
 

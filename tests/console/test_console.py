@@ -1,9 +1,10 @@
 """The web console in a real browser (Debian's Chromium, driven by Playwright) against a real
-`lumos serve` with API keys on: classify an upload, follow a camera live and a dead one, read the
-bundled demo model's and a finished pipeline job's metrics, activate a model, run a training job,
-at desktop and phone widths. Each page is screenshot; `make screenshots`
-(LUMOS_SCREENSHOTS=docs/images) keeps them for the README, the Classify, phone and Cameras pictures
-from the bundled demo model, and no other run rewrites tracked files."""
+`lumos serve` with API keys on: classify an upload (and see where the bundled demo model, which
+zooms, looked), follow a camera live and a dead one, read the bundled demo model's and a finished
+pipeline job's metrics, activate a model, run a training job, at desktop and phone widths. Each
+page is screenshot; `make screenshots` (LUMOS_SCREENSHOTS=docs/images) keeps them for the README,
+the Classify, phone and Cameras pictures from the bundled demo model, and no other run rewrites
+tracked files."""
 
 import json
 import os
@@ -18,7 +19,8 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from bench.servers import ROOT, free_port, wait_for
 from tests.api.conftest import API_KEY, Service, job_state, service_env, start_service, upload
 from tests.api.test_jobs import TINY, make_dataset
-from tests.conftest import ARID_LABELS, make_artifact
+from tests.conftest import ARID_LABELS, figure_frames, make_artifact
+from training.video import write_video
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -138,9 +140,47 @@ def test_classify_shows_labels_scores_and_both_views(page: Page, service, make_v
         assert dark.evaluate("img => img.naturalWidth") == 160
         # The captured frame is dark; the Retinex view makes what is in it visible.
         assert dark.evaluate(MEAN_LUMA) < 40 < enhanced.evaluate(MEAN_LUMA)
+    expect(clips.locator(".frame .focus")).to_have_count(0)  # tiny-1 does not zoom
     page.set_viewport_size(PHONE)
     assert no_sideways_scroll(page)
     page.set_viewport_size(WIDE)
+
+
+def test_key_frames_mark_where_a_zooming_model_looked(page: Page, service: Service, tmp_path):
+    """The bundled demo model zooms (`clip.focus` 2.5): over both key frames of each clip an
+    outline sits where /v1/frames says the model looked, and the images say so in words."""
+    demo = json.loads((DEMO / "manifest.json").read_text())["version"]
+    video = tmp_path / "waving.mp4"
+    write_video(video, figure_frames(36, waving=True), 12.0)  # 18 frames at 6 fps: 2 clips
+    with service.client() as client:
+        assert client.post(f"/v1/models/{demo}/activate").status_code == 200
+        try:
+            expect(page.locator("[data-status=model]")).to_have_text(demo, timeout=10_000)
+            squares = [c["focus"] for c in upload(client, video, "/v1/frames").json()["clips"]]
+            assert len(squares) == 2 and None not in squares
+            open_page(page, "classify")
+            page.set_input_files("#classify-file", video)
+            expect(page.locator(".clip .frame .focus")).to_have_count(4, timeout=60_000)
+            for seq, square in enumerate(squares):
+                for view in VIEWS:
+                    frame = page.locator(f".clip[data-seq='{seq}'] .frame.{view}")
+                    shown, box = frame.bounding_box(), frame.locator(".focus").bounding_box()
+                    assert shown and box
+                    placed = [
+                        (box["x"] - shown["x"]) / shown["width"],
+                        (box["y"] - shown["y"]) / shown["height"],
+                        box["width"] / shown["width"],
+                        box["height"] / shown["height"],
+                    ]
+                    wanted = [square["x"], square["y"], square["side"], square["side"]]
+                    assert placed == pytest.approx(wanted, abs=0.01), (seq, view)
+                    zoom = f"{1 / square['side']:.1f}x"
+                    expect(frame.locator("img")).to_have_attribute(
+                        "alt", re.compile(f"the model looked at the marked square, {zoom}$")
+                    )
+        finally:
+            assert client.post("/v1/models/tiny-1/activate").status_code == 200
+    expect(page.locator("[data-status=model]")).to_have_text("tiny-1", timeout=10_000)
 
 
 def test_key_frames_match_the_clips_and_refuse_bad_uploads(service: Service, make_video, tmp_path):
@@ -157,6 +197,7 @@ def test_key_frames_match_the_clips_and_refuse_bad_uploads(service: Service, mak
     spans = [t for f in frames for t in (f["start"], f["end"])]  # media seconds, 8 frames each
     assert spans == pytest.approx([0, 7 / 12, 8 / 12, 15 / 12, 16 / 12, 23 / 12], abs=0.01)
     assert all(f[view].startswith("data:image/jpeg;base64,") for f in frames for view in VIEWS)
+    assert [f["focus"] for f in frames] == [None, None, None]  # tiny-1 does not zoom
     assert (refused.status_code, refused.json()["reason"]) == (415, "invalid_container")
     assert (anonymous.status_code, anonymous.json()["reason"]) == (401, "missing_api_key")
 
@@ -320,7 +361,6 @@ def test_screenshots_of_the_demo_model(page: Page, service: Service, rtsp_camera
     """The README's Classify, phone and Cameras pictures, from the bundled demo model: a dark
     clip of the generated benchmark, and a real RTSP camera."""
     from training.synth.clip import render_clip
-    from training.video import write_video
 
     demo = json.loads((DEMO / "manifest.json").read_text())["version"]
     with service.client() as client:

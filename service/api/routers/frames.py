@@ -21,8 +21,22 @@ from service.api.uploads import (
 router = APIRouter(prefix="/frames", tags=["frames"])
 
 
+class FocusSquare(BaseModel):
+    """The square a model that zooms (`clip.focus` > 1) zoomed a clip onto before classifying
+    it, as fractions of the key frame, which shows the model's whole field of view."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+    x: float
+    """Left edge, 0-1 of the key frame's width."""
+    y: float
+    """Top edge, 0-1 of the key frame's height."""
+    side: float
+    """Side, 0-1 of the key frame's side: the zoom is 1 / side."""
+
+
 class KeyFrame(BaseModel):
-    """One clip's middle frame, as captured and enhanced."""
+    """One clip's middle frame, as captured and enhanced, and where the model looked."""
 
     model_config = ConfigDict(use_attribute_docstrings=True)
 
@@ -36,6 +50,9 @@ class KeyFrame(BaseModel):
     """The middle frame as captured: a `data:image/jpeg;base64,...` URL."""
     enhanced: str
     """The same frame after the teacher's Retinex (MSRCR, statistics of the whole clip)."""
+    focus: FocusSquare | None
+    """The square the model zoomed the clip onto, found on the clip as the model got it; null
+    when the model does not zoom, or the clip did not change and was classified whole."""
 
 
 class KeyFrames(BaseModel):
@@ -56,7 +73,8 @@ class KeyFrames(BaseModel):
     responses={code: PROBLEM_RESPONSE for code in (400, 413, 415, 422, 503)},
 )
 async def frames(request: Request, runtime: RuntimeDep) -> KeyFrames:
-    """Each clip's key frame, dark and enhanced, of an uploaded video (multipart field `file`)."""
+    """Each clip's key frame, dark and enhanced, of an uploaded video (multipart field `file`),
+    with the square the model zoomed each clip onto."""
     limits = UploadLimits.of(runtime.settings)
     path = await receive_upload(
         request.headers.get("content-type"),

@@ -73,6 +73,17 @@ function clipItem(clip) {
   );
 }
 
+/**
+ * An outline of the square the model zoomed the clip onto (`focus`: fractions of the frame), over
+ * a key frame. Placed through the CSSOM: the console's CSP refuses style attributes.
+ */
+function focusBox({ x, y, side }) {
+  const box = h("div", { class: "focus" });
+  const at = (fraction) => `${(100 * fraction).toFixed(2)}%`;
+  Object.assign(box.style, { left: at(x), top: at(y), width: at(side), height: at(side) });
+  return box;
+}
+
 /** Fill each clip's time span and its two frame views; key frames are a second, slower step. */
 async function showFrames(file, timeline) {
   const { body } = await upload("/v1/frames", file, () => {});
@@ -81,9 +92,14 @@ async function showFrames(file, timeline) {
     if (!item) continue; // the darkness gate skipped it
     item.querySelector(".span").textContent =
       `Clip ${frame.seq + 1} · ${frame.start.toFixed(1)}–${frame.end.toFixed(1)} s`;
+    const looked = frame.focus
+      ? `; the model looked at the marked square, ${(1 / frame.focus.side).toFixed(1)}x`
+      : "";
     for (const view of ["dark", "enhanced"]) {
       const alt = `Clip ${frame.seq + 1} ${view === "dark" ? "as captured" : "after Retinex"}`;
-      item.querySelector(`.frame.${view}`).replaceChildren(h("img", { src: frame[view], alt }));
+      const shown = [h("img", { src: frame[view], alt: alt + looked })];
+      if (frame.focus) shown.push(focusBox(frame.focus));
+      item.querySelector(`.frame.${view}`).replaceChildren(...shown);
     }
   }
 }
