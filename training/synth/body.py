@@ -280,9 +280,10 @@ def rasterise(
     def take(values: np.ndarray) -> np.ndarray:
         return np.take_along_axis(np.broadcast_to(values, signed.shape), chosen, 1)[:, 0]
 
-    roundness = np.sqrt(np.clip(1 - (take(distance) / take(r)) ** 2, 0, 1))
+    radius = take(r)
+    roundness = np.sqrt(np.clip(1 - (take(distance) / radius) ** 2, 0, 1))
     metres = take(along) * take(lengths[..., None, None])
-    across = take((dx * by - dy * bx) / np.sqrt(length2) / r)
+    across = (take(dx) * take(by) - take(dy) * take(bx)) / np.sqrt(take(length2)) / radius
     parts = np.array([PARTS.index(s.part) for s in segments], np.uint8)[chosen[:, 0]]
     texture = np.ones_like(metres)
     for garment, index in _GARMENTS.items():

@@ -113,8 +113,10 @@ def shutter(frames: np.ndarray, weight: float) -> np.ndarray:
     shutter stays open (night cameras expose for most of the frame time). The kernel is symmetric,
     so a clip played backwards is blurred the same."""
     weight = np.float32(weight)
-    blurred = np.concatenate([frames[:1], frames[:-1]])
-    blurred += np.concatenate([frames[1:], frames[-1:]])
+    blurred = np.empty_like(frames)  # the previous frame plus the next, without a copy of each
+    blurred[0], blurred[1:] = frames[0], frames[:-1]
+    blurred[:-1] += frames[1:]
+    blurred[-1] += frames[-1]
     blurred *= weight
     blurred += frames
     blurred *= 1 / (1 + 2 * weight)

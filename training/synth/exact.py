@@ -22,9 +22,12 @@ _LOG_TERMS = [2 / (2 * n + 1) for n in range(12)]
 
 
 def _horner(x: np.ndarray, coefficients: list[float]) -> np.ndarray:
+    """The polynomial at `x`, computed in place: the same roundings as `total * x + c`, without
+    a new array per term."""
     total = np.full_like(x, coefficients[-1])
     for c in reversed(coefficients[:-1]):
-        total = total * x + c
+        total *= x
+        total += c
     return total
 
 

@@ -9,7 +9,6 @@ walls in some clips. The actor stands in front, sometimes behind a table or sofa
 legs; in some clips a bystander idles further back (never doing a labelled action).
 """
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -64,9 +63,12 @@ class Scene:
         for person in self.people:
             layer = person.layer
             box = (slice(None), *layer.box)
-            colour = person.body.palette[layer.part[box]] * layer.shade[box][..., None]
-            colour *= person.light[:, None, None, :]
-            frames[box] += layer.coverage[box][..., None] * (colour - frames[box])
+            part, shade, coverage = layer.part[box], layer.shade[box], layer.coverage[box]
+            # A channel at a time: numpy broadcasts against a last axis of 3 several times slower.
+            for channel, seen in enumerate(np.moveaxis(frames[box], -1, 0)):
+                colour = np.take(person.body.palette[:, channel], part) * shade
+                colour *= person.light[:, channel, None, None]
+                seen += coverage * (colour - seen)
         return frames
 
     def reversed(self) -> "Scene":
@@ -165,11 +167,17 @@ def _cast(
     mount: Mount, height: int, width: int, room: tuple[float, float, float], boxes: list[Box]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Ray-cast the canvas: depth, hit point, normal and surface number per pixel (0 floor,
-    1 ceiling, 2 back wall, 3/4 side walls, 5 front wall, 6... boxes)."""
+    1 ceiling, 2 back wall, 3/4 side walls, 5 front wall, 6... boxes).
+
+    The ray parameters are held axis first (`3 x H x W`), so that a box's entry and exit are
+    elementwise maxima and minima of three planes rather than reductions over a length-3 axis,
+    which numpy does slowly; the normals of boxes' faces are built once, for the nearest box."""
     rays = mount.rays(height, width)
     origin = mount.position.astype(np.float32)
     room_width, ceiling, depth = room
-    inverse = 1 / np.where(np.abs(rays) < 1e-6, 1e-6, rays)
+    inverse = np.ascontiguousarray(
+        np.moveaxis(1 / np.where(np.abs(rays) < 1e-6, 1e-6, rays), -1, 0)
+    )
     planes = [
         (1, 0.0),
         (1, ceiling),
@@ -178,28 +186,27 @@ def _cast(
         (0, room_width / 2),
         (2, 0.0),
     ]
-    t = np.stack([(value - origin[axis]) * inverse[..., axis] for axis, value in planes])
+    t = np.stack([(value - origin[axis]) * inverse[axis] for axis, value in planes])
     t = np.where(t > 0, t, np.inf)
     surface = np.argmin(t, 0)
     distance = np.take_along_axis(t, surface[None], 0)[0]
+    facing = np.zeros_like(surface)
+    for number, corners in enumerate(boxes, start=6):
+        low, high = (np.asarray(corner, np.float32) - origin for corner in corners)
+        to_low, to_high = low[:, None, None] * inverse, high[:, None, None] * inverse
+        near, far = np.minimum(to_low, to_high), np.maximum(to_low, to_high)
+        enter = np.maximum(np.maximum(near[0], near[1]), near[2])
+        leave = np.minimum(np.minimum(far[0], far[1]), far[2])
+        hit = (enter < leave) & (enter > 0) & (enter < distance)
+        axis = np.where(near[0] == enter, 0, np.where(near[1] == enter, 1, 2))  # first largest
+        distance = np.where(hit, enter, distance)
+        surface = np.where(hit, number, surface)
+        facing = np.where(hit, axis, facing)
     normals = np.array(
         [[0, 1, 0], [0, -1, 0], [0, 0, -1], [1, 0, 0], [-1, 0, 0], [0, 0, 1]], np.float32
     )
-    normal = normals[surface]
-    for number, corners in enumerate(boxes, start=6):
-        low, high = (np.asarray(corner, np.float32) for corner in corners)
-        near = np.minimum((low - origin) * inverse, (high - origin) * inverse)
-        far = np.maximum((low - origin) * inverse, (high - origin) * inverse)
-        enter, leave = near.max(-1), far.min(-1)
-        hit = (enter < leave) & (enter > 0) & (enter < distance)
-        axis = np.argmax(near, -1)
-        face = np.zeros_like(rays)
-        np.put_along_axis(
-            face, axis[..., None], -np.sign(np.take_along_axis(rays, axis[..., None], -1)), -1
-        )
-        distance = np.where(hit, enter, distance)
-        surface = np.where(hit, number, surface)
-        normal = np.where(hit[..., None], face, normal)
+    face = np.where(facing[..., None] == np.arange(3), -np.sign(rays), np.float32(0))
+    normal = np.where((surface >= 6)[..., None], face, normals[np.minimum(surface, 5)])
     point = origin + distance[..., None] * rays
     return distance.astype(np.float32), point.astype(np.float32), normal, surface
 
@@ -300,14 +307,15 @@ def build_scene(
     lit += glow * np.float32(np.median(lit))
     if rng.random() < 0.4:
         lit = _window(rng, lit, point, surface, room)
-    sweep = _headlights(rng, point, surface, frames) if rng.random() < 0.2 else None
 
-    rows = crops[:, 1, None] + np.arange(height)
-    cols = crops[:, 0, None] + np.arange(width)
-    room_frames = lit[rows[:, :, None], cols[:, None, :]]
-    if sweep is not None:
-        room_frames += albedo[rows[:, :, None], cols[:, None, :]] * sweep(rows, cols)
-    room_depth = depth[rows[:, :, None], cols[:, None, :]]
+    def crop(canvas: np.ndarray) -> np.ndarray:
+        """Each frame's picture cut out of a canvas (slices: a fancy-index gather is slower)."""
+        return np.stack([canvas[y : y + height, x : x + width] for x, y in crops])
+
+    room_frames = crop(lit)
+    if rng.random() < 0.2:
+        room_frames += crop(albedo) * _headlights(rng, crop(point), crop(surface))
+    room_depth = crop(depth)
 
     people = []
     if rng.random() < 0.25:  # a bystander, further back, idling
@@ -373,25 +381,26 @@ def _seat(segments: list[Segment]) -> Box:
 def _surfaces(
     rng: np.random.Generator, domain: Domain, surface: np.ndarray, point: np.ndarray, boxes: int
 ) -> np.ndarray:
-    """Albedo per canvas pixel: textured walls, floor and ceiling, plain-ish furniture."""
+    """Albedo per canvas pixel: textured walls, floor and ceiling, plain-ish furniture. Each
+    surface's pattern is worked out at its own pixels alone."""
     wall, floor = pick(rng, domain.walls), _FLOORS[int(rng.integers(len(_FLOORS)))]
-    x, y, z = point[..., 0], point[..., 1], point[..., 2]
+    seen = [point[surface == number] for number in range(6 + boxes)]
     wall_colour = albedo(rng, rng.uniform(0.15, 0.7))
     paint = [
-        (albedo(rng, rng.uniform(0.08, 0.45)), _texture(floor, x, z, rng)),
-        (albedo(rng, rng.uniform(0.4, 0.8)), np.ones_like(x)),
-        (wall_colour, _texture(wall, x, y, rng)),
-        (wall_colour, _texture(wall, z, y, rng)),
-        (wall_colour, _texture(wall, z, y, rng)),
-        (wall_colour, _texture(wall, x, y, rng)),
+        (albedo(rng, rng.uniform(0.08, 0.45)), _texture(floor, seen[0][:, 0], seen[0][:, 2], rng)),
+        (albedo(rng, rng.uniform(0.4, 0.8)), np.ones(len(seen[1]), np.float32)),
+        (wall_colour, _texture(wall, seen[2][:, 0], seen[2][:, 1], rng)),
+        (wall_colour, _texture(wall, seen[3][:, 2], seen[3][:, 1], rng)),
+        (wall_colour, _texture(wall, seen[4][:, 2], seen[4][:, 1], rng)),
+        (wall_colour, _texture(wall, seen[5][:, 0], seen[5][:, 1], rng)),
     ]
-    result = np.zeros((*surface.shape, 3), np.float32)
-    for number, (tint, pattern) in enumerate(paint):
-        result = np.where((surface == number)[..., None], tint * pattern[..., None], result)
     for number in range(6, 6 + boxes):
+        x, z = seen[number][:, 0], seen[number][:, 2]
         tint = albedo(rng, rng.uniform(0.03, 0.6))
-        grain = 1 + 0.06 * np.sin(rng.uniform(5, 20) * (x + z) + rng.uniform(0, 6))
-        result = np.where((surface == number)[..., None], tint * grain[..., None], result)
+        paint.append((tint, 1 + 0.06 * np.sin(rng.uniform(5, 20) * (x + z) + rng.uniform(0, 6))))
+    result = np.zeros((*surface.shape, 3))
+    for number, (tint, pattern) in enumerate(paint):
+        result[surface == number] = tint * pattern[:, None]
     return result.astype(np.float32)
 
 
@@ -417,29 +426,21 @@ def _window(
     return np.where((inside & ~bars)[..., None], glow * colour, lit)
 
 
-def _headlights(
-    rng: np.random.Generator, point: np.ndarray, surface: np.ndarray, frames: int
-) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+def _headlights(rng: np.random.Generator, point: np.ndarray, surface: np.ndarray) -> np.ndarray:
     """Headlights of a passing car through a window: a bright patch sweeping along the walls.
-    Returns a function of the frames' canvas rows and columns giving the extra light."""
+    Returns the extra light per frame and pixel (`F x H x W x 3`) given the frames' points and
+    surfaces (`F x H x W x 3`, `F x H x W`)."""
     start, stop = rng.uniform(-6, 6, 2)
     height = rng.uniform(0.5, 2.0)
     power = np.float32(rng.uniform(0.3, 1.5))
     along = np.where(surface == 2, point[..., 0], point[..., 2])
     walls = (surface >= 2) & (surface <= 4)
-    centres = np.linspace(start, stop, frames, dtype=np.float32)
-
-    def light(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        u = along[rows[:, :, None], cols[:, None, :]] - centres[:, None, None]
-        v = point[..., 1][rows[:, :, None], cols[:, None, :]] - np.float32(height)
-        patch = (
-            power
-            * exact.exp(-(u * u + v * v) / np.float32(0.5)).astype(np.float32)
-            * walls[rows[:, :, None], cols[:, None, :]]
-        )
-        return patch[..., None] * np.array([1.0, 0.95, 0.85], np.float32)
-
-    return light
+    centres = np.linspace(start, stop, len(point), dtype=np.float32)
+    u = along - centres[:, None, None]
+    v = point[..., 1] - np.float32(height)
+    patch = np.zeros(walls.shape, np.float32)  # the exp, the costly part, on the walls alone
+    patch[walls] = power * exact.exp(-(u * u + v * v)[walls] / np.float32(0.5)).astype(np.float32)
+    return patch[..., None] * np.array([1.0, 0.95, 0.85], np.float32)
 
 
 def render_scene(

@@ -71,10 +71,10 @@ def tone(x: np.ndarray, black: float) -> np.ndarray:
     """Grey levels (float) of exposures `x` (1 = saturation): the sRGB curve on a black level; the
     linear toe carries on below 0, so noise around black is kept (until 8 bits clip it)."""
     x = np.asarray(x, dtype=np.float32)
-    toe = np.float32(12.92) * x
-    root = exact.power(np.maximum(x, np.float32(0.0031308)), 1 / 2.4).astype(np.float32)
-    knee = np.float32(1.055) * root
-    curve = np.where(x < np.float32(0.0031308), toe, knee - np.float32(0.055))
+    curve = np.float32(12.92) * x
+    knee = ~(x < np.float32(0.0031308))  # the power, the costly part, only where it is used
+    root = exact.power(x[knee], 1 / 2.4).astype(np.float32)
+    curve[knee] = np.float32(1.055) * root - np.float32(0.055)
     return np.float32(black) + np.float32(255 - black) * curve
 
 
@@ -105,12 +105,19 @@ def capture(x: np.ndarray, sensor: Sensor, rng: np.random.Generator) -> np.ndarr
     mix *= np.float32(np.sqrt(1 - sensor.shared))
     shared = rng.standard_normal((frames, height, width, 1), dtype=np.float32)
     mix += np.float32(np.sqrt(sensor.shared)) * shared
-    noisy = np.sqrt(np.maximum(electrons, 0) + np.float32(sensor.read**2))
+    # In place where it can be: the clip is the largest array the generator makes.
+    noisy = np.maximum(electrons, 0)
+    noisy += np.float32(sensor.read**2)
+    np.sqrt(noisy, out=noisy)
     noisy *= mix
     noisy += np.float32(sensor.row) * rng.standard_normal((frames, height, 1, 1), np.float32)
-    noisy += electrons * fixed_gain + fixed_offset
+    electrons *= fixed_gain
+    electrons += fixed_offset
+    noisy += electrons
     noisy *= np.float32((_BITS - _PEDESTAL) / sensor.full_scale)
-    codes = np.clip(np.rint(noisy) + _PEDESTAL, 0, _BITS).astype(np.uint16)
+    np.rint(noisy, out=noisy)
+    noisy += _PEDESTAL
+    codes = np.clip(noisy, 0, _BITS, out=noisy).astype(np.uint16)
     levels = (np.arange(_BITS + 1, dtype=np.float32) - _PEDESTAL) / np.float32(_BITS - _PEDESTAL)
     table = np.clip(np.rint(tone(levels, sensor.black)), 0, 255).astype(np.uint8)
     return table[codes]
