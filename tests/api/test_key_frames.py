@@ -8,6 +8,7 @@ import pytest
 from model.clip import ClipSpec
 from tests.api.conftest import Service, service_env, upload
 from tests.conftest import FIGURE, figure_frames, make_artifact
+from training.clips import centre_crop_box
 from training.video import write_video
 
 ZOOMING = ClipSpec(frames=8, crop=56, resize=(75, 56), fps=12.0, normalize="per_clip", focus=2.5)
@@ -35,10 +36,10 @@ def test_the_square_the_model_zoomed_onto_is_over_the_waving_person(service, tmp
     assert [c["seq"] for c in clips] == [0, 1, 2]
     # The person in fractions of the key frame, the model's field of view: the centre crop
     # across, the whole height down.
-    width = ZOOMING.resize[0]
-    crop_left, crop_width = (width - ZOOMING.crop) // 2 / width, ZOOMING.crop / width
+    width, height = ZOOMING.resize
+    crop = centre_crop_box(height, width, ZOOMING.crop)
     left, top, right, bottom = FIGURE
-    left, right = ((edge - crop_left) / crop_width for edge in (left, right))
+    left, right = ((edge * width - crop.left) / crop.width for edge in (left, right))
     for clip in clips:
         square = clip["focus"]
         assert square is not None, clip["seq"]
