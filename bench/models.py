@@ -15,6 +15,7 @@ import yaml
 from bench.report import ROOT, SCRATCH
 from model.artifact import save_artifact
 from model.clip import ClipSpec
+from model.locate import Locator
 from model.manifest import ArchConfig, Manifest, load_manifest
 from model.networks import build_network
 from service.backends import calibration_batch
@@ -40,6 +41,8 @@ def _shape(size: Size, frames: int | None) -> tuple[ArchConfig, ClipSpec]:
     if size == "demo":
         config = yaml.safe_load(DEMO_CONFIG.read_text())
         clip = ClipSpec(**config["data"]["clip"])
+        if clip.locate:  # its localiser, random as the network is
+            clip = clip.with_locator(Locator())
         return ArchConfig(**config["arch"]), clip.model_copy(
             update={"frames": frames or clip.frames}
         )

@@ -2,7 +2,8 @@
 
 Weights are never pickled, so loading an artifact cannot run code; the manifest carries everything
 needed to rebuild the network and feed it (architecture, labels, clip spec), plus where it came
-from and how well it did.
+from and how well it did. A clip spec that draws its focus square with a learned localiser
+(`ClipSpec.locate`) has the localiser's weights in the same file, named `locator.*`.
 """
 
 import os
@@ -13,6 +14,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from model.clip import ClipSpec
+from model.locate import PREFIX, Locator
 from model.manifest import FORMAT, MANIFEST, WEIGHTS, ArtifactError, Manifest, load_manifest
 from model.networks import Student, Teacher, build_network
 from model.state import StateMismatchError, check_state, load_strict
@@ -42,20 +45,46 @@ def save_artifact(directory: str | Path, network: Student | Teacher, manifest: M
         raise ArtifactError(f"the manifest's arch does not describe this network: {e}") from e
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
+    state = dict(network.state_dict())
+    if manifest.clip.locate:
+        if manifest.clip.locator is None:
+            raise ArtifactError("the clip spec draws its square with a localiser: attach it")
+        state.update({PREFIX + k: v for k, v in manifest.clip.locator.state_dict().items()})
+    state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     _write_atomic(directory / WEIGHTS, lambda p: save_file(state, p, metadata={"format": FORMAT}))
     _write_atomic(directory / MANIFEST, lambda p: p.write_text(manifest.model_dump_json(indent=2)))
     return directory
 
 
-def load_artifact(directory: str | Path) -> Artifact:
-    """Rebuild the network described by the manifest and load its weights (CPU, eval mode)."""
-    manifest = load_manifest(directory)
-    path = Path(directory) / WEIGHTS
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
     try:
-        state = load_file(path, device="cpu")
+        return load_file(path, device="cpu")
     except (FileNotFoundError, SafetensorError) as e:
         raise ArtifactError(f"cannot read weights {path}: {e}") from e
+
+
+def _located(manifest: Manifest, state: dict[str, torch.Tensor], path: Path) -> Manifest:
+    """`manifest` with its clip spec's localiser built from (and taken out of) `state`, where the
+    spec names one; as it is where not."""
+    if not manifest.clip.locate:
+        return manifest
+    ours = [k for k in state if k.startswith(PREFIX)]
+    located = {k.removeprefix(PREFIX): state.pop(k) for k in ours}
+    locator = Locator()
+    try:
+        load_strict(locator, located, f"{path} (the localiser)")
+    except StateMismatchError as e:
+        raise ArtifactError(str(e)) from e
+    return manifest.model_copy(update={"clip": manifest.clip.with_locator(locator)})
+
+
+def load_artifact(directory: str | Path) -> Artifact:
+    """Rebuild the network described by the manifest and load its weights (CPU, eval mode), and
+    attach the localiser to the manifest's clip spec where it names one."""
+    manifest = load_manifest(directory)
+    path = Path(directory) / WEIGHTS
+    state = _read_weights(path)
+    manifest = _located(manifest, state, path)
     # Built on the meta device and filled by assignment: no time spent initialising weights
     # that are about to be replaced.
     with torch.device("meta"):
@@ -65,3 +94,11 @@ def load_artifact(directory: str | Path) -> Artifact:
     except StateMismatchError as e:
         raise ArtifactError(str(e)) from e
     return Artifact(network.eval(), manifest)
+
+
+def load_clip_spec(directory: str | Path) -> ClipSpec:
+    """The artifact's clip spec, with its localiser attached where it names one: how to cut and
+    zoom clips for the model, without building the network (the service's key frames)."""
+    manifest = load_manifest(directory)
+    path = Path(directory) / WEIGHTS
+    return _located(manifest, _read_weights(path), path).clip

@@ -8,13 +8,16 @@ torch, and whoever calls it already holds tensors.
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 if TYPE_CHECKING:
     import torch
+
+    from model.locate import Locator
 
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
@@ -45,6 +48,13 @@ class ClipSpec(BaseModel):
     """The largest zoom onto the square around the clip's change (`model.focus`), so that a
     person far from the camera fills the input as a near one does; 0 (or 1) zooms nothing.
     Beyond 8x a 56-pixel input would be a few pixels blown up."""
+    locate: bool = False
+    """Draw the focus square around where the artifact's learned localiser (`model.locate`) puts
+    the person, rather than around the clip's change. Its weights are in the artifact, and
+    `model.artifact` attaches them (`with_locator`); training attaches the `locate` stage's."""
+    _locator: Locator | None = PrivateAttr(None)
+    _copies: dict[torch.device, Locator] = PrivateAttr(default_factory=dict)
+    """The localiser on each other device frames came on (a GPU backend's), made once."""
 
     def to_input(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 `B x T x H x W x 3` RGB frames -> float32 `B x 3 x T x H x W` network input.
@@ -66,12 +76,46 @@ class ClipSpec(BaseModel):
         unit = planes.to(torch.float32, memory_format=torch.contiguous_format).div_(255.0)
         return self.normalize_unit(unit)
 
-    def focused(self, frames: torch.Tensor) -> torch.Tensor:
-        """uint8 `B x T x H x W x C` frames zoomed onto where they change (`focus`), or as they
-        are. A teacher zooms its six-channel (dark and enhanced) clips here, by the dark's box."""
-        from model.focus import focus
+    @property
+    def locator(self) -> Locator | None:
+        """The attached learned localiser (`locate`), if any."""
+        return self._locator
 
-        return focus(frames, self.focus)
+    def with_locator(self, locator: Locator) -> ClipSpec:
+        """This spec with the learned localiser it names attached (in eval mode, frozen)."""
+        spec = self.model_copy()
+        spec._locator = locator.eval().requires_grad_(False)
+        spec._copies = {}
+        return spec
+
+    def focus_boxes(self, frames: torch.Tensor) -> torch.Tensor | None:
+        """`B x 3` square boxes (centre x, centre y, side; pixels) that uint8 `B x T x H x W x C`
+        frames are zoomed to (`model.focus`), or None when this spec does not zoom them."""
+        from model.focus import change_boxes, zooms
+
+        if not zooms(frames.shape[1], self.focus):
+            return None
+        if not self.locate:
+            return change_boxes(frames, self.focus)
+        if self._locator is None:
+            raise ValueError(
+                "this clip spec draws its square with a learned localiser, and none is attached: "
+                "load the model with model.artifact.load_artifact"
+            )
+        locator = self._locator
+        if frames.device != next(locator.parameters()).device:
+            if frames.device not in self._copies:
+                self._copies[frames.device] = copy.deepcopy(locator).to(frames.device)
+            locator = self._copies[frames.device]
+        return locator.boxes(frames, self.focus)
+
+    def focused(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 `B x T x H x W x C` frames zoomed onto their focus square, or as they are. A
+        teacher zooms its six-channel (dark and enhanced) clips here, by the dark's box."""
+        from model.focus import zoom_into
+
+        boxes = self.focus_boxes(frames)
+        return frames if boxes is None else zoom_into(frames, boxes)
 
     def normalize_unit(self, clip: torch.Tensor) -> torch.Tensor:
         """Normalise a float `B x 3 x T x H x W` clip in [0, 1], e.g. an enhanced copy."""

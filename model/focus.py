@@ -6,8 +6,12 @@ training cameras showed reads them at little better than a guess (docs/benchmark
 mount's cost is the person's size"). In a still room what changes is the person, so the box
 around the clip's change is a person detector that needs no training and no second network.
 
+A learned localiser (`model.locate`) finds the person where the change does not: in noise that
+swamps a slow arm, or under a shaking camera that outlines the room. Either way the box becomes a
+square here (`square`) and the clip is cut to it (`zoom_into`).
+
 Only torch tensor operations, batched, on whatever device the frames are on: `ClipSpec.to_input`
-calls it, so training, evaluation and every serving backend zoom the same way.
+calls them, so training, evaluation and every serving backend zoom the same way.
 """
 
 import torch
@@ -29,61 +33,73 @@ SMOOTHING = 5
 """Pixels of the box filter over the change map: sensor noise is per pixel, a limb is not."""
 
 
-def _extent(weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _extent(
+    weights: torch.Tensor, quantiles: tuple[float, float]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per row of `N x L` non-negative weights (each summing to more than zero), the positions of
-    its `QUANTILES` in pixels: where the cumulative weight first reaches each."""
+    its `quantiles` in pixels: where the cumulative weight first reaches each."""
     cumulative = weights.cumsum(-1) / weights.sum(-1, keepdim=True)
     low, high = (
-        (cumulative < q).sum(-1).clamp_max(weights.shape[-1] - 1).float() for q in QUANTILES
+        (cumulative < q).sum(-1).clamp_max(weights.shape[-1] - 1).float() for q in quantiles
     )
     return low, high + 1
 
 
-def focus_boxes(frames: torch.Tensor, zoom: float) -> torch.Tensor:
-    """`B x 3` square boxes (centre x, centre y, side; pixels) around each clip's change.
-
-    uint8 `B x T x H x W x C` frames (the first three channels are the dark RGB). A pixel's
-    change is measured against its own mean level (`DARK`), and the clip's median change is
-    taken off, so that flicker and exposure steps, which scale whole frames, count for little.
-    A side is at least `1 / zoom` of the shorter frame side and at most all of it; a clip that
-    does not change gets the centred whole.
-    """
-    _, _, height, width, _ = frames.shape
+def square(
+    energy: torch.Tensor, zoom: float, margin: float, quantiles: tuple[float, float]
+) -> torch.Tensor:
+    """`B x 3` square boxes (centre x, centre y, side; pixels) around where each non-negative
+    `B x H x W` map has its weight: `margin` times the larger extent between its `quantiles`, at
+    least `1 / zoom` of the shorter side and at most all of it, kept inside the frame. A map
+    with no weight gets the centred whole."""
+    _, height, width = energy.shape
     shorter = min(height, width)
-    # Summed plane by plane: a mean over a last axis of three runs ten times slower on CPU.
-    luma = (frames[..., 0].float() + frames[..., 1] + frames[..., 2]) / 3
-    change = (luma[:, 1:] - luma[:, :-1]).abs().mean(1, keepdim=True)
-    change = change / (luma.mean(1, keepdim=True) + DARK)
-    change = F.avg_pool2d(change, SMOOTHING, stride=1, padding=SMOOTHING // 2)[:, 0]
-    floor = change.flatten(1).median(1).values.view(-1, 1, 1)
-    peak = change.flatten(1).amax(1).view(-1, 1, 1)
-    energy = (change - floor - THRESHOLD * (peak - floor)).clamp_min(0)
-    moving = energy.flatten(1).sum(1) > 0
-    energy = torch.where(moving.view(-1, 1, 1), energy, torch.ones_like(energy))
-    left, right = _extent(energy.sum(1))
-    top, bottom = _extent(energy.sum(2))
-    side = (MARGIN * torch.maximum(right - left, bottom - top)).clamp(shorter / zoom, shorter)
-    side = torch.where(moving, side, torch.full_like(side, shorter))
+    found = energy.flatten(1).sum(1) > 0
+    energy = torch.where(found.view(-1, 1, 1), energy, torch.ones_like(energy))
+    left, right = _extent(energy.sum(1), quantiles)
+    top, bottom = _extent(energy.sum(2), quantiles)
+    side = (margin * torch.maximum(right - left, bottom - top)).clamp(shorter / zoom, shorter)
+    side = torch.where(found, side, torch.full_like(side, shorter))
     centre_x = ((left + right) / 2).clamp(side / 2, width - side / 2)
     centre_y = ((top + bottom) / 2).clamp(side / 2, height - side / 2)
     return torch.stack([centre_x, centre_y, side], 1)
 
 
+def luma(frames: torch.Tensor) -> torch.Tensor:
+    """Float `B x T x H x W` mean of the first three channels of uint8 `B x T x H x W x C`."""
+    # Summed plane by plane: a mean over a last axis of three runs ten times slower on CPU.
+    return (frames[..., 0].float() + frames[..., 1] + frames[..., 2]) / 3
+
+
+def change_boxes(frames: torch.Tensor, zoom: float) -> torch.Tensor:
+    """`B x 3` square boxes (centre x, centre y, side; pixels) around each clip's change.
+
+    uint8 `B x T x H x W x C` frames (the first three channels are the dark RGB). A pixel's
+    change is measured against its own mean level (`DARK`), and the clip's median change is
+    taken off, so that flicker and exposure steps, which scale whole frames, count for little.
+    A clip that does not change gets the centred whole (`square`).
+    """
+    level = luma(frames)
+    change = (level[:, 1:] - level[:, :-1]).abs().mean(1, keepdim=True)
+    change = change / (level.mean(1, keepdim=True) + DARK)
+    change = F.avg_pool2d(change, SMOOTHING, stride=1, padding=SMOOTHING // 2)[:, 0]
+    floor = change.flatten(1).median(1).values.view(-1, 1, 1)
+    peak = change.flatten(1).amax(1).view(-1, 1, 1)
+    energy = (change - floor - THRESHOLD * (peak - floor)).clamp_min(0)
+    return square(energy, zoom, MARGIN, QUANTILES)
+
+
 def zooms(length: int, zoom: float) -> bool:
-    """Whether `focus` zooms clips of `length` frames at all: one frame has no change to find, and
-    a limit of 1 or less (0: the spec's "no zoom") leaves the whole frame. The service's key
-    frames ask it before computing a box to show."""
+    """Whether a clip spec zooms clips of `length` frames at all: one frame has no change to
+    find, and a limit of 1 or less (0: the spec's "no zoom") leaves the whole frame."""
     return length >= 2 and zoom > 1
 
 
-def focus(frames: torch.Tensor, zoom: float) -> torch.Tensor:
+def zoom_into(frames: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     """uint8 `B x T x H x W x C` frames -> `B x T x S x S x C` (S the shorter side: the shape
-    they had, for the square crops a network takes), each clip's `focus_boxes` square scaled
+    they had, for the square crops a network takes), each clip's square box (`square`) scaled
     up to it, bilinear."""
     batch, length, height, width, channels = frames.shape
-    if not zooms(length, zoom):
-        return frames
-    boxes = focus_boxes(frames, zoom)
     size = min(height, width)
     # affine_grid's coordinates run from -1 to 1 over the input's width and height.
     theta = torch.zeros(batch, 2, 3, device=frames.device)

@@ -4,15 +4,17 @@ A dark clip shows a person almost nothing, so the console puts beside each clip'
 camera captured and the MSRCR view the teacher was trained on. The video is cut into clips by the
 same ingest code as /v1/classify, with the model's clip length, rate, stride and field of view, so
 clip `seq` here is clip `seq` there; only the resolution is raised for the eye. Where the model
-zooms each clip onto where it changes (`clip.focus`, `model.focus`), the square it zoomed onto comes
-with the frames, so a person debugging an upload sees where the model looked. A
-camera's latest key frame, kept by its ingest worker (`service.camera_health.key_frame`), is
-rendered the same way, without a square: one frame has no change to find.
+zooms each clip onto where it changes or where its learned localiser puts the person
+(`clip.focus`, `model.focus`), the square it zoomed onto comes with the frames, so a person
+debugging an upload sees where the model looked. A camera's latest key frame, kept by its ingest
+worker (`service.camera_health.key_frame`), is rendered the same way, without a square: one
+frame has no change to find.
 This is the one part of the API that needs torch (MSRCR, JPEG encoding), so the routers import it
 on first use and the API process starts without the tensor stack.
 """
 
 import base64
+import functools
 import io
 import threading
 from collections.abc import Iterator
@@ -24,9 +26,10 @@ import numpy as np
 import torch
 from torchvision.io import encode_jpeg
 
+from model.artifact import load_clip_spec
 from model.clip import ClipSpec
 from model.enhance import msrcr
-from model.focus import focus_boxes, zooms
+from model.focus import zooms
 from service.clipping import cut_file
 from service.settings import Settings
 
@@ -55,15 +58,25 @@ def render_stored(data: bytes) -> tuple[str, str]:
     return render(torch.from_numpy(image).permute(2, 0, 1).unsqueeze(1), 0)
 
 
-def focus_square(frames: np.ndarray, zoom: float) -> dict[str, float] | None:
-    """The square `model.focus` zooms a clip onto, from the clip as the model gets it (uint8
+@functools.lru_cache(maxsize=4)
+def model_spec(artifact: Path, version: str) -> ClipSpec:
+    """How the model at `artifact` cuts and zooms clips, with its learned localiser where it has
+    one (`model.artifact.load_clip_spec`); read once per version, not per request."""
+    return load_clip_spec(artifact)
+
+
+def focus_square(frames: np.ndarray, spec: ClipSpec) -> dict[str, float] | None:
+    """The square `spec` zooms a clip onto, from the clip as the model gets it (uint8
     `T x S x S x 3`, cut at the model's size): left, top and side as fractions of that field of
     view, which a key frame shows whole (to within the scalers' rounding, under a model pixel).
     None where the square is the whole field: a clip that
     does not change (or changes all over) is not zoomed, and a box around everything marks
     nothing."""
     size = frames.shape[1]
-    centre_x, centre_y, side = focus_boxes(torch.from_numpy(frames)[None], zoom)[0].tolist()
+    boxes = spec.focus_boxes(torch.from_numpy(frames)[None])
+    if boxes is None:
+        return None
+    centre_x, centre_y, side = boxes[0].tolist()
     if side >= size:
         return None
     return {
@@ -92,7 +105,7 @@ def key_frames(path: Path, spec: ClipSpec, settings: Settings) -> list[dict[str,
     squares: Iterator[dict[str, float] | None] = repeat(None)
     if zooms(spec.frames, spec.focus):
         seen = cut_file(path, "frames", spec, settings, threading.Event())
-        squares = (focus_square(clip.frames, spec.focus) for clip in seen)
+        squares = (focus_square(clip.frames, spec) for clip in seen)
     frames = []
     for clip, square in zip(shown, squares, strict=False):
         pixels = torch.from_numpy(clip.frames).permute(3, 0, 1, 2)  # 3 x T x H x W

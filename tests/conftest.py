@@ -10,6 +10,7 @@ import torch
 from bench.servers import RedisServer, RtspCamera
 from model.artifact import save_artifact
 from model.clip import ClipSpec
+from model.locate import Locator
 from model.manifest import ArchConfig, Manifest
 from model.networks import build_network
 from training.datasets import ARID_CLASSES
@@ -106,6 +107,23 @@ def dark_frames(count: int, size: tuple[int, int] = (64, 48), seed: int = 0) -> 
 
 FIGURE = (28 / 160, 84 / 120, 48 / 160, 112 / 120)
 """Where `figure_frames` puts its person in a 160 x 120 frame (left, top, right, bottom, 0-1)."""
+
+
+def bright_locator() -> Locator:
+    """A localiser set by hand to say "person" where a pixel's mean level stands out over its
+    clip's (standardised, above 0.5), moving or not: every convolution passes the level map's
+    centre tap on."""
+    locator = Locator()
+    with torch.no_grad():
+        convolutions = [m for m in locator.modules() if isinstance(m, torch.nn.Conv2d)]
+        for convolution in convolutions:
+            convolution.weight.zero_()
+        convolutions[0].weight[0, 3, 1, 1] = 1  # map 3: the mean level
+        for convolution in convolutions[1:-1]:
+            convolution.weight[0, 0, 1, 1] = 1
+        locator.out.weight[0, 0] = 4
+        locator.out.bias.fill_(-2)
+    return locator.eval()
 
 
 def figure_frames(count: int, waving: bool, seed: int = 0) -> np.ndarray:

@@ -36,7 +36,7 @@ from training.config import (
     stage_config,
 )
 from training.distill import load_teacher
-from training.engine import FitResult, clip_dataset, init_runtime, load_checkpoint
+from training.engine import FitResult, clip_dataset, init_runtime, load_checkpoint, stage_spec
 from training.evaluate import Forward, predict
 from training.pipeline import TRAINERS
 from training.teacher import TeacherInputs, enhanced_clips, enhancer
@@ -196,13 +196,14 @@ def classifier(
     if checkpoint["stage"] == "teacher":
         teacher, enhance, labels = load_teacher(path, data.clip)
         teacher = teacher.to(device)
-        inputs = TeacherInputs(enhancer(enhance), data.clip)
+        inputs = TeacherInputs(enhancer(enhance), stage_spec(data))
         forward = lambda frames: teacher(*inputs(frames)).logits  # noqa: E731
         return forward, labels, enhanced_clips(enhance, data)
     network = build_network(ArchConfig.model_validate(checkpoint["meta"]["arch"]))
     load_strict(network, checkpoint["model"], str(path))
     network = network.eval().to(device)
-    forward = lambda frames: network(data.clip.to_input(frames)).logits  # noqa: E731
+    spec = stage_spec(data)
+    forward = lambda frames: network(spec.to_input(frames)).logits  # noqa: E731
     return forward, checkpoint["meta"]["labels"], {}
 
 

@@ -163,10 +163,12 @@ def _data_stats(args: argparse.Namespace) -> int:
 
 
 def register_train(commands: argparse._SubParsersAction) -> None:
-    """`lumos train STAGE`: the three recipes, evaluation, the whole pipeline and the ablation."""
+    """`lumos train STAGE`: the localiser and the three recipes, evaluation, the whole pipeline
+    and the ablation."""
     train = commands.add_parser("train", help="train, evaluate and ablate the networks")
     stages = train.add_subparsers(dest="stage", required=True, metavar="STAGE")
     recipes = {
+        "locate": "the focus square's learned localiser, from a generated benchmark's masks",
         "teacher": "two-stream teacher: dark + Retinex, fusion, CE + SupCon",
         "ssl": "self-supervised student pretraining: NT-Xent on two views",
         "distill": "student: CE + KD from the frozen teacher; exports the artifact",
@@ -197,12 +199,13 @@ def register_train(commands: argparse._SubParsersAction) -> None:
     evaluate.set_defaults(run=_reported(_evaluate))
 
     pipeline = stages.add_parser(
-        "pipeline", help="teacher -> ssl -> distill -> eval (the stages the config dir holds)"
+        "pipeline",
+        help="locate -> teacher -> ssl -> distill -> eval (the stages the config dir holds)",
     )
     _config_dir(pipeline)
     pipeline.add_argument("--out", type=Path, required=True, help="artifact directory")
     pipeline.add_argument("--work", type=Path, default=Path("runs/pipeline"), help="checkpoints")
-    _overrides(pipeline, "STAGE.KEY=VALUE", "STAGE is teacher, ssl, distill or all")
+    _overrides(pipeline, "STAGE.KEY=VALUE", "STAGE is locate, teacher, ssl, distill or all")
     pipeline.set_defaults(run=_reported(_pipeline))
 
     ablate = stages.add_parser("ablate", help="the ablation table: every arm at one budget")
@@ -273,7 +276,9 @@ def _reported(command: Callable[[argparse.Namespace], int]) -> Callable[[argpars
 
 
 def _config_dir(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config-dir", type=Path, required=True, help="teacher/ssl/distill.yaml")
+    parser.add_argument(
+        "--config-dir", type=Path, required=True, help="locate/teacher/ssl/distill.yaml"
+    )
     parser.add_argument("--data", type=Path, required=True, help="data set root")
 
 
@@ -291,9 +296,14 @@ def _overrides(parser: argparse.ArgumentParser, form: str = "KEY=VALUE", note: s
 def _train_stage(args: argparse.Namespace) -> int:
     from training import config as configs
     from training.distill import train_distill
+    from training.locate import train_locate
     from training.ssl import train_ssl
     from training.teacher import train_teacher
 
+    if args.stage == "locate":
+        config = configs.load_config(configs.LocateConfig, args.config, args.overrides)
+        print(json.dumps({"locator": str(train_locate(config))}))
+        return 0
     kind, recipe = {
         "teacher": (configs.TeacherConfig, train_teacher),
         "ssl": (configs.SSLConfig, train_ssl),

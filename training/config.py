@@ -107,6 +107,10 @@ class DataConfig(Section):
     """Training crops: side lengths as fractions of the shorter frame side (TSN's multi-scale).
     A crop never reaches past the frame: zooming out with a black margin was tried on cpu-small
     and scored below crops inside it on every test set (artifacts/demo/MODEL_CARD.md)."""
+    locator: Path | None = None
+    """The learned localiser's weights (a `locate` stage's `locator.safetensors`) where
+    `clip.locate` says to draw the focus square with it; `lumos train pipeline` sets it to its
+    own locate stage's."""
     photometric: Photometric = Photometric()
     multigrid: Multigrid = Multigrid()
     batch_size: int = Field(8, ge=1)
@@ -134,6 +138,24 @@ class DataConfig(Section):
                 f"data.clip.crop ({self.clip.crop}): multigrid steps scale the clip down"
             )
         return self
+
+
+class LocateConfig(Section):
+    """The localiser's stage (`training.locate`): which clips it learns the person from, and how
+    long. Its optimiser is fixed (AdamW, one-cycle): it is a minute's work, not a recipe."""
+
+    run: RunConfig = RunConfig()
+    data: DataConfig = DataConfig()
+    clips: int = Field(330, ge=1)
+    """Training clips whose figure masks are rendered again (0.1 CPU-s each), spread over the
+    classes; a generated benchmark's, whose `synth.json` says how to render them."""
+    steps: int = Field(400, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(3e-3, gt=0)
+    cover: float = Field(0.25, gt=0, lt=1)
+    """A pixel is the person's where the figure covers at least this much of it at some frame."""
+    positive_weight: float = Field(3.0, gt=0)
+    """The person's pixels are a few of the clip's: their loss weighs this much more."""
 
 
 class OptimConfig(Section):
@@ -212,7 +234,7 @@ class DistillConfig(StageConfig):
     version: str = "dev"
 
 
-Config = TypeVar("Config", bound=StageConfig)
+Config = TypeVar("Config", bound=StageConfig | LocateConfig)
 
 
 def apply_overrides(raw: dict, overrides: Sequence[str]) -> dict:
@@ -237,8 +259,9 @@ def load_config(kind: type[Config], path: Path, overrides: Sequence[str] = ()) -
     return kind.model_validate(apply_overrides(raw, overrides))
 
 
-STAGES = ("teacher", "ssl", "distill")
-STAGE_CONFIGS: dict[str, type[StageConfig]] = {
+STAGES = ("locate", "teacher", "ssl", "distill")
+STAGE_CONFIGS: dict[str, type[StageConfig] | type[LocateConfig]] = {
+    "locate": LocateConfig,
     "teacher": TeacherConfig,
     "ssl": SSLConfig,
     "distill": DistillConfig,
@@ -267,13 +290,17 @@ def pipeline_links(stage: str, stages: Sequence[str]) -> dict[str, str]:
 
 
 def stage_overrides(overrides: Sequence[str], stage: str) -> list[str]:
-    """The `STAGE.key=value` items meant for `stage` (or for `all`), without the prefix."""
+    """The `STAGE.key=value` items meant for `stage`, without the prefix: its own, and the `all`
+    items whose section it has (the recipes share every section; the localiser has `run` and
+    `data` only, so `all.data.clip.crop` cuts its clips too and `all.arch.width` passes it by)."""
+    sections = STAGE_CONFIGS[stage].model_fields
     picked = []
     for item in overrides:
         prefix, _, rest = item.partition(".")
         if prefix not in (*STAGES, "all") or not rest:
             raise ValueError(f"override {item!r} must start with one of {STAGES} or 'all'")
-        if prefix in (stage, "all"):
+        section = rest.partition("=")[0].partition(".")[0]
+        if prefix == stage or (prefix == "all" and section in sections):
             picked.append(rest)
     return picked
 

@@ -37,6 +37,7 @@ from training.engine import (
     load_checkpoint,
     memory_format,
     seed_everything,
+    stage_spec,
 )
 from training.evaluate import held_out_scorers
 from training.teacher import TeacherInputs, enhanced_clips, enhancer
@@ -101,10 +102,10 @@ def train_distill(config: DistillConfig) -> FitResult:
         raise ValueError("distillation trains a student: set arch.kind to student")
     runtime = init_runtime(config.run.device)
     seed_everything(config.run.seed + runtime.rank)
-    spec = config.data.clip
+    spec = stage_spec(config.data)
     teacher, options = None, {}
     if config.teacher:
-        teacher, enhance, teacher_labels = load_teacher(config.teacher, spec)
+        teacher, enhance, teacher_labels = load_teacher(config.teacher, config.data.clip)
         teacher = teacher.to(runtime.device, memory_format=memory_format(config.run))
         teacher_inputs = TeacherInputs(enhancer(enhance), spec)
         options = enhanced_clips(enhance, config.data)
@@ -160,7 +161,7 @@ def export(config: DistillConfig, result: FitResult, data: dict) -> Path:
         version=config.version,
         arch=arch,
         labels=checkpoint["meta"]["labels"],
-        clip=config.data.clip,
+        clip=stage_spec(config.data),
         provenance={
             "command": shlex.join(["lumos", *sys.argv[1:]]),
             "config": checkpoint["config"],

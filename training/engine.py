@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from model.clip import ClipSpec
 from model.ig65m import import_backbone
+from model.locate import load_locator
 from model.manifest import ArchConfig
 from model.networks import Student, Teacher, build_network
 from model.precision import mixed_precision, roomy_signal_stack
@@ -149,6 +150,19 @@ class CachedClips(ClipDataset):
     def frames(self, index: int) -> torch.Tensor:
         key = (self.items[index].path, self.spec.resize)
         return remember(key, lambda: super(CachedClips, self).frames(index))
+
+
+def stage_spec(data: DataConfig) -> ClipSpec:
+    """The clip spec a stage feeds its network: `data.clip`, with the learned localiser of
+    `data.locator` attached where the spec draws its focus square with one."""
+    if not data.clip.locate:
+        return data.clip
+    if data.locator is None:
+        raise ValueError(
+            "data.clip.locate draws the focus square with a learned localiser: set data.locator "
+            "to a locate stage's locator.safetensors (`lumos train pipeline` sets its own)"
+        )
+    return data.clip.with_locator(load_locator(data.locator))
 
 
 def clip_dataset(

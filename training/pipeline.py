@@ -1,4 +1,5 @@
-"""The whole recipe in one command (`lumos train pipeline`): teacher -> ssl -> distill -> eval.
+"""The whole recipe in one command (`lumos train pipeline`): locate -> teacher -> ssl -> distill ->
+eval.
 
 Each stage reads its YAML from one config directory, writes checkpoints under `work/<stage>` and
 resumes from them when rerun, so an interrupted pipeline continues where it stopped. The links
@@ -8,10 +9,14 @@ backbone, each where the stage's config names a checkpoint (null stays null: SSL
 The student artifact goes to `out`, and its manifest gets the test scores and the time each stage
 took.
 
-A directory without `teacher.yaml` or `ssl.yaml` skips that stage, and the student takes its
-teacher and init from its own config (null: none). `configs/cpu-student/` is such a recipe: the
-student alone, given the whole CPU budget, which at that budget beats the three stages
-(artifacts/demo/MODEL_CARD.md).
+A `locate.yaml` trains the learned localiser first (`training.locate`), and every later stage
+draws its focus squares with it (`data.locator`) where its clip spec says to (`clip.locate`); the
+student's artifact carries it.
+
+A directory without `locate.yaml`, `teacher.yaml` or `ssl.yaml` skips that stage, and the
+student takes its teacher and init from its own config (null: none). `configs/cpu-student/` is
+such a recipe: the localiser and the student alone, given the whole CPU budget, which at that
+budget beats the three stages (artifacts/demo/MODEL_CARD.md).
 
 Every choice is made on the validation list (`training.splits`): each stage's best epoch, hence
 the teacher that teaches and the backbones passed on. The test list is scored once per network,
@@ -31,12 +36,14 @@ from training.config import STAGE_CONFIGS, pipeline_links, pipeline_stages, stag
 from training.distill import train_distill
 from training.engine import FitResult, init_runtime
 from training.evaluate import evaluate
+from training.locate import train_locate
 from training.ssl import train_ssl
 from training.teacher import train_teacher
 
 log = logging.getLogger(__name__)
 
 TRAINERS = {"teacher": train_teacher, "ssl": train_ssl, "distill": train_distill}
+"""The stages that train networks; `locate` trains the localiser they may zoom with."""
 
 
 def run_pipeline(
@@ -48,12 +55,16 @@ def run_pipeline(
     stages = pipeline_stages(config_dir)
     seconds: dict[str, float] = {}
     trained: dict[str, FitResult] = {}
+    located: list[str] = []
     for stage in stages:
         links = {k: trained[v].best for k, v in pipeline_links(stage, stages).items()}
         wiring = [f"export_dir={out}", "data.test=false"] if stage == "distill" else []
-        config = stage_config(STAGE_CONFIGS[stage], stage, *paths, wiring, links)
+        config = stage_config(STAGE_CONFIGS[stage], stage, *paths, [*located, *wiring], links)
         started = time.perf_counter()
-        trained[stage] = TRAINERS[stage](config)
+        if stage == "locate":
+            located = [f"data.locator={train_locate(config)}"]
+        else:
+            trained[stage] = TRAINERS[stage](config)
         seconds[stage] = round(time.perf_counter() - started, 1)
         log.info("pipeline: %s done in %.0f s", stage, seconds[stage])
     # `config` is now the student's: its stage always runs, and runs last

@@ -28,6 +28,7 @@ from training.engine import (
     init_runtime,
     remember,
     seed_everything,
+    stage_spec,
 )
 from training.evaluate import held_out_scorers
 
@@ -91,7 +92,7 @@ def train_teacher(config: TeacherConfig) -> FitResult:
     runtime = init_runtime(config.run.device)
     seed_everything(config.run.seed + runtime.rank)
     enhance = enhancer(config.enhance)
-    inputs = TeacherInputs(enhance, config.data.clip)
+    inputs = TeacherInputs(enhance, stage_spec(config.data))
     options = enhanced_clips(config.enhance, config.data)
     train, classes = clip_dataset(config.data, "train", train=True, **options)
     arch = config.arch.model_copy(update={"num_classes": len(classes)})

@@ -87,7 +87,9 @@ class JobPlanner:
         prefix = "" if request.stage == "pipeline" else f"{request.stage}."
         return [f"{prefix}{item}" for item in _as_sets(request.overrides)]
 
-    def _stage_configs(self, request: JobRequest) -> dict[str, schemas.StageConfig]:
+    def _stage_configs(
+        self, request: JobRequest
+    ) -> dict[str, schemas.StageConfig | schemas.LocateConfig]:
         """Each recipe's validated config, as the job will assemble it."""
         pipeline = request.stage == "pipeline"
         stages = schemas.pipeline_stages(self.config_dir) if pipeline else (request.stage,)
@@ -111,7 +113,7 @@ class JobPlanner:
         return configs
 
     def _check_checkpoints(
-        self, stage: str, config: schemas.StageConfig, wired: Collection[str]
+        self, stage: str, config: schemas.StageConfig | schemas.LocateConfig, wired: Collection[str]
     ) -> None:
         """The checkpoints a stage starts from exist, but for the `wired` ones, which a pipeline
         points at its own earlier stages."""
@@ -192,7 +194,12 @@ class JobPlanner:
     def _planned_epochs(self, job: Job) -> dict[str, int]:
         if job.id not in self._epochs:
             configs = self._stage_configs(job)
-            self._epochs[job.id] = {stage: c.optim.epochs for stage, c in configs.items()}
+            # The localiser's stage (a minute, no epochs) is not counted.
+            self._epochs[job.id] = {
+                stage: c.optim.epochs
+                for stage, c in configs.items()
+                if isinstance(c, schemas.StageConfig)
+            }
         return self._epochs[job.id]
 
     def outcome(self, job: Job, directory: Path) -> tuple[Path | None, dict[str, Any]]:

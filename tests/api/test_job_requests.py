@@ -160,11 +160,15 @@ def test_unknown_jobs_and_versions_answer_from_the_one_status_table(api):
 
 
 def test_a_pipeline_job_plans_the_stages_its_config_dir_holds(in_process, tmp_path):
-    """configs/cpu-student (the student alone, no teacher or init) is queued; a student-only
-    directory whose student names a teacher checkpoint that is not there is refused, since no
-    teacher stage will make it."""
+    """configs/cpu-student (its localiser and the student, no teacher or init) is queued; a
+    student-only directory whose student names a teacher checkpoint that is not there is
+    refused, since no teacher stage will make it."""
     (tmp_path / "data" / "synth").mkdir(parents=True)
     student = Path(__file__).parents[2] / "configs" / "cpu-student"
+    # The localiser the student zooms with is a file a job could name: confined like a checkpoint.
+    hostile = {"distill.data.locator": "/etc/passwd"}
+    body = {"stage": "pipeline", "dataset": "synth", "overrides": hostile}
+    refused(in_process(train_configs=student), body, 422, "path_outside_roots")
     api = in_process(train_configs=student)
     answer = api.post("/v1/jobs", json={"stage": "pipeline", "dataset": "synth"})
     assert answer.status_code == 201, answer.text

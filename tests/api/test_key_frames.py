@@ -1,5 +1,6 @@
 """Key frames through a real `lumos serve` whose model zooms (`clip.focus`): each clip's answer
-marks the square the model zoomed onto, over where the clip changes, and none over a still clip."""
+marks the square the model zoomed onto, over where the clip changes, and none over a still clip;
+a model whose localiser finds the person (`clip.locate`) marks where its localiser says."""
 
 from pathlib import Path
 
@@ -7,7 +8,7 @@ import pytest
 
 from model.clip import ClipSpec
 from tests.api.conftest import Service, service_env, upload
-from tests.conftest import FIGURE, figure_frames, make_artifact
+from tests.conftest import FIGURE, bright_locator, figure_frames, make_artifact
 from training.clips import centre_crop_box
 from training.video import write_video
 
@@ -56,3 +57,20 @@ def test_a_still_clip_is_not_zoomed_so_no_square_is_marked(service, tmp_path):
     write_video(video, figure_frames(24, waving=False), 12.0, quality=0)
     clips = key_frames(service, video)
     assert len(clips) == 3 and [c["focus"] for c in clips] == [None, None, None]
+
+
+def test_a_model_that_locates_marks_where_its_localiser_finds_the_person(service_factory, tmp_path):
+    """Its localiser (set by hand to find what stands out from the room) is read from the
+    artifact: it finds the still person that the change square leaves unmarked."""
+    located = ZOOMING.model_copy(update={"locate": True}).with_locator(bright_locator())
+    artifact = make_artifact(tmp_path / "artifact", "locating-1", clip=located)
+    service = service_factory("serve", service_env(tmp_path, artifact))
+    video = tmp_path / "still.mp4"
+    write_video(video, figure_frames(24, waving=False), 12.0, quality=0)
+    clips = key_frames(service, video)
+    assert len(clips) == 3
+    for clip in clips:
+        square = clip["focus"]
+        assert square is not None, clip["seq"]
+        x, y, side = square["x"], square["y"], square["side"]
+        assert side <= 0.6 and 0 <= x and x + side <= 0.5 and 0.5 <= y  # the lower left corner

@@ -5,7 +5,7 @@ import torch
 from pydantic import ValidationError
 
 from model.clip import ClipSpec
-from model.focus import focus, focus_boxes
+from model.focus import change_boxes, zoom_into
 
 
 def _dark_room(seed: int = 0) -> torch.Tensor:
@@ -30,10 +30,10 @@ def _with_person(frames: torch.Tensor, top: int, left: int, size: int) -> torch.
 def test_a_small_person_far_away_fills_the_zoomed_clip():
     """The box holds the small person and not the flickering lamp, and is zoomed to its limit."""
     frames = _with_person(_dark_room(), top=38, left=6, size=12)
-    centre_x, centre_y, side = focus_boxes(frames, zoom=2.5)[0].tolist()
+    centre_x, centre_y, side = change_boxes(frames, zoom=2.5)[0].tolist()
     assert side == pytest.approx(56 / 2.5)
     assert 6 <= centre_x <= 6 + 12 and 38 <= centre_y <= 56 - side / 2
-    zoomed = focus(frames, zoom=2.5)
+    zoomed = zoom_into(frames, change_boxes(frames, zoom=2.5))
     assert zoomed.shape == frames.shape and zoomed.dtype == torch.uint8
     lit_before = frames[0, 0].float().mean(-1) > 30
     lit_before[:8, 48:] = False  # the lamp
@@ -43,14 +43,14 @@ def test_a_small_person_far_away_fills_the_zoomed_clip():
 
 def test_a_clip_that_does_not_change_is_left_whole():
     still = _dark_room()[:, :1].expand(1, 8, 56, 56, 3).round().to(torch.uint8)
-    assert torch.equal(focus(still, zoom=2.5), still)
-    assert focus_boxes(still, zoom=2.5)[0].tolist() == [28.0, 28.0, 56.0]
+    assert torch.equal(ClipSpec(focus=2.5).focused(still), still)
+    assert change_boxes(still, zoom=2.5)[0].tolist() == [28.0, 28.0, 56.0]
 
 
 def test_a_near_person_is_not_cut():
     """A person who fills the frame keeps the whole frame: the box is never larger than it."""
     frames = _with_person(_dark_room(), top=4, left=4, size=48)
-    side = focus_boxes(frames, zoom=2.5)[0, 2]
+    side = change_boxes(frames, zoom=2.5)[0, 2]
     assert 40 <= side <= 56
 
 
@@ -60,7 +60,8 @@ def test_clip_spec_focuses_before_normalising_and_only_when_asked():
     assert torch.equal(
         plain.to_input(frames), ClipSpec(normalize="per_clip", focus=1).to_input(frames)
     )
-    torch.testing.assert_close(focused.to_input(frames), plain.to_input(focus(frames, 2.5)))
+    zoomed = zoom_into(frames, change_boxes(frames, 2.5))
+    torch.testing.assert_close(focused.to_input(frames), plain.to_input(zoomed))
     assert not torch.equal(focused.to_input(frames), plain.to_input(frames))
 
 

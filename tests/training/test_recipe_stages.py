@@ -16,6 +16,7 @@ import torch
 from model.artifact import load_artifact
 from model.clip import ClipSpec
 from model.enhance import msrcr
+from model.locate import load_locator
 from model.manifest import ArchConfig
 from model.networks import Student
 from service.cli import main
@@ -33,7 +34,6 @@ from training.datasets import ARID_CLASSES, load_dataset
 from training.distill import WithTargets, load_teacher, teacher_logits, train_distill
 from training.engine import RawClipSpec, build_stage_network, load_checkpoint
 from training.evaluate import EvalViews, crop_boxes, score
-from training.synth.benchmark import SynthConfig, write_benchmark
 from training.teacher import EnhancedClips, TeacherInputs, enhancer
 
 CONFIGS = Path(__file__).parents[2] / "configs" / "cpu-small"
@@ -51,28 +51,13 @@ TINY = [
     "all.arch.width=2",
     "all.arch.frames=8",
     "all.arch.head_heads=2",
+    "locate.steps=4",  # configs/cpu-student's localiser: a few steps on the 11 training clips
+    "locate.batch_size=4",
 ]
 
 
 def stage_args(stage: str) -> list[str]:
     return [f"--set={item}" for item in stage_overrides(TINY, stage)]
-
-
-@pytest.fixture(scope="module")
-def benchmark(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("synth")
-    write_benchmark(
-        SynthConfig(
-            out=root,
-            clips_per_class=1,
-            val_clips_per_class=2,  # not the test list's size, so the logs show which was scored
-            test_clips_per_class=1,
-            frames=(12, 16),
-            size=(64, 48),
-            workers=1,
-        )
-    )
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -129,10 +114,11 @@ def test_pipeline_trains_every_stage_and_exports_the_student(pipeline: Path) -> 
     assert splits == {"teacher": ["val", "test"], "ssl": ["epoch"], "distill": ["val"]}
 
 
-def test_a_config_dir_without_teacher_and_ssl_trains_the_student_alone(
+def test_a_config_dir_without_teacher_and_ssl_trains_the_localiser_and_student_alone(
     benchmark: Path, tmp_path: Path
 ) -> None:
-    """configs/cpu-student, the demo's recipe: no teacher or SSL stage runs, none is wired in."""
+    """configs/cpu-student, the demo's recipe: no teacher or SSL stage runs, none is wired in;
+    its localiser trains first, the student zooms with it, and the artifact carries it."""
     student = CONFIGS.parent / "cpu-student"
     args = ["--config-dir", str(student), "--data", str(benchmark)]
     args += ["--out", str(tmp_path / "artifact"), "--work", str(tmp_path)]
@@ -142,8 +128,13 @@ def test_a_config_dir_without_teacher_and_ssl_trains_the_student_alone(
     config = manifest.provenance["config"]
     assert (config["teacher"], config["init"], config["arch"]["mid_multiple"]) == (None, None, 8)
     assert "teacher" not in manifest.metrics and manifest.provenance["upstream"] == {}
-    assert set(manifest.metrics["seconds"]) == {"distill", "eval", "total"}
+    assert set(manifest.metrics["seconds"]) == {"locate", "distill", "eval", "total"}
     assert manifest.metrics["test"]["clips"] == 11
+    located = tmp_path / "locate" / "locator.safetensors"
+    assert config["data"]["locator"] == str(located)
+    assert manifest.clip.locate and manifest.clip.locator is not None
+    trained = load_locator(located).state_dict()
+    assert all(torch.equal(v, trained[k]) for k, v in manifest.clip.locator.state_dict().items())
 
 
 def test_pipeline_links_point_each_checkpoint_field_at_a_stage_the_pipeline_runs() -> None:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict
 
+from model.manifest import ArtifactError
 from service.api.deps import RuntimeDep, refuse_when_overloaded
 from service.api.errors import PROBLEM_RESPONSE, Problem
 from service.api.uploads import (
@@ -87,9 +88,14 @@ async def frames(request: Request, runtime: RuntimeDep) -> KeyFrames:
         active = await runtime.active.get()
         if active is None:
             raise Problem(503, "no_model", "no active model to cut clips for")
-        from service.keyframes import key_frames  # torch: loaded on the first key-frame request
+        # torch: loaded on the first key-frame request
+        from service.keyframes import key_frames, model_spec
 
-        rendered = await run_in_threadpool(key_frames, path, active.manifest.clip, runtime.settings)
+        try:
+            spec = await run_in_threadpool(model_spec, active.path, active.version)
+        except ArtifactError as exc:  # its files changed under the registry
+            raise Problem(503, "model_unavailable", str(exc)) from exc
+        rendered = await run_in_threadpool(key_frames, path, spec, runtime.settings)
     except (av.FFmpegError, ValueError) as exc:  # passed the probe, failed further in
         raise undecodable(exc) from exc
     finally:

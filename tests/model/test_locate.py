@@ -1,0 +1,101 @@
+"""model.locate: the learned localiser's square, and the localiser travelling in the artifact."""
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from model.artifact import load_artifact, load_clip_spec, save_artifact
+from model.clip import ClipSpec
+from model.locate import PREFIX, Locator
+from model.manifest import ArtifactError, Manifest
+from model.networks import build_network
+from tests.conftest import bright_locator
+
+SPEC = ClipSpec(frames=8, crop=56, resize=(75, 56), normalize="per_clip", focus=2.5, locate=True)
+
+
+def dark_clip_with_figure(top: int, left: int, height: int, width: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)
+    frames = 10 + 2 * torch.randn(1, 8, 56, 56, 3, generator=generator)
+    frames[0, :, top : top + height, left : left + width] = 60
+    return frames.round().clamp(0, 255).to(torch.uint8)
+
+
+def trained_like() -> Locator:
+    """`bright_locator` with non-default BatchNorm statistics on the path it reads, so a lost
+    buffer would move its square."""
+    locator = bright_locator()
+    for module in locator.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_var[0] = 0.8
+    return locator
+
+
+def test_the_square_holds_where_the_localiser_says_and_zooms_to_it():
+    frames = dark_clip_with_figure(top=30, left=10, height=20, width=12)
+    centre_x, centre_y, side = bright_locator().boxes(frames, zoom=2.5)[0].tolist()
+    assert 56 / 2.5 <= side <= 30  # 1.2 x the figure's 20 rows, not the whole field
+    assert centre_x - side / 2 <= 10 and 22 <= centre_x + side / 2
+    assert centre_y - side / 2 <= 30 and 50 <= centre_y + side / 2
+    spec = SPEC.with_locator(bright_locator())
+    zoomed = spec.focused(frames)
+    assert zoomed.shape == frames.shape
+    lit = (zoomed[0, 0].float().mean(-1) > 35).float().mean()
+    assert lit > 2 * (frames[0, 0].float().mean(-1) > 35).float().mean()
+
+
+def test_a_localiser_that_finds_nobody_leaves_the_whole_field():
+    nobody = bright_locator()
+    with torch.no_grad():
+        nobody.out.bias.fill_(-100)
+    frames = dark_clip_with_figure(top=30, left=10, height=20, width=12)
+    assert nobody.boxes(frames, zoom=2.5)[0].tolist() == [28.0, 28.0, 56.0]
+
+
+def test_the_localiser_runs_in_fp32_under_autocast():
+    """Training steps run under bf16 autocast where the CPU has it, serving in fp32: the
+    localiser runs in fp32 either way, so both draw the same squares."""
+    frames = dark_clip_with_figure(top=8, left=30, height=14, width=8)
+    torch.manual_seed(0)
+    locator = Locator().eval()
+    plain = locator(frames)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(locator(frames), plain)
+
+
+def test_the_artifact_carries_the_localiser_and_feeds_the_network_the_same(tiny, tmp_path):
+    arch = tiny(frames=8)
+    labels = [f"action {i}" for i in range(arch.num_classes)]
+    spec = SPEC.with_locator(trained_like())
+    manifest = Manifest(version="located-1", arch=arch, labels=labels, clip=spec)
+    save_artifact(tmp_path / "art", build_network(arch).eval(), manifest)
+    stored = load_file(tmp_path / "art" / "model.safetensors")
+    assert {k.removeprefix(PREFIX) for k in stored if k.startswith(PREFIX)} == set(
+        Locator().state_dict()
+    )
+    frames = dark_clip_with_figure(top=8, left=30, height=14, width=8)
+    _, loaded = load_artifact(tmp_path / "art")
+    assert loaded.clip.locate and loaded.clip.locator is not None
+    assert not torch.equal(
+        spec.to_input(frames), SPEC.model_copy(update={"locate": False}).to_input(frames)
+    )
+    assert torch.equal(loaded.clip.to_input(frames), spec.to_input(frames))
+    assert torch.equal(load_clip_spec(tmp_path / "art").to_input(frames), spec.to_input(frames))
+
+
+def test_a_spec_that_locates_refuses_to_run_or_save_without_its_localiser(tiny, tmp_path):
+    frames = dark_clip_with_figure(top=8, left=30, height=14, width=8)
+    with pytest.raises(ValueError, match="no.*localiser.*attached|none is attached"):
+        SPEC.to_input(frames)
+    arch = tiny(frames=8)
+    labels = [f"action {i}" for i in range(arch.num_classes)]
+    bare = Manifest(version="located-1", arch=arch, labels=labels, clip=SPEC)
+    with pytest.raises(ArtifactError, match="attach it"):
+        save_artifact(tmp_path / "bare", build_network(arch), bare)
+    located = bare.model_copy(update={"clip": SPEC.with_locator(Locator())})
+    save_artifact(tmp_path / "art", build_network(arch), located)
+    path = tmp_path / "art" / "model.safetensors"
+    stored = load_file(path)
+    save_file({k: v for k, v in stored.items() if not k.startswith(PREFIX)}, path)
+    with pytest.raises(ArtifactError, match="the localiser.*missing keys"):
+        load_artifact(tmp_path / "art")

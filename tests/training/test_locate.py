@@ -1,0 +1,80 @@
+"""The localiser's stage on a tiny generated benchmark: masks cut as the clips, learning, resume,
+and clear refusals."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from model.locate import load_locator
+from training.config import DataConfig, LocateConfig, RunConfig, stage_overrides
+from training.engine import stage_spec
+from training.locate import LOCATOR, train_locate, training_clips
+from training.synth.benchmark import SETTINGS_FILE
+
+CLIP = {"frames": 8, "crop": 32, "resize": (44, 32), "focus": 2.5, "locate": True}
+
+
+def config(root: Path, out: Path, **changes: object) -> LocateConfig:
+    data = DataConfig(root=root, clip=CLIP, stride=1)
+    fields = {"run": RunConfig(output_dir=out), "data": data, "clips": 11, "batch_size": 8}
+    return LocateConfig(**(fields | changes))
+
+
+def test_masks_are_cut_as_the_clips_and_hold_the_figure(benchmark: Path, tmp_path: Path) -> None:
+    clips, masks = training_clips(config(benchmark, tmp_path))
+    assert clips.shape == (11, 8, 32, 32, 3) and clips.dtype == torch.uint8
+    assert masks.shape == (11, 32, 32) and 0 <= masks.min() and masks.max() <= 1
+    figure = masks >= 0.25
+    assert figure.flatten(1).any(1).all()  # every clip's figure is in its centred crop
+    share = figure.float().mean()
+    assert 0.02 < share < 0.5  # a person, not the room
+    # Where the mask says figure the clip is not the room: the figure's pixels change over time.
+    change = (clips[:, 1:].float() - clips[:, :-1].float()).abs().mean((1, 4))
+    assert change[figure].mean() > 1.5 * change[~figure].mean()
+
+
+def test_the_stage_learns_where_the_person_is_and_keeps_its_weights_on_rerun(
+    benchmark: Path, tmp_path: Path
+) -> None:
+    trained = config(benchmark, tmp_path, steps=80, lr=0.01)
+    path = train_locate(trained)
+    assert path == tmp_path / LOCATOR
+    clips, masks = training_clips(trained)
+    figure = masks >= trained.cover
+    with torch.no_grad():
+        logits = load_locator(path)(clips)
+    assert logits[figure].mean() > logits[~figure].mean() + 2
+    written = path.stat().st_mtime_ns
+    assert train_locate(trained) == path and path.stat().st_mtime_ns == written
+
+
+def test_a_recipe_stage_zooms_with_the_localiser_it_is_given(benchmark: Path, tmp_path: Path):
+    data = DataConfig(root=benchmark, clip=CLIP, stride=1)
+    with pytest.raises(ValueError, match="set data.locator"):
+        stage_spec(data)
+    path = train_locate(config(benchmark, tmp_path, steps=2))
+    spec = stage_spec(data.model_copy(update={"locator": path}))
+    assert spec.locator is not None and not spec.locator.training
+    changing = DataConfig(root=benchmark, clip={**CLIP, "locate": False}, stride=1)
+    assert stage_spec(changing).locator is None
+
+
+def test_a_root_that_cannot_draw_its_masks_is_refused(benchmark: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(benchmark, copy)
+    (copy / SETTINGS_FILE).unlink()
+    with pytest.raises(ValueError, match="synth.json"):
+        train_locate(config(copy, tmp_path / "out"))
+    assert not (tmp_path / "out" / LOCATOR).exists()
+
+
+def test_all_overrides_reach_the_localiser_only_where_it_has_the_section() -> None:
+    items = ["all.data.clip.crop=32", "all.arch.width=2", "all.optim.epochs=1", "locate.steps=5"]
+    assert stage_overrides(items, "locate") == ["data.clip.crop=32", "steps=5"]
+    assert stage_overrides(items, "distill") == [
+        "data.clip.crop=32",
+        "arch.width=2",
+        "optim.epochs=1",
+    ]
