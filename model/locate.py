@@ -6,8 +6,9 @@ seven. A small fully convolutional network reads eight maps of the clip (its mea
 level, how much each pixel varies and changes, and that change against the light there), each
 standardised per clip, and answers per pixel whether the person covers it at some frame; the
 square is drawn around where it says so. Trained on the generated benchmark's figure masks
-(`training.locate`), 8,273 weights, it gave the demo recipe +6 points on fresh clips and on the
-high-mount shift over three paired seeds (docs/benchmark.md, "The square is the next lever").
+(`training.locate`), 8,209 weights, it gave the demo recipe +5.0 points on fresh clips and +5.3
+on the high-mount shift over three paired seeds (docs/benchmark.md, "The square is the next
+lever").
 
 Its weights travel in the student's artifact, beside the network's (`model.artifact`), and the
 clip spec that names it (`ClipSpec.locate`) runs it in `to_input`: training, evaluation and
