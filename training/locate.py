@@ -22,7 +22,7 @@ from training.clips import centre_crop_box, crop_clip, frame_indices, spread_sta
 from training.config import LocateConfig
 from training.engine import seed_everything
 from training.splits import recipe_list
-from training.synth.benchmark import SynthConfig, read_settings, render
+from training.synth.benchmark import SynthConfig, clip_index, read_settings, render
 from training.video import read_video
 
 log = logging.getLogger(__name__)
@@ -35,8 +35,7 @@ def figure_mask(
 ) -> torch.Tensor:
     """Per pixel of the video at the benchmark's size, the most of it the figure covers at any
     of the frames `indices`: its training clip `name` drawn again without noise."""
-    index = int(name.rsplit("_", 1)[1]) - 1
-    shot, _ = render(settings, "train", label, index, noisy=False)
+    shot, _ = render(settings, "train", label, clip_index(name), noisy=False)
     return torch.from_numpy(np.ascontiguousarray(shot.figure[indices.numpy()].max(0)))
 
 

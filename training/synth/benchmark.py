@@ -71,6 +71,11 @@ def clip_name(action: str, split: int, subset: str, index: int) -> str:
     return f"{action}_{group}_{index + 1}"
 
 
+def clip_index(name: str) -> int:
+    """The index `clip_name` numbered a clip by, from its name or file stem."""
+    return int(name.rsplit("_", 1)[1]) - 1
+
+
 def clip_generator(
     seed: int, domain_name: str, subset: str, label: int, index: int
 ) -> np.random.Generator:

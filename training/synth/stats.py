@@ -159,7 +159,7 @@ def root_stats(root: Path, split: int | None = None, limit: int | None = None) -
     and legibility."""
     # Imported here: the benchmark renders clips, whose legibility floor is in this module.
     from training.datasets import detect_layout, load_dataset, resolve_split
-    from training.synth.benchmark import SUBSETS, read_settings, render
+    from training.synth.benchmark import SUBSETS, clip_index, read_settings, render
     from training.video import read_video
 
     layout = detect_layout(root)
@@ -176,8 +176,7 @@ def root_stats(root: Path, split: int | None = None, limit: int | None = None) -
         for item in items:
             shot = None
             if config is not None and subset in SUBSETS:
-                index = int(item.path.stem.rsplit("_", 1)[1]) - 1
-                shot = render(config, subset, item.label, index, noisy=False)[0]
+                shot = render(config, subset, item.label, clip_index(item.path.stem), False)[0]
             stats = clip_stats(read_video(item.path), shot)
             moments.append(stats.pop("_moments"))
             levels.append(stats.pop("_levels", np.zeros(0)))
