@@ -15,6 +15,7 @@ clip spec that names it (`ClipSpec.locate`) runs it in `to_input`: training, eva
 every serving backend use the same squares.
 """
 
+import os
 from pathlib import Path
 
 import torch
@@ -105,7 +106,8 @@ def save_locator(locator: Locator, path: Path) -> Path:
     the network's)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in locator.state_dict().items()}
-    temporary = path.with_name(f".{path.name}.tmp")
+    # Named by process: under torchrun every rank trains the same localiser and writes it.
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     save_file(state, temporary)
     temporary.replace(path)
     return path
