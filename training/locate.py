@@ -47,6 +47,8 @@ def training_clips(config: LocateConfig) -> tuple[torch.Tensor, torch.Tensor]:
     items = recipe_list(
         data.root, data.split, "train", data.validation_fraction, data.validation_seed
     ).items
+    if not items:
+        raise ValueError(f"{data.root} has no training videos in split {data.split} to learn from")
     chosen = [items[int(i)] for i in np.linspace(0, len(items) - 1, min(config.clips, len(items)))]
     span = (spec.frames - 1) * data.stride + 1
     clips, masks = [], []

@@ -61,13 +61,19 @@ def test_a_recipe_stage_zooms_with_the_localiser_it_is_given(benchmark: Path, tm
     assert stage_spec(changing).locator is None
 
 
-def test_a_root_that_cannot_draw_its_masks_is_refused(benchmark: Path, tmp_path: Path) -> None:
+def test_a_root_that_cannot_draw_its_masks_or_has_no_training_clips_is_refused(
+    benchmark: Path, tmp_path: Path
+) -> None:
     copy = tmp_path / "copy"
     shutil.copytree(benchmark, copy)
     (copy / SETTINGS_FILE).unlink()
     with pytest.raises(ValueError, match="synth.json"):
         train_locate(config(copy, tmp_path / "out"))
     assert not (tmp_path / "out" / LOCATOR).exists()
+    (copy / SETTINGS_FILE).write_text((benchmark / SETTINGS_FILE).read_text())
+    (copy / "list_cvt" / "ARID_split1_train.txt").write_text("")
+    with pytest.raises(ValueError, match="no training videos"):
+        train_locate(config(copy, tmp_path / "out"))
 
 
 def test_all_overrides_reach_the_localiser_only_where_it_has_the_section() -> None:
