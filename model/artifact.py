@@ -27,8 +27,9 @@ class Artifact(NamedTuple):
 
 
 def _write_atomic(path: Path, write: Any) -> None:
-    """Write via a temporary sibling and rename, so a reader never sees a half-written file."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    """Write via a temporary sibling and rename, so a reader never sees a half-written file. The
+    sibling is named by process: under torchrun every rank writes the same localiser."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     write(tmp)
     os.replace(tmp, path)
 
@@ -63,6 +64,15 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
         raise ArtifactError(f"cannot read weights {path}: {e}") from e
 
 
+def _locator(state: dict[str, torch.Tensor], source: str) -> Locator:
+    locator = Locator()
+    try:
+        load_strict(locator, state, source)
+    except StateMismatchError as e:
+        raise ArtifactError(str(e)) from e
+    return locator.eval()
+
+
 def _located(manifest: Manifest, state: dict[str, torch.Tensor], path: Path) -> Manifest:
     """`manifest` with its clip spec's localiser built from (and taken out of) `state`, where the
     spec names one; as it is where not."""
@@ -70,11 +80,7 @@ def _located(manifest: Manifest, state: dict[str, torch.Tensor], path: Path) -> 
         return manifest
     ours = [k for k in state if k.startswith(PREFIX)]
     located = {k.removeprefix(PREFIX): state.pop(k) for k in ours}
-    locator = Locator()
-    try:
-        load_strict(locator, located, f"{path} (the localiser)")
-    except StateMismatchError as e:
-        raise ArtifactError(str(e)) from e
+    locator = _locator(located, f"{path} (the localiser)")
     return manifest.model_copy(update={"clip": manifest.clip.with_locator(locator)})
 
 
@@ -102,3 +108,17 @@ def load_clip_spec(directory: str | Path) -> ClipSpec:
     manifest = load_manifest(directory)
     path = Path(directory) / WEIGHTS
     return _located(manifest, _read_weights(path), path).clip
+
+
+def save_locator(locator: Locator, path: Path) -> Path:
+    """Write a localiser's weights alone: a `locate` stage's output, which the stages after it
+    attach to their clip spec (`load_locator`); artifacts hold them beside the network's."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in locator.state_dict().items()}
+    _write_atomic(path, lambda p: save_file(state, p, metadata={"format": FORMAT}))
+    return path
+
+
+def load_locator(path: Path) -> Locator:
+    """A localiser from `save_locator`'s file, in eval mode; an ArtifactError says what is wrong."""
+    return _locator(_read_weights(path), str(path))

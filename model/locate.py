@@ -10,22 +10,17 @@ square is drawn around where it says so. Trained on the generated benchmark's fi
 on the high-mount shift over three paired seeds (docs/benchmark.md, "The square is the next
 lever").
 
-Its weights travel in the student's artifact, beside the network's (`model.artifact`), and the
+Its weights travel in the student's artifact, beside the network's, and alone in a `locate`
+stage's file (both read and written by `model.artifact`); the
 clip spec that names it (`ClipSpec.locate`) runs it in `to_input`: training, evaluation and
 every serving backend use the same squares.
 """
 
-import os
-from pathlib import Path
-
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn import functional as F
 
 from model.focus import DARK, luma, square
-from model.state import load_strict
 
 MAPS = 8
 """Mean R, G, B and level over the clip; temporal deviation; mean and largest frame-to-frame
@@ -99,26 +94,3 @@ class Locator(nn.Module):
         finds nobody gets the whole field."""
         sure = (self(frames).sigmoid() - 0.5).clamp_min(0)
         return square(sure, zoom, MARGIN, QUANTILES)
-
-
-def save_locator(locator: Locator, path: Path) -> Path:
-    """Write a localiser's weights alone (a `locate` stage's output; artifacts hold them beside
-    the network's)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in locator.state_dict().items()}
-    # Named by process: under torchrun every rank trains the same localiser and writes it.
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file(state, temporary)
-    temporary.replace(path)
-    return path
-
-
-def load_locator(path: Path) -> Locator:
-    """A localiser from `save_locator`'s file, in eval mode; a ValueError says what is wrong."""
-    try:
-        state = load_file(path, device="cpu")
-    except (FileNotFoundError, SafetensorError) as e:
-        raise ValueError(f"cannot read the localiser {path}: {e}") from e
-    locator = Locator()
-    load_strict(locator, state, str(path))  # a StateMismatchError is a ValueError
-    return locator.eval()

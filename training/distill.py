@@ -147,12 +147,13 @@ def train_distill(config: DistillConfig) -> FitResult:
         train = WithTargets(train, targets)
     result = trainer.fit(train, loss_fn, validate, test, collate_fn=collate_clips)
     if config.export_dir and runtime.is_main:
-        export(config, result, describe_data(config.data, len(train)))
+        export(config, result, describe_data(config.data, len(train)), spec)
     return result
 
 
-def export(config: DistillConfig, result: FitResult, data: dict) -> Path:
-    """Write the best student as a model artifact whose manifest says how it was made."""
+def export(config: DistillConfig, result: FitResult, data: dict, spec: ClipSpec) -> Path:
+    """Write the best student as a model artifact whose manifest says how it was made; `spec` is
+    the clip spec it trained on (`stage_spec`), with its localiser where it has one."""
     checkpoint = load_checkpoint(result.best)
     arch = ArchConfig.model_validate(checkpoint["meta"]["arch"])
     student = build_network(arch)
@@ -161,7 +162,7 @@ def export(config: DistillConfig, result: FitResult, data: dict) -> Path:
         version=config.version,
         arch=arch,
         labels=checkpoint["meta"]["labels"],
-        clip=stage_spec(config.data),
+        clip=spec,
         provenance={
             "command": shlex.join(["lumos", *sys.argv[1:]]),
             "config": checkpoint["config"],

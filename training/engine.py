@@ -34,9 +34,9 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
+from model.artifact import load_locator
 from model.clip import ClipSpec
 from model.ig65m import import_backbone
-from model.locate import load_locator
 from model.manifest import ArchConfig
 from model.networks import Student, Teacher, build_network
 from model.precision import mixed_precision, roomy_signal_stack

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from model.locate import Locator, save_locator
+from model.artifact import save_locator
+from model.locate import Locator
 from training.clips import centre_crop_box, crop_clip, frame_indices, spread_starts
 from training.config import LocateConfig
 from training.engine import seed_everything
@@ -59,11 +60,10 @@ def training_clips(config: LocateConfig) -> tuple[torch.Tensor, torch.Tensor]:
         box = centre_crop_box(height, width, spec.crop)
         clips.append(crop_clip(video[indices], box, spec.crop))
         cover = figure_mask(settings, item.label, item.path.stem, indices)
-        # Area-averaged to the videos' resize, then the clip's crop: the cover of each pixel.
-        cover = F.interpolate(cover[None, None], size=(height, width), mode="area")[0, 0]
-        top, left = box.top, box.left
-        cover = cover[top : top + box.height, left : left + box.width]
-        masks.append(F.interpolate(cover[None, None], size=(spec.crop,) * 2, mode="area")[0, 0])
+        # Area-averaged to the videos' resize (the cover of each of its pixels), then cut as the
+        # clip is.
+        cover = F.interpolate(cover[None, None], size=(height, width), mode="area")[0, ..., None]
+        masks.append(crop_clip(cover, box, spec.crop)[0, ..., 0])
     return torch.stack(clips), torch.stack(masks)
 
 

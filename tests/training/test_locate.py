@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.locate import load_locator
+from model.artifact import load_locator
 from training.config import DataConfig, LocateConfig, RunConfig, stage_overrides
 from training.engine import stage_spec
 from training.locate import LOCATOR, train_locate, training_clips

@@ -13,10 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.artifact import load_artifact
+from model.artifact import load_artifact, load_locator
 from model.clip import ClipSpec
 from model.enhance import msrcr
-from model.locate import load_locator
 from model.manifest import ArchConfig
 from model.networks import Student
 from service.cli import main
