@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from model.clip import ClipSpec
 from model.manifest import ArchConfig
@@ -156,17 +156,6 @@ class LocateConfig(Section):
     """A pixel is the person's where the figure covers at least this much of it at some frame."""
     positive_weight: float = Field(3.0, gt=0)
     """The person's pixels are a few of the clip's: their loss weighs this much more."""
-    shrink: tuple[float, float] = (1.0, 1.0)
-    """Range of the side, against the frame's, that half the training clips are shrunk to (at a
-    random place in the frame), so that the localiser finds people smaller than the training
-    cameras show them; (1, 1) shrinks none. `data.photometric` jitters the clips too."""
-
-    @field_validator("shrink")
-    @classmethod
-    def _fractions(cls, shrink: tuple[float, float]) -> tuple[float, float]:
-        if not 0 < shrink[0] <= shrink[1] <= 1:
-            raise ValueError(f"shrink must be fractions 0 < low <= high <= 1, got {shrink}")
-        return shrink
 
 
 class OptimConfig(Section):

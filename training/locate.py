@@ -19,15 +19,8 @@ from torch.nn import functional as F
 
 from model.artifact import save_locator
 from model.locate import Locator
-from training.clips import (
-    NoiseBank,
-    centre_crop_box,
-    crop_clip,
-    frame_indices,
-    photometric_jitter,
-    spread_starts,
-)
-from training.config import LocateConfig, Photometric
+from training.clips import centre_crop_box, crop_clip, frame_indices, spread_starts
+from training.config import LocateConfig
 from training.engine import seed_everything
 from training.splits import recipe_list
 from training.synth.benchmark import SynthConfig, clip_index, read_settings, render
@@ -74,35 +67,6 @@ def training_clips(config: LocateConfig) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.stack(clips), torch.stack(masks)
 
 
-def vary(
-    clip: torch.Tensor,
-    mask: torch.Tensor,
-    jitter: Photometric,
-    shrink: tuple[float, float],
-    noise: NoiseBank,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """A uint8 `T x S x S x 3` clip and its `S x S` mask as another night, side and camera would
-    show them: the student's photometric jitter, mirrored half the time, and half the time shrunk
-    to a side of `shrink` (a range of fractions of S) at a random place in the frame, the frame's
-    edge repeated around it. The training cameras show people at a quarter to four fifths of the
-    frame's height, the shifted mounts at a fifth: the localiser sees both.
-    """
-    if jitter.active:
-        clip = photometric_jitter(clip, jitter, noise)
-    if torch.rand(()) < 0.5:
-        clip, mask = clip.flip(2), mask.flip(1)
-    if shrink == (1.0, 1.0) or torch.rand(()) < 0.5:
-        return clip, mask
-    size = clip.shape[1]
-    side = round(size * (shrink[0] + (shrink[1] - shrink[0]) * float(torch.rand(()))))
-    top, left = (int(torch.randint(size - side + 1, ())) for _ in range(2))
-    margins = (left, size - side - left, top, size - side - top)
-    planes = F.interpolate(clip.permute(0, 3, 1, 2).float(), size=(side, side), mode="area")
-    planes = F.pad(planes, margins, mode="replicate").round_().to(torch.uint8)
-    small = F.interpolate(mask[None, None], size=(side, side), mode="area")
-    return planes.permute(0, 2, 3, 1).contiguous(), F.pad(small, margins)[0, 0]
-
-
 def train_locate(config: LocateConfig) -> Path:
     """Train the localiser and write it to `run.output_dir/locator.safetensors`; its path."""
     out = config.run.output_dir / LOCATOR
@@ -113,22 +77,16 @@ def train_locate(config: LocateConfig) -> Path:
     started = time.perf_counter()
     clips, masks = training_clips(config)
     log.info("locate: %d clips and masks in %.0f s", len(clips), time.perf_counter() - started)
+    targets = (masks >= config.cover).float()
     locator = Locator()
     optimizer = torch.optim.AdamW(locator.parameters(), lr=config.lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=config.steps)
     weight = torch.tensor(config.positive_weight)
-    noise = NoiseBank()
     locator.train()
     for step in range(config.steps):
-        batch = [
-            vary(clips[i], masks[i], config.data.photometric, config.shrink, noise)
-            for i in torch.randint(len(clips), (config.batch_size,)).tolist()
-        ]
-        frames, cover = (torch.stack(part) for part in zip(*batch, strict=True))
-        logits = locator(frames)
-        loss = F.binary_cross_entropy_with_logits(
-            logits, (cover >= config.cover).float(), pos_weight=weight
-        )
+        batch = torch.randint(len(clips), (config.batch_size,))
+        logits = locator(clips[batch])
+        loss = F.binary_cross_entropy_with_logits(logits, targets[batch], pos_weight=weight)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

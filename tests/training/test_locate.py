@@ -6,13 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from pydantic import ValidationError
 
 from model.artifact import load_locator
-from training.clips import NoiseBank
-from training.config import DataConfig, LocateConfig, Photometric, RunConfig, stage_overrides
+from training.config import DataConfig, LocateConfig, RunConfig, stage_overrides
 from training.engine import stage_spec
-from training.locate import LOCATOR, train_locate, training_clips, vary
+from training.locate import LOCATOR, train_locate, training_clips
 from training.synth.benchmark import SETTINGS_FILE
 
 CLIP = {"frames": 8, "crop": 32, "resize": (44, 32), "focus": 2.5, "locate": True}
@@ -50,30 +48,6 @@ def test_the_stage_learns_where_the_person_is_and_keeps_its_weights_on_rerun(
     assert logits[figure].mean() > logits[~figure].mean() + 2
     written = path.stat().st_mtime_ns
     assert train_locate(trained) == path and path.stat().st_mtime_ns == written
-
-
-def test_varied_clips_keep_their_masks_on_the_person_and_half_are_shrunk() -> None:
-    """A bright block on a dark frame, its mask the block: whatever `vary` does to the clip
-    (jitter, mirror, shrink and place), the mask still marks the bright pixels."""
-    torch.manual_seed(0)
-    clip = torch.full((4, 32, 32, 3), 20, dtype=torch.uint8)
-    clip[:, 8:24, 4:12] = 200
-    mask = torch.zeros(32, 32)
-    mask[8:24, 4:12] = 1.0
-    jitter = Photometric(gain=(0.8, 1.2), noise=2.0)
-    areas = []
-    for _ in range(40):
-        frames, cover = vary(clip, mask, jitter, (0.4, 0.6), NoiseBank())
-        assert frames.shape == clip.shape and frames.dtype == torch.uint8
-        person = cover >= 0.5
-        bright = frames.float().mean((0, 3)) > 100
-        assert (person == bright).float().mean() > 0.97
-        areas.append(int(person.sum()))
-    shrunk = sum(area < 0.5 * 128 for area in areas)
-    assert 10 <= shrunk <= 30  # about half, each to at most 0.6 x 0.6 of its area
-    assert vary(clip, mask, Photometric(), (1.0, 1.0), NoiseBank())[1].sum() == mask.sum()
-    with pytest.raises(ValidationError, match="shrink"):
-        LocateConfig(shrink=(0.6, 0.4))
 
 
 def test_a_recipe_stage_zooms_with_the_localiser_it_is_given(benchmark: Path, tmp_path: Path):
