@@ -65,6 +65,8 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _locator(state: dict[str, torch.Tensor], source: str) -> Locator:
+    """The localiser of `state`, from an artifact or a `locate` stage's file alike, so that both
+    refuse a wrong set of weights with the same ArtifactError naming `source`."""
     locator = Locator()
     try:
         load_strict(locator, state, source)

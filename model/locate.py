@@ -11,9 +11,9 @@ on the high-mount shift over three paired seeds (docs/benchmark.md, "The square 
 lever").
 
 Its weights travel in the student's artifact, beside the network's, and alone in a `locate`
-stage's file (both read and written by `model.artifact`); the
-clip spec that names it (`ClipSpec.locate`) runs it in `to_input`: training, evaluation and
-every serving backend use the same squares.
+stage's file (both read and written by `model.artifact`); the clip spec that names it
+(`ClipSpec.locate`) runs it in `to_input`: training, evaluation and every serving backend use
+the same squares.
 """
 
 import torch
