@@ -127,11 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     n, rounds = (20, 1) if args.quick else (args.clips, args.rounds)
     spec = models.clip_spec(size)
     frames = calibration_batch(spec, 1)[0]
-    run = Run("queue", f"{size}-{spec.frames}x{spec.crop}", argv, args)
+    run = Run("queue", f"{size}-{spec.frames}x{spec.side}", argv, args)
     size_bytes = len(encode(clips(1, frames, False)[0]))
     backend, inference_s = served_inference(size, args.batch_max)
     print(f"served model: {backend}, {inference_s * 1000:.2f} ms of inference per clip")
-    print(f"{n} clips of {spec.frames} x {spec.crop} x {spec.crop}: {size_bytes} bytes each")
+    print(f"{n} clips of {spec.frames} x {spec.side} x {spec.side}: {size_bytes} bytes each")
     times: dict[str, list[tuple[float, float]]] = {"raw": [], "files": [], "live": []}
     sampler = None
     payload = encode(clips(1, frames, False)[0])

@@ -48,6 +48,11 @@ class ClipSpec(BaseModel):
     """The largest zoom onto the square around the clip's change (`model.focus`), so that a
     person far from the camera fills the input as a near one does; 0 (or 1) zooms nothing.
     Beyond 8x a 56-pixel input would be a few pixels blown up."""
+    detail: int = Field(1, ge=1, le=4)
+    """Frames come at `detail` times the crop (decoded at `detail` times `resize`) and are
+    scaled down to it in `to_input`, after the focus square is cut from them: a person zoomed
+    2.5x keeps the pixels the camera gave instead of being blown up from a 56-pixel frame. The
+    square is found on the frames scaled down to the crop, where the localiser learnt it."""
     locate: bool = False
     """Draw the focus square around where the artifact's learned localiser (`model.locate`) puts
     the person, rather than around the clip's change. Its weights are in the artifact, and
@@ -59,8 +64,9 @@ class ClipSpec(BaseModel):
     def to_input(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 `B x T x H x W x 3` RGB frames -> float32 `B x 3 x T x H x W` network input.
 
-        The frames are expected already resized and cropped; only the layout is checked here,
-        because a trainer may feed other lengths (the networks accept any multiple of 8).
+        The frames are expected already resized and cropped (to `side`; the input comes out
+        `detail` times smaller); only the layout is checked here, because a trainer may feed
+        other lengths (the networks accept any multiple of 8) and sizes (multigrid steps).
         """
         import torch
 
@@ -77,6 +83,16 @@ class ClipSpec(BaseModel):
         return self.normalize_unit(unit)
 
     @property
+    def side(self) -> int:
+        """The side of the square frames `to_input` takes: the crop, times `detail`."""
+        return self.crop * self.detail
+
+    @property
+    def decode_size(self) -> tuple[int, int]:
+        """(width, height) videos are decoded at, before their `side x side` crop."""
+        return self.resize[0] * self.detail, self.resize[1] * self.detail
+
+    @property
     def locator(self) -> Locator | None:
         """The attached learned localiser (`locate`), if any."""
         return self._locator
@@ -89,14 +105,16 @@ class ClipSpec(BaseModel):
         return spec
 
     def focus_boxes(self, frames: torch.Tensor) -> torch.Tensor | None:
-        """`B x 3` square boxes (centre x, centre y, side; pixels) that uint8 `B x T x H x W x C`
-        frames are zoomed to (`model.focus`), or None when this spec does not zoom them."""
-        from model.focus import change_boxes, zooms
+        """`B x 3` square boxes (centre x, centre y, side; pixels of the frames) that uint8
+        `B x T x H x W x C` frames are zoomed to (`model.focus`), or None when this spec does not
+        zoom them. They are found on the frames scaled down by `detail`."""
+        from model.focus import change_boxes, shrink, zooms
 
         if not zooms(frames.shape[1], self.focus):
             return None
+        frames = shrink(frames, self.detail)
         if not self.locate:
-            return change_boxes(frames, self.focus)
+            return change_boxes(frames, self.focus) * self.detail
         if self._locator is None:
             raise ValueError(
                 "this clip spec draws its square with a learned localiser, and none is attached: "
@@ -107,15 +125,18 @@ class ClipSpec(BaseModel):
             if frames.device not in self._copies:
                 self._copies[frames.device] = copy.deepcopy(locator).to(frames.device)
             locator = self._copies[frames.device]
-        return locator.boxes(frames, self.focus)
+        return locator.boxes(frames, self.focus) * self.detail
 
     def focused(self, frames: torch.Tensor) -> torch.Tensor:
-        """uint8 `B x T x H x W x C` frames zoomed onto their focus square, or as they are. A
-        teacher zooms its six-channel (dark and enhanced) clips here, by the dark's box."""
-        from model.focus import zoom_into
+        """uint8 `B x T x H x W x C` frames zoomed onto their focus square, or whole, at
+        `1 / detail` of their size. A teacher zooms its six-channel (dark and enhanced) clips
+        here, by the dark's box."""
+        from model.focus import shrink, zoom_into
 
         boxes = self.focus_boxes(frames)
-        return frames if boxes is None else zoom_into(frames, boxes)
+        if boxes is None:
+            return shrink(frames, self.detail)
+        return zoom_into(frames, boxes, frames.shape[2] // self.detail)
 
     def normalize_unit(self, clip: torch.Tensor) -> torch.Tensor:
         """Normalise a float `B x 3 x T x H x W` clip in [0, 1], e.g. an enhanced copy."""

@@ -95,12 +95,29 @@ def zooms(length: int, zoom: float) -> bool:
     return length >= 2 and zoom > 1
 
 
-def zoom_into(frames: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-    """uint8 `B x T x H x W x C` frames -> `B x T x S x S x C` (S the shorter side: the shape
-    they had, for the square crops a network takes), each clip's square box (`square`) scaled
-    up to it, bilinear."""
+def shrink(frames: torch.Tensor, factor: int) -> torch.Tensor:
+    """`B x T x H x W x C` frames (uint8 or float) scaled down `factor` times, each pixel the
+    mean of the `factor x factor` it covers (uint8 rounded); 1 returns them as they are."""
+    if factor == 1:
+        return frames
+    *lead, height, width, channels = frames.shape
+    # Summed slice by slice: a mean over the blocks' middle axes ran seven times slower on CPU
+    # (a fifth of a detail-2 training step's data path).
+    blocks = frames.reshape(-1, height // factor, factor, width // factor, factor * channels)
+    rows = blocks[:, :, 0].to(torch.float32, copy=True)
+    for i in range(1, factor):
+        rows += blocks[:, :, i]
+    mean = rows[..., :channels].clone()
+    for i in range(1, factor):
+        mean += rows[..., i * channels : (i + 1) * channels]
+    mean = mean.div_(factor**2).view(*lead, height // factor, width // factor, channels)
+    return mean if frames.is_floating_point() else mean.round_().to(torch.uint8)
+
+
+def zoom_into(frames: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 `B x T x H x W x C` frames -> `B x T x size x size x C`, each clip's square box
+    (`square`, in the frames' pixels) scaled to it, bilinear."""
     batch, length, height, width, channels = frames.shape
-    size = min(height, width)
     # affine_grid's coordinates run from -1 to 1 over the input's width and height.
     theta = torch.zeros(batch, 2, 3, device=frames.device)
     theta[:, 0, 0] = boxes[:, 2] / width

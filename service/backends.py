@@ -229,7 +229,7 @@ def calibration_batch(spec: ClipSpec, batch: int, seed: int = 0) -> np.ndarray:
     """Dark synthetic clips `batch x T x S x S x 3`: a blocky scene drifting one pixel per frame
     under sensor-like noise, so the network sees structure and motion, not only noise."""
     rng = np.random.default_rng(seed)
-    t, s = spec.frames, spec.crop
+    t, s = spec.frames, spec.side
     coarse = rng.uniform(0, 40, size=(batch, 4, 4, 3))
     scene = np.kron(coarse, np.ones((1, s // 4 + 1, s // 4 + 1, 1)))[:, :s, :s]
     moving = np.stack([np.roll(scene, k, axis=2) for k in range(t)], axis=1)

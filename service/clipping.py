@@ -27,10 +27,11 @@ UPLOAD_LABEL = "upload"
 
 
 def geometry(spec: ClipSpec, camera: Camera | None = None) -> Geometry:
-    """The model's resize and crop, from the camera's region of interest when it has one."""
-    width, height = spec.resize
+    """The model's decode size and square side, from the camera's region of interest when it
+    has one."""
+    width, height = spec.decode_size
     roi = camera.roi.box() if camera is not None and camera.roi is not None else None
-    return Geometry(width, height, spec.crop, roi)
+    return Geometry(width, height, spec.side, roi)
 
 
 def cadence(spec: ClipSpec, settings: Settings, camera: Camera | None = None) -> tuple[float, int]:

@@ -73,7 +73,7 @@ class Engine:
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return self.spec.frames, self.spec.crop, self.spec.crop
+        return self.spec.frames, self.spec.side, self.spec.side
 
 
 def load_engine(path: Path, settings: Settings) -> Engine:

@@ -49,7 +49,7 @@ def load_calibration(artifact: Path, spec: ClipSpec) -> CalibrationSet | None:
         return None
     with np.load(path, allow_pickle=False) as data:
         clips = CalibrationSet(data["calibration"], data["agreement"])
-    shape = (spec.frames, spec.crop, spec.crop, 3)
+    shape = (spec.frames, spec.side, spec.side, 3)
     for array in (clips.calibration, clips.agreement):
         if array.dtype != np.uint8 or array.ndim != 5 or array.shape[1:] != shape or not len(array):
             raise ValueError(f"{path}: clips {array.dtype} {array.shape}, the model takes {shape}")

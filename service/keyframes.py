@@ -93,7 +93,11 @@ def key_frames(path: Path, spec: ClipSpec, settings: Settings) -> list[dict[str,
     scale = VIEW_SIDE / spec.crop
     width, height = spec.resize
     view = spec.model_copy(
-        update={"crop": VIEW_SIDE, "resize": (round(width * scale), round(height * scale))}
+        update={
+            "crop": VIEW_SIDE,
+            "resize": (round(width * scale), round(height * scale)),
+            "detail": 1,
+        }
     )
     shown = cut_file(path, "frames", view, settings, threading.Event())
     # The square is found on the clip exactly as the model gets it, so where the model zooms the

@@ -123,8 +123,11 @@ def photometric_jitter(clip: torch.Tensor, jitter: Photometric, noise: NoiseBank
     three change: its cached enhanced copy stays that of the recorded clip."""
     if clip.shape[-1] == 6:
         return torch.cat([photometric_jitter(clip[..., :3], jitter, noise), clip[..., 3:]], -1)
-    levels = (clip.float() / 255).pow(_log_uniform(*jitter.gamma))
-    levels = levels * _log_uniform(*jitter.gain) * torch.exp(jitter.cast * torch.randn(3))
+    # The tone curve, gain and cast as a table of the 256 levels by 3 channels, looked up: the
+    # same floats as computing them per pixel, at half the cost.
+    table = (torch.arange(256) / 255).pow(_log_uniform(*jitter.gamma))[:, None]
+    table = table * _log_uniform(*jitter.gain) * torch.exp(jitter.cast * torch.randn(3))
+    levels = table.flatten().take(clip.long() * 3 + torch.arange(3))
     sigma = jitter.noise * float(torch.rand(()))
     return (levels * 255 + sigma * noise(levels.shape)).round().clamp(0, 255).to(torch.uint8)
 
@@ -202,10 +205,10 @@ class ClipDataset(Dataset):
         return len(self.items)
 
     def frames(self, index: int) -> torch.Tensor:
-        """The whole video, uint8 `T x H x W x 3` at the spec's resize; raises VideoError."""
+        """The whole video, uint8 `T x H x W x 3` at the spec's decode size; raises VideoError."""
         if self._cache is not None and index in self._cache:
             return self._cache[index]
-        video = torch.from_numpy(read_video(self.items[index].path, tuple(self.spec.resize)))
+        video = torch.from_numpy(read_video(self.items[index].path, self.spec.decode_size))
         if self._cache is not None:
             self._cache[index] = video
         return video
@@ -233,7 +236,7 @@ class ClipDataset(Dataset):
         elif self.views == "temporal":
             boxes[1] = boxes[0]
         clips = [
-            crop_clip(video[self._indices(len(video), start)], box, self.spec.crop)
+            crop_clip(video[self._indices(len(video), start)], box, self.spec.side)
             for start, box in zip(starts, boxes, strict=True)
         ]
         if not self.photometric.active:
@@ -241,9 +244,9 @@ class ClipDataset(Dataset):
         return [photometric_jitter(clip, self.photometric, self._noise) for clip in clips]
 
     def _test_clips(self, video: torch.Tensor) -> list[torch.Tensor]:
-        box = centre_crop_box(*video.shape[1:3], self.spec.crop)
+        box = centre_crop_box(*video.shape[1:3], self.spec.side)
         return [
-            crop_clip(video[self._indices(len(video), start)], box, self.spec.crop)
+            crop_clip(video[self._indices(len(video), start)], box, self.spec.side)
             for start in spread_starts(len(video), self.span, self.clips)
         ]
 
@@ -262,7 +265,8 @@ def collate_clips(
 
 def scale_batch(batch: tuple, size: int) -> tuple:
     """A collated batch with its frames (always its first element, uint8 `... x H x W x C`)
-    scaled to `size x size`, antialiased, for a multigrid step (`training.config.Multigrid`)."""
+    scaled to `size x size`, antialiased, for a multigrid step (`training.config.Multigrid`):
+    the step's network size times the clip spec's `detail`."""
     frames, *rest = batch
     *lead, height, width, channels = frames.shape
     whole = CropBox(0, 0, height, width)

@@ -148,7 +148,7 @@ class CachedClips(ClipDataset):
     (1,430 benchmark videos at 86x64 take about 1 GB)."""
 
     def frames(self, index: int) -> torch.Tensor:
-        key = (self.items[index].path, self.spec.resize)
+        key = (self.items[index].path, self.spec.decode_size)
         return remember(key, lambda: super(CachedClips, self).frames(index))
 
 
@@ -514,11 +514,11 @@ class Trainer:
         """Median seconds of this run's optimizer step, after one untimed step (a multigrid run's
         mean over its sizes); every process takes the main one's time, so all train the same
         number of steps."""
-        grid = self.data.multigrid
+        grid, detail = self.data.multigrid, self.data.clip.detail
         with self._rehearsal(loader) as batches:
             by_size = {
                 size: self._median_step(
-                    loss_fn, [scale_batch(b, size) if size else b for b in batches]
+                    loss_fn, [scale_batch(b, size * detail) if size else b for b in batches]
                 )
                 for size in (None, *grid.sizes)
             }
@@ -624,7 +624,7 @@ class Trainer:
             sync = self.batch % self.accumulate == 0
             if batch is not None:  # None: every clip of the batch was unreadable (and logged)
                 if size := self.data.multigrid.size(self.step, self.plan.steps):
-                    batch = scale_batch(batch, size)
+                    batch = scale_batch(batch, size * self.data.clip.detail)
                 loss, parts = self._backward(loss_fn, batch, sync)
                 for name, value in {"loss": loss, **parts}.items():
                     window[name] = window.get(name, 0) + value.detach().float().cpu()

@@ -85,11 +85,11 @@ class EvalViews(Dataset):
             return None
         spec, span, stride = self.videos.spec, self.videos.span, self.videos.stride
         length, height, width = video.shape[:3]
-        centre = (spread_starts(length, span, 1)[0], centre_crop_box(height, width, spec.crop))
-        boxes = crop_boxes(height, width, spec.crop, self.crops)
+        centre = (spread_starts(length, span, 1)[0], centre_crop_box(height, width, spec.side))
+        boxes = crop_boxes(height, width, spec.side, self.crops)
         spread = [(s, b) for s in spread_starts(length, span, self.clips) for b in boxes]
         views = [
-            crop_clip(video[frame_indices(length, spec.frames, stride, start)], box, spec.crop)
+            crop_clip(video[frame_indices(length, spec.frames, stride, start)], box, spec.side)
             for start, box in [centre, *spread]
         ]
         return torch.stack(views), self.videos.items[index].label

@@ -18,6 +18,7 @@ import torch
 from torch.nn import functional as F
 
 from model.artifact import save_locator
+from model.focus import shrink
 from model.locate import Locator
 from training.clips import centre_crop_box, crop_clip, frame_indices, spread_starts
 from training.config import LocateConfig
@@ -54,16 +55,16 @@ def training_clips(config: LocateConfig) -> tuple[torch.Tensor, torch.Tensor]:
     span = (spec.frames - 1) * data.stride + 1
     clips, masks = [], []
     for item in chosen:
-        video = torch.from_numpy(read_video(item.path, tuple(spec.resize)))
+        video = torch.from_numpy(read_video(item.path, spec.decode_size))
         length, height, width, _ = video.shape
         indices = frame_indices(length, spec.frames, data.stride, spread_starts(length, span, 1)[0])
-        box = centre_crop_box(height, width, spec.crop)
-        clips.append(crop_clip(video[indices], box, spec.crop))
+        box = centre_crop_box(height, width, spec.side)
+        clips.append(shrink(crop_clip(video[indices], box, spec.side), spec.detail))
         cover = figure_mask(settings, item.label, item.path.stem, indices)
-        # Area-averaged to the videos' resize (the cover of each of its pixels), then cut as the
-        # clip is.
+        # Area-averaged to the videos' decode size (the cover of each of its pixels), then cut
+        # and scaled down as the clip is.
         cover = F.interpolate(cover[None, None], size=(height, width), mode="area")[0, ..., None]
-        masks.append(crop_clip(cover, box, spec.crop)[0, ..., 0])
+        masks.append(shrink(crop_clip(cover, box, spec.side), spec.detail)[0, ..., 0])
     return torch.stack(clips), torch.stack(masks)
 
 

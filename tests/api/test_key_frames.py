@@ -16,10 +16,13 @@ ZOOMING = ClipSpec(frames=8, crop=56, resize=(75, 56), fps=12.0, normalize="per_
 """The demo model's field of view and zoom limit, at the tiny test model's rate."""
 
 
-@pytest.fixture(scope="module")
-def service(service_factory, tmp_path_factory) -> Service:
+@pytest.fixture(scope="module", params=[1, 2], ids=["detail-1", "detail-2"])
+def service(service_factory, tmp_path_factory, request) -> Service:
+    """The zooming model, and the same taking its frames at twice the crop (`clip.detail`):
+    ingest cuts them at its size and the square is marked where it is found."""
     root = tmp_path_factory.mktemp("key-frames")
-    artifact = make_artifact(root / "artifact", "zooming-1", clip=ZOOMING)
+    clip = ZOOMING.model_copy(update={"detail": request.param})
+    artifact = make_artifact(root / "artifact", f"zooming-{request.param}", clip=clip)
     return service_factory("serve", service_env(root, artifact))
 
 
@@ -48,6 +51,17 @@ def test_the_square_the_model_zoomed_onto_is_over_the_waving_person(service, tmp
         assert side == pytest.approx(1 / ZOOMING.focus, abs=0.02)  # the limit: the person is small
         assert 0 <= x and x + side <= 0.5 and 0.5 <= y and y + side <= 1  # the lower left corner
         assert x <= left and right <= x + side and y <= top and bottom <= y + side  # all of them
+
+
+def test_the_model_answers_every_clip_it_zooms(service, tmp_path):
+    """Classified through the queue and the inference worker, whose clips come at `side`."""
+    video = tmp_path / "waving.mp4"
+    write_video(video, figure_frames(24, waving=True), 12.0)
+    with service.client() as client:
+        answer = upload(client, video)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["status"] == "done" and body["clip_count"] == len(body["clips"]) == 3
 
 
 def test_a_still_clip_is_not_zoomed_so_no_square_is_marked(service, tmp_path):

@@ -5,7 +5,7 @@ import torch
 from pydantic import ValidationError
 
 from model.clip import ClipSpec
-from model.focus import change_boxes, zoom_into
+from model.focus import change_boxes, shrink, zoom_into
 
 
 def _dark_room(seed: int = 0) -> torch.Tensor:
@@ -33,7 +33,7 @@ def test_a_small_person_far_away_fills_the_zoomed_clip():
     centre_x, centre_y, side = change_boxes(frames, zoom=2.5)[0].tolist()
     assert side == pytest.approx(56 / 2.5)
     assert 6 <= centre_x <= 6 + 12 and 38 <= centre_y <= 56 - side / 2
-    zoomed = zoom_into(frames, change_boxes(frames, zoom=2.5))
+    zoomed = zoom_into(frames, change_boxes(frames, zoom=2.5), 56)
     assert zoomed.shape == frames.shape and zoomed.dtype == torch.uint8
     lit_before = frames[0, 0].float().mean(-1) > 30
     lit_before[:8, 48:] = False  # the lamp
@@ -60,7 +60,7 @@ def test_clip_spec_focuses_before_normalising_and_only_when_asked():
     assert torch.equal(
         plain.to_input(frames), ClipSpec(normalize="per_clip", focus=1).to_input(frames)
     )
-    zoomed = zoom_into(frames, change_boxes(frames, 2.5))
+    zoomed = zoom_into(frames, change_boxes(frames, 2.5), 56)
     torch.testing.assert_close(focused.to_input(frames), plain.to_input(zoomed))
     assert not torch.equal(focused.to_input(frames), plain.to_input(frames))
 
@@ -69,3 +69,23 @@ def test_a_zoom_out_of_range_is_refused():
     for bad in (-1.0, 9.0, float("nan"), float("inf")):
         with pytest.raises(ValidationError):
             ClipSpec(focus=bad)
+
+
+def test_detail_finds_the_square_on_the_scaled_down_frames_and_cuts_it_from_the_sharp_ones():
+    """At `detail: 2` the frames come at twice the crop: the square is the one the crop-size
+    frames give, and the far person's fine texture, which scaling down first averages away,
+    reaches the network input."""
+    small = _with_person(_dark_room(2), top=38, left=6, size=12)
+    sharp = small.repeat_interleave(2, 2).repeat_interleave(2, 3)
+    sharp[0, :, 76:100, 12:20] = torch.tensor([0, 80], dtype=torch.uint8).repeat(12)[:, None, None]
+    plain, detailed = ClipSpec(focus=2.5), ClipSpec(focus=2.5, detail=2)
+    torch.testing.assert_close(detailed.focus_boxes(sharp), 2 * plain.focus_boxes(small))
+    assert torch.equal(ClipSpec(detail=2).focused(sharp)[:, :, :38], small[:, :, :38])
+
+    def texture(frames: torch.Tensor) -> float:
+        body = frames[0, :, 20:40, 4:16].float()  # the body, zoomed 2.5x from the bottom left
+        return (body[:, 1:] - body[:, :-1]).abs().mean().item()
+
+    sharp_zoomed, blurred_zoomed = detailed.focused(sharp), plain.focused(shrink(sharp, 2))
+    assert sharp_zoomed.shape == blurred_zoomed.shape == (1, 8, 56, 56, 3)
+    assert texture(sharp_zoomed) > 3 * texture(blurred_zoomed)

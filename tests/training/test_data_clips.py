@@ -269,6 +269,20 @@ def test_cache_keeps_decoded_videos(tmp_path: Path, make_video) -> None:
     assert ClipDataset([VideoItem(path, 0)], SPEC, train=False)[0] is None
 
 
+def test_detail_decodes_twice_the_pixels_and_feeds_the_network_its_crop(
+    tmp_path: Path, make_video
+) -> None:
+    """At `detail: 2` frames are decoded and cut at twice the size, and `to_input` scales them
+    back to the crop: the same picture as decoding at the crop's size, to within the scalers."""
+    path = make_video(tmp_path / "sharp.mp4", frames=10, size=(128, 96))
+    sharp = ClipDataset([VideoItem(path, 0)], SPEC.model_copy(update={"detail": 2}), train=True)
+    plain = ClipDataset([VideoItem(path, 0)], SPEC, train=False)
+    assert sharp.frames(0).shape == (10, 64, 84, 3)
+    assert sharp[0][0].shape == plain[0][0].shape == (3, 8, 32, 32)
+    test = ClipDataset([VideoItem(path, 0)], SPEC.model_copy(update={"detail": 2}), train=False)
+    assert (test[0][0] - plain[0][0]).abs().mean() < 0.1
+
+
 def test_invalid_options_are_refused() -> None:
     items = [VideoItem(Path("x.mp4"), 0)]
     with pytest.raises(ValueError, match="views"):

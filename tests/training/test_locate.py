@@ -22,8 +22,14 @@ def config(root: Path, out: Path, **changes: object) -> LocateConfig:
     return LocateConfig(**(fields | changes))
 
 
-def test_masks_are_cut_as_the_clips_and_hold_the_figure(benchmark: Path, tmp_path: Path) -> None:
-    clips, masks = training_clips(config(benchmark, tmp_path))
+@pytest.mark.parametrize("detail", [1, 2])
+def test_masks_are_cut_as_the_clips_and_hold_the_figure(
+    benchmark: Path, tmp_path: Path, detail: int
+) -> None:
+    """At any `detail` the localiser learns at the crop's size, where the spec looks for the
+    person (`ClipSpec.focus_boxes`)."""
+    data = DataConfig(root=benchmark, clip={**CLIP, "detail": detail}, stride=1)
+    clips, masks = training_clips(config(benchmark, tmp_path, data=data))
     assert clips.shape == (11, 8, 32, 32, 3) and clips.dtype == torch.uint8
     assert masks.shape == (11, 32, 32) and 0 <= masks.min() and masks.max() <= 1
     figure = masks >= 0.25
