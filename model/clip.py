@@ -112,9 +112,12 @@ class ClipSpec(BaseModel):
 
         if not zooms(frames.shape[1], self.focus):
             return None
-        frames = shrink(frames, self.detail)
-        if not self.locate:
-            return change_boxes(frames, self.focus) * self.detail
+        small = shrink(frames, self.detail)
+        found = self._located(small) if self.locate else change_boxes(small, self.focus)
+        return found * self.detail
+
+    def _located(self, frames: torch.Tensor) -> torch.Tensor:
+        """The attached localiser's boxes for crop-size frames, run on the frames' device."""
         if self._locator is None:
             raise ValueError(
                 "this clip spec draws its square with a learned localiser, and none is attached: "
@@ -125,7 +128,7 @@ class ClipSpec(BaseModel):
             if frames.device not in self._copies:
                 self._copies[frames.device] = copy.deepcopy(locator).to(frames.device)
             locator = self._copies[frames.device]
-        return locator.boxes(frames, self.focus) * self.detail
+        return locator.boxes(frames, self.focus)
 
     def focused(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 `B x T x H x W x C` frames zoomed onto their focus square, or whole, at
