@@ -6,12 +6,13 @@ from and how well it did. A clip spec that draws its focus square with a learned
 (`ClipSpec.locate`) has the localiser's weights in the same file, named `locator.*`.
 """
 
+import json
 import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from model.clip import ClipSpec
@@ -112,15 +113,33 @@ def load_clip_spec(directory: str | Path) -> ClipSpec:
     return _located(manifest, _read_weights(path), path).clip
 
 
-def save_locator(locator: Locator, path: Path) -> Path:
+CUT = "cut"
+"""The metadata key of a localiser file that says how its clips were cut (`save_locator`)."""
+
+
+def save_locator(locator: Locator, path: Path, cut: dict[str, Any]) -> Path:
     """Write a localiser's weights alone: a `locate` stage's output, which the stages after it
-    attach to their clip spec (`load_locator`); artifacts hold them beside the network's."""
+    attach to their clip spec (`load_locator`); artifacts hold them beside the network's. `cut`
+    (how the clips it learnt from were cut) goes into the file, so that a stage cutting its clips
+    otherwise can refuse it (`locator_cut`) instead of zooming with squares learnt on other
+    frames."""
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in locator.state_dict().items()}
-    _write_atomic(path, lambda p: save_file(state, p, metadata={"format": FORMAT}))
+    metadata = {"format": FORMAT, CUT: json.dumps(cut, sort_keys=True)}
+    _write_atomic(path, lambda p: save_file(state, p, metadata=metadata))
     return path
 
 
 def load_locator(path: Path) -> Locator:
     """A localiser from `save_locator`'s file, in eval mode; an ArtifactError says what is wrong."""
     return _locator(_read_weights(path), str(path))
+
+
+def locator_cut(path: Path) -> dict[str, Any] | None:
+    """How the clips of `save_locator`'s file were cut; None where the file does not say."""
+    try:
+        with safe_open(path, "pt") as weights:
+            cut = (weights.metadata() or {}).get(CUT)
+    except (FileNotFoundError, SafetensorError) as e:
+        raise ArtifactError(f"cannot read weights {path}: {e}") from e
+    return None if cut is None else json.loads(cut)

@@ -7,7 +7,7 @@ an artifact's provenance record.
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -129,6 +129,14 @@ class DataConfig(Section):
     same)."""
     test: bool = True
     """Score the selected checkpoint on the test list once, after the last epoch."""
+
+    def cut(self) -> dict[str, Any]:
+        """How this data's clips are cut, as far as a localiser cares: one that learnt on other
+        frame counts, sizes or frame steps learnt people other than these clips show, so a
+        stage refuses it (`training.engine.stage_spec`)."""
+        spec = self.clip
+        geometry = {"frames": spec.frames, "crop": spec.crop, "resize": list(spec.resize)}
+        return {**geometry, "fps": spec.fps, "stride": self.stride}
 
     @model_validator(mode="after")
     def _multigrid_scales_down(self) -> "DataConfig":

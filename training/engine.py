@@ -34,7 +34,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
-from model.artifact import load_locator
+from model.artifact import load_locator, locator_cut
 from model.clip import ClipSpec
 from model.ig65m import import_backbone
 from model.manifest import ArchConfig
@@ -161,6 +161,12 @@ def stage_spec(data: DataConfig) -> ClipSpec:
         raise ValueError(
             "data.clip.locate draws the focus square with a learned localiser: set data.locator "
             "to a locate stage's locator.safetensors (`lumos train pipeline` sets its own)"
+        )
+    if (learnt_on := locator_cut(data.locator)) != data.cut():
+        raise ValueError(
+            f"the localiser {data.locator} learnt on clips cut as {learnt_on or 'it does not say'}"
+            f", this stage cuts them as {data.cut()}: train it on this stage's clips (the same "
+            "data.clip frames, crop, resize and fps, and data.stride)"
         )
     return data.clip.with_locator(load_locator(data.locator))
 

@@ -95,4 +95,4 @@ def train_locate(config: LocateConfig) -> Path:
         if step % 100 == 0 or step == config.steps - 1:
             log.info("locate: step %d, loss %.4f", step, loss.item())
     log.info("locate: trained in %.0f s", time.perf_counter() - started)
-    return save_locator(locator.eval(), out)
+    return save_locator(locator.eval(), out, config.data.cut())

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from model.artifact import load_locator
 from training.config import DataConfig, LocateConfig, RunConfig, stage_overrides
@@ -65,6 +66,36 @@ def test_a_recipe_stage_zooms_with_the_localiser_it_is_given(benchmark: Path, tm
     assert spec.locator is not None and not spec.locator.training
     changing = DataConfig(root=benchmark, clip={**CLIP, "locate": False}, stride=1)
     assert stage_spec(changing).locator is None
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"frames": 16}, {"crop": 28}, {"resize": (48, 32)}, {"fps": 12.0}, {"stride": 2}],
+    ids=lambda change: next(iter(change)),
+)
+def test_a_stage_refuses_a_localiser_that_learnt_on_clips_cut_otherwise(
+    benchmark: Path, tmp_path: Path, change: dict[str, object]
+) -> None:
+    """Squares learnt on other frames, sizes or steps would zoom each clip onto the wrong place:
+    the stage stops with both cuts named instead. The sharper decode (`detail`) is cut the same,
+    as far as the localiser sees."""
+    path = train_locate(config(benchmark, tmp_path, steps=2))
+    clip = {**CLIP, **{k: v for k, v in change.items() if k != "stride"}}
+    data = DataConfig(root=benchmark, clip=clip, stride=change.get("stride", 1), locator=path)
+    with pytest.raises(ValueError, match=r"learnt on clips cut as \{.*'crop': 32.*this stage"):
+        stage_spec(data)
+    sharper = DataConfig(root=benchmark, clip={**CLIP, "detail": 2}, stride=1, locator=path)
+    assert stage_spec(sharper).locator is not None
+
+
+def test_a_localiser_file_that_does_not_say_how_it_learnt_is_refused(
+    benchmark: Path, tmp_path: Path
+) -> None:
+    path = train_locate(config(benchmark, tmp_path, steps=2))
+    save_file(load_file(path), path)  # the same weights, without the record
+    data = DataConfig(root=benchmark, clip=CLIP, stride=1, locator=path)
+    with pytest.raises(ValueError, match="it does not say"):
+        stage_spec(data)
 
 
 def test_a_root_that_cannot_draw_its_masks_or_has_no_training_clips_is_refused(
