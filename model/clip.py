@@ -12,6 +12,7 @@ import copy
 import math
 from typing import TYPE_CHECKING, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 if TYPE_CHECKING:
@@ -53,6 +54,11 @@ class ClipSpec(BaseModel):
     scaled down to it in `to_input`, after the focus square is cut from them: a person zoomed
     2.5x keeps the pixels the camera gave instead of being blown up from a 56-pixel frame. The
     square is found on the frames scaled down to the crop, where the localiser learnt it."""
+    integrate: bool = False
+    """Each frame is the mean of the video's frames over its step (1/fps), not the one frame at
+    its start (`integrated`), as if the shutter stayed open for the step: at 6 fps from a 24 fps
+    camera the sensor noise is averaged over four frames, and a motion faster than the clip's
+    rate leaves its sweep instead of a point in it. Training readers and ingest both do it."""
     locate: bool = False
     """Draw the focus square around where the artifact's learned localiser (`model.locate`) puts
     the person, rather than around the clip's change. Its weights are in the artifact, and
@@ -156,6 +162,13 @@ class ClipSpec(BaseModel):
             change = torch.diff(clip, dim=2, prepend=clip[:, :, :1])  # the first frame: none
             normalized = normalized + self.motion * _standardise(change)
         return normalized
+
+
+def integrated(frames: np.ndarray) -> np.ndarray:
+    """uint8 `N x H x W x 3` frames as one frame exposed for all of their time: their rounded
+    mean (`ClipSpec.integrate`); training readers and ingest both call it."""
+    total = frames.sum(axis=0, dtype=np.uint32)
+    return ((total + len(frames) // 2) // len(frames)).astype(np.uint8)
 
 
 def _standardise(clip: torch.Tensor) -> torch.Tensor:

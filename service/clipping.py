@@ -104,7 +104,12 @@ def cut_file(
     limits = Limits.of(settings, upload=True)
     with open_source(str(path), limits) as container:
         frames = decode_frames(
-            container, geometry(spec), fps, limits, threads=settings.decode_threads
+            container,
+            geometry(spec),
+            fps,
+            limits,
+            threads=settings.decode_threads,
+            integrate=spec.integrate,
         )
         for frame in frames:
             if cancel.is_set():

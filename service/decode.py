@@ -2,19 +2,21 @@
 
 Decoding is the expensive part of ingest, so: FFmpeg decodes with its own threads; frames are
 sampled to the model's fps on their timestamps *before* any conversion, so a frame that will never
-be used is never converted; and the one conversion done (YUV -> RGB at the model's resize) runs in
-FFmpeg's scaler, not in Python. Only the centre crop is a numpy slice.
+be used is never converted (unless the model integrates each step's frames); and the one
+conversion done (YUV -> RGB at the model's resize) runs in FFmpeg's scaler, not in Python. Only
+the centre crop is a numpy slice.
 """
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from model.clip import integrated
 from service.http_source import HttpSource
 from service.settings import Settings
 from service.urls import CAMERA_SCHEMES, Destinations
@@ -202,6 +204,7 @@ def decode_frames(
     epoch: int = 0,
     realtime: bool = False,
     view_height: int = 0,
+    integrate: bool = False,
 ) -> Iterator[Frame]:
     """Frames of the first video stream, sampled to `fps` on their timestamps.
 
@@ -211,7 +214,10 @@ def decode_frames(
     more than a step, so that a gap resynchronises the sampler instead of letting it keep every
     frame until it catches up. `realtime` paces a file to its timestamps, so that it can stand in
     for a camera. Every decoded frame is checked against `limits` (raising `LimitExceeded`).
-    `view_height` adds each frame whole, at that height, for event evidence.
+    `view_height` adds each frame whole, at that height, for event evidence. `integrate` makes
+    each kept frame's image the mean of it and the frames after it up to the next kept one
+    (`ClipSpec.integrate`): every frame is converted then, and a frame comes out when its step
+    is over.
     """
     if not container.streams.video:
         raise ValueError("the source has no video stream")
@@ -230,26 +236,47 @@ def decode_frames(
     # FFmpeg scaling context per frame, a fifth of the conversion's cost at 720p.
     scaler = VideoReformatter()
     viewer = VideoReformatter()
+
+    def cropped(frame: av.VideoFrame) -> np.ndarray:
+        image = scaler.reformat(frame, full_w, full_h, "rgb24").to_ndarray()
+        return image[top : top + geometry.crop, left : left + geometry.crop]
+
     due: float | None = None
     origin = 0.0  # wall-clock time of media time 0, when pacing
     pts = -source_step
     watch = _Watch(limits)
+    held: Frame | None = None  # integrating: the kept frame whose step is still open
+    step_images: list[np.ndarray] = []
     for frame in container.decode(stream):
         # A frame without a timestamp (e.g. the first of an RTSP session) follows the previous.
         pts = frame.time if frame.time is not None else pts + source_step
         watch.check(frame.width, frame.height, pts)
         if due is not None and pts < due - tolerance:
+            if integrate:
+                step_images.append(cropped(frame))
             continue
+        if held is not None:
+            yield _integrated(held, step_images)
         due = (due if due is not None and pts - due < step else pts) + step
         if realtime:
             origin = origin or (time.time() - pts)
             time.sleep(max(0.0, origin + pts - time.time()))
         now = time.time()
-        image = scaler.reformat(frame, full_w, full_h, "rgb24").to_ndarray()
-        crop = image[top : top + geometry.crop, left : left + geometry.crop]
+        crop = cropped(frame)
         view = None
         if view_height:
             height = min(view_height, frame.height) // 2 * 2
             width = round(frame.width * height / frame.height / 2) * 2
             view = viewer.reformat(frame, width, height, "rgb24").to_ndarray()
-        yield Frame(np.ascontiguousarray(crop), pts, now, expected, epoch, view)
+        kept = Frame(np.ascontiguousarray(crop), pts, now, expected, epoch, view)
+        if integrate:
+            held, step_images = kept, [crop]
+        else:
+            yield kept
+    if held is not None:
+        yield _integrated(held, step_images)
+
+
+def _integrated(frame: Frame, images: list[np.ndarray]) -> Frame:
+    """`frame` with its image exposed for the whole of its step's `images`."""
+    return replace(frame, image=integrated(np.stack(images)))

@@ -224,6 +224,7 @@ class LiveIngest:
                         epoch=epoch,
                         realtime=not is_live(url),  # a file standing in for a camera
                         view_height=settings.event_view_height if self.tracker else 0,
+                        integrate=self.spec.integrate,
                     )
                     for frame in frames:
                         if self._stopping.is_set():

@@ -10,13 +10,15 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate
 from torchvision.transforms.v2 import functional as tvf
 
-from model.clip import ClipSpec
+from model.clip import ClipSpec, integrated
 from training.config import Photometric
 from training.datasets import VideoItem
 from training.video import VideoError, read_video
@@ -44,6 +46,18 @@ def frame_indices(
         shifted = positions + torch.randint(-jitter, jitter + 1, (length,))
         positions = torch.cummax(shifted.clamp_min(0), dim=0).values
     return positions % num_frames
+
+
+def read_clip_video(path: Path, spec: ClipSpec, stride: int) -> torch.Tensor:
+    """Every frame of a video as `spec` takes them, uint8 `T x H x W x 3`: at its decode size
+    and, where it integrates, each the mean of the `stride` frames from it on (wrapping past the
+    end, as `frame_indices` does), so that a clip's frames `stride` apart each cover their step.
+    Raises VideoError."""
+    video = read_video(path, spec.decode_size)
+    if spec.integrate and stride > 1:
+        steps = (np.arange(len(video))[:, None] + np.arange(stride)) % len(video)
+        video = np.stack([integrated(video[step]) for step in steps])
+    return torch.from_numpy(video)
 
 
 def spread_starts(num_frames: int, span: int, count: int) -> list[int]:
@@ -208,7 +222,7 @@ class ClipDataset(Dataset):
         """The whole video, uint8 `T x H x W x 3` at the spec's decode size; raises VideoError."""
         if self._cache is not None and index in self._cache:
             return self._cache[index]
-        video = torch.from_numpy(read_video(self.items[index].path, self.spec.decode_size))
+        video = read_clip_video(self.items[index].path, self.spec, self.stride)
         if self._cache is not None:
             self._cache[index] = video
         return video

@@ -132,11 +132,11 @@ class DataConfig(Section):
 
     def cut(self) -> dict[str, Any]:
         """How this data's clips are cut, as far as a localiser cares: one that learnt on other
-        frame counts, sizes or frame steps learnt people other than these clips show, so a
-        stage refuses it (`training.engine.stage_spec`)."""
+        frame counts, sizes, frame steps or exposures learnt people other than these clips
+        show, so a stage refuses it (`training.engine.stage_spec`)."""
         spec = self.clip
         geometry = {"frames": spec.frames, "crop": spec.crop, "resize": list(spec.resize)}
-        return {**geometry, "fps": spec.fps, "stride": self.stride}
+        return {**geometry, "fps": spec.fps, "stride": self.stride, "integrate": spec.integrate}
 
     @model_validator(mode="after")
     def _multigrid_scales_down(self) -> "DataConfig":

@@ -148,7 +148,8 @@ class CachedClips(ClipDataset):
     (1,430 benchmark videos at 86x64 take about 1 GB)."""
 
     def frames(self, index: int) -> torch.Tensor:
-        key = (self.items[index].path, self.spec.decode_size)
+        window = self.stride if self.spec.integrate else 1  # frames each frame is the mean of
+        key = (self.items[index].path, self.spec.decode_size, window)
         return remember(key, lambda: super(CachedClips, self).frames(index))
 
 
@@ -166,7 +167,7 @@ def stage_spec(data: DataConfig) -> ClipSpec:
         raise ValueError(
             f"the localiser {data.locator} learnt on clips cut as {learnt_on or 'it does not say'}"
             f", this stage cuts them as {data.cut()}: train it on this stage's clips (the same "
-            "data.clip frames, crop, resize and fps, and data.stride)"
+            "data.clip frames, crop, resize, fps and integrate, and data.stride)"
         )
     return data.clip.with_locator(load_locator(data.locator))
 

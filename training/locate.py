@@ -20,12 +20,17 @@ from torch.nn import functional as F
 from model.artifact import save_locator
 from model.focus import shrink
 from model.locate import Locator
-from training.clips import centre_crop_box, crop_clip, frame_indices, spread_starts
+from training.clips import (
+    centre_crop_box,
+    crop_clip,
+    frame_indices,
+    read_clip_video,
+    spread_starts,
+)
 from training.config import LocateConfig
 from training.engine import seed_everything
 from training.splits import recipe_list
 from training.synth.benchmark import SynthConfig, clip_index, read_settings, render
-from training.video import read_video
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +60,7 @@ def training_clips(config: LocateConfig) -> tuple[torch.Tensor, torch.Tensor]:
     span = (spec.frames - 1) * data.stride + 1
     clips, masks = [], []
     for item in chosen:
-        video = torch.from_numpy(read_video(item.path, spec.decode_size))
+        video = read_clip_video(item.path, spec, data.stride)
         length, height, width, _ = video.shape
         indices = frame_indices(length, spec.frames, data.stride, spread_starts(length, span, 1)[0])
         box = centre_crop_box(height, width, spec.side)

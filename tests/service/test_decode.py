@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 
 from service.decode import (
@@ -15,6 +16,7 @@ from service.decode import (
     redact_url,
 )
 from service.settings import Settings
+from training.video import write_video
 
 TINY = Geometry(44, 32, 32)
 LIMITS = Limits.of(Settings(), upload=False)
@@ -47,6 +49,26 @@ def test_sampling_25_fps_to_12_keeps_the_rate_over_time(make_video, tmp_path: Pa
     # 2.08 s on a camera whose clips should come every 2 s).
     frames = sampled(make_video(tmp_path / "25.mp4", frames=250, fps=25), 12)
     assert len(frames) == 120
+
+
+def test_integrated_frames_keep_the_times_and_average_their_step(tmp_path: Path) -> None:
+    """A 25 fps lamp flickering through four levels, sampled to 6 fps: kept alone each frame
+    shows one level; integrated (`ClipSpec.integrate`) each shows the mean of its step's 4-5
+    frames, from it up to the next kept one (the last: to the end), at the same times."""
+    levels = np.array([20, 60, 100, 140], dtype=np.uint8)[np.arange(50) % 4]
+    path = tmp_path / "flicker.mp4"
+    write_video(path, np.broadcast_to(levels[:, None, None, None], (50, 32, 44, 3)).copy(), 25)
+    with open_source(str(path), LIMITS) as container:
+        plain = list(decode_frames(container, TINY, 6, LIMITS))
+    with open_source(str(path), LIMITS) as container:
+        integrated = list(decode_frames(container, TINY, 6, LIMITS, integrate=True))
+    assert [f.pts for f in integrated] == [f.pts for f in plain] and len(plain) == 12
+    kept = np.array([f.image.mean() for f in plain])
+    assert np.abs(kept[:, None] - [20, 60, 100, 140]).min(1).max() < 2  # one level each
+    starts = [round(f.pts * 25) for f in plain] + [50]
+    steps = [levels[a:b].mean() for a, b in zip(starts, starts[1:], strict=False)]
+    assert {b - a for a, b in zip(starts, starts[1:], strict=False)} <= {2, 4, 5}
+    assert np.abs(np.array([f.image.mean() for f in integrated]) - steps).max() < 2
 
 
 def test_frames_come_resized_and_centre_cropped(make_video, tmp_path: Path) -> None:

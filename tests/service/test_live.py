@@ -169,9 +169,13 @@ def test_camera_credentials_never_reach_the_logs(
 def test_activating_a_model_with_another_clip_shape_switches_the_live_pipeline(
     rtsp_camera, tiny_artifact: Path, tmp_path: Path
 ) -> None:
+    """The second model also takes its frames at another rate, each integrated over its step
+    (`clip.integrate`: two or three of the camera's 15 a second)."""
     camera = rtsp_camera(paths=("/cam",))
     runtime = Runtime.from_settings(live_settings(tiny_artifact, tmp_path, model_poll_s=0.3))
-    wider = TINY_CLIP.model_copy(update={"crop": 24, "resize": (32, 24)})
+    wider = TINY_CLIP.model_copy(
+        update={"crop": 24, "resize": (32, 24), "fps": 6.0, "integrate": True}
+    )
     second = runtime.models.register(make_artifact(tmp_path / "v2", "tiny-2", wider, seed=1))
 
     async def main() -> None:

@@ -56,7 +56,9 @@ def camera_frame_s(url: str, artifact: Path, seconds: float) -> float:
     spec = load_artifact(artifact).manifest.clip
     limits = Limits.of(Settings(), upload=False)
     with open_source(url, limits) as container:
-        frames = decode_frames(container, geometry(spec), spec.fps, limits, threads=1)
+        frames = decode_frames(
+            container, geometry(spec), spec.fps, limits, threads=1, integrate=spec.integrate
+        )
         next(frames)
         began, cpu, count = time.monotonic(), time.thread_time(), 0
         for _ in frames:

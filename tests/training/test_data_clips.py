@@ -2,13 +2,17 @@
 
 import logging
 import shutil
+import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
 from model.clip import ClipSpec
+from service.clipping import cut_file
+from service.settings import Settings
 from tests.paths import DATA_LISTS
 from training.clips import (
     ClipDataset,
@@ -20,6 +24,7 @@ from training.clips import (
     frame_indices,
     photometric_jitter,
     random_crop_box,
+    read_clip_video,
     scale_batch,
     spread_starts,
 )
@@ -281,6 +286,26 @@ def test_detail_decodes_twice_the_pixels_and_feeds_the_network_its_crop(
     assert sharp[0][0].shape == plain[0][0].shape == (3, 8, 32, 32)
     test = ClipDataset([VideoItem(path, 0)], SPEC.model_copy(update={"detail": 2}), train=False)
     assert (test[0][0] - plain[0][0]).abs().mean() < 0.1
+
+
+def test_integrated_frames_are_each_the_mean_of_their_step_and_ingest_cuts_the_same(
+    tmp_path: Path, make_video
+) -> None:
+    """With `integrate` a reader's frame is the rounded mean of the `stride` frames from it on
+    (wrapping, as clips do), and an upload of the same file through ingest, sampled at the rate
+    `stride` makes, carries the same frames: training sees what serving will."""
+    path = make_video(tmp_path / "moving.mp4", frames=48, fps=24.0, size=(84, 64))
+    spec = SPEC.model_copy(update={"fps": 6.0, "integrate": True})
+    whole = read_clip_video(path, SPEC, 4).numpy()
+    exposed = read_clip_video(path, spec, 4).numpy()
+    for start in (0, 5, 46):
+        frames = whole[[(start + i) % 48 for i in range(4)]].astype(np.float64)
+        assert np.abs(exposed[start] - frames.mean(0)).max() <= 0.5
+    assert not np.array_equal(exposed, whole)  # the square moves: a step's frames differ
+    assert np.array_equal(read_clip_video(path, spec, 1).numpy(), whole)
+    (clip,) = cut_file(path, "upload", spec, Settings(), threading.Event())  # 12 frames: one clip
+    cut = crop_clip(torch.from_numpy(exposed[0:32:4]), centre_crop_box(32, 42, 32), 32).numpy()
+    assert clip.frames.shape == cut.shape and np.array_equal(clip.frames, cut)
 
 
 def test_invalid_options_are_refused() -> None:

@@ -70,7 +70,14 @@ def test_a_recipe_stage_zooms_with_the_localiser_it_is_given(benchmark: Path, tm
 
 @pytest.mark.parametrize(
     "change",
-    [{"frames": 16}, {"crop": 28}, {"resize": (48, 32)}, {"fps": 12.0}, {"stride": 2}],
+    [
+        {"frames": 16},
+        {"crop": 28},
+        {"resize": (48, 32)},
+        {"fps": 12.0},
+        {"integrate": True},
+        {"stride": 2},
+    ],
     ids=lambda change: next(iter(change)),
 )
 def test_a_stage_refuses_a_localiser_that_learnt_on_clips_cut_otherwise(
