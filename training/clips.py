@@ -219,7 +219,7 @@ class ClipDataset(Dataset):
         return len(self.items)
 
     def frames(self, index: int) -> torch.Tensor:
-        """The whole video, uint8 `T x H x W x 3` at the spec's decode size; raises VideoError."""
+        """The whole video as the spec takes it (`read_clip_video`); raises VideoError."""
         if self._cache is not None and index in self._cache:
             return self._cache[index]
         video = read_clip_video(self.items[index].path, self.spec, self.stride)
