@@ -29,6 +29,7 @@ def test_quick_decode_run_writes_results_and_its_doc_row(
     for case in record["cases"]:
         assert case["frames"] == 25  # 1 s at 25 fps, every frame decoded and resized
         assert case["lumos_fps"] > 0 and case["ffmpeg_fps"] > 0 and case["ratio"] > 0
+        assert case["integrate_cpu_ratio"] > 0
     text = doc.read_text()
     assert "prose stays" in text
     assert "<!-- bench:decode -->" in text and "| tiny-quick |" in text
