@@ -6,7 +6,8 @@ drawing knows which pixels the figure covers. Each of `clips` training videos is
 recipes cut a validation clip (the centred crop and frames, `training.clips`), its mask cut the
 same way, and the localiser (`model.locate`) learns per pixel whether the figure covers at least
 `cover` of it at some frame. Only the training list is read: the localiser selects nothing on
-validation or test clips. Rerun, it keeps the weights it wrote.
+validation or test clips. Rerun, it keeps the weights it wrote, unless they learnt on clips cut
+otherwise (`DataConfig.cut`, recorded in the file).
 """
 
 import logging
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from model.artifact import save_locator
+from model.artifact import locator_cut, save_locator
 from model.focus import shrink
 from model.locate import Locator
 from training.clips import (
@@ -76,7 +77,7 @@ def training_clips(config: LocateConfig) -> tuple[torch.Tensor, torch.Tensor]:
 def train_locate(config: LocateConfig) -> Path:
     """Train the localiser and write it to `run.output_dir/locator.safetensors`; its path."""
     out = config.run.output_dir / LOCATOR
-    if config.run.resume and out.is_file():
+    if config.run.resume and out.is_file() and locator_cut(out) == config.data.cut():
         log.info("locate: keeping %s", out)
         return out
     seed_everything(config.run.seed)

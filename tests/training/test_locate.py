@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from model.artifact import load_locator
+from model.artifact import load_locator, locator_cut
 from training.config import DataConfig, LocateConfig, RunConfig, stage_overrides
 from training.engine import stage_spec
 from training.locate import LOCATOR, train_locate, training_clips
@@ -55,6 +55,10 @@ def test_the_stage_learns_where_the_person_is_and_keeps_its_weights_on_rerun(
     assert logits[figure].mean() > logits[~figure].mean() + 2
     written = path.stat().st_mtime_ns
     assert train_locate(trained) == path and path.stat().st_mtime_ns == written
+    # Rerun on clips cut otherwise, it learns again rather than keep weights for other clips.
+    data = trained.data.model_copy(update={"stride": 2})
+    assert train_locate(trained.model_copy(update={"data": data, "steps": 2})) == path
+    assert path.stat().st_mtime_ns != written and locator_cut(path) == data.cut()
 
 
 def test_a_recipe_stage_zooms_with_the_localiser_it_is_given(benchmark: Path, tmp_path: Path):
