@@ -268,11 +268,10 @@ def decode_frames(
             height = min(view_height, frame.height) // 2 * 2
             width = round(frame.width * height / frame.height / 2) * 2
             view = viewer.reformat(frame, width, height, "rgb24").to_ndarray()
-        kept = Frame(np.ascontiguousarray(crop), pts, now, expected, epoch, view)
-        if integrate:
-            held, step_images = kept, [crop]
+        if integrate:  # its image is the step's mean, made when the step is over
+            held, step_images = Frame(crop, pts, now, expected, epoch, view), [crop]
         else:
-            yield kept
+            yield Frame(np.ascontiguousarray(crop), pts, now, expected, epoch, view)
     if held is not None:
         yield _integrated(held, step_images)
 

@@ -148,9 +148,13 @@ class CachedClips(ClipDataset):
     (1,430 benchmark videos at 86x64 take about 1 GB)."""
 
     def frames(self, index: int) -> torch.Tensor:
-        window = self.stride if self.spec.integrate else 1  # frames each frame is the mean of
-        key = (self.items[index].path, self.spec.decode_size, window)
-        return remember(key, lambda: super(CachedClips, self).frames(index))
+        return remember(self.key(index), lambda: super(CachedClips, self).frames(index))
+
+    def key(self, index: int) -> tuple:
+        """What a video's cached frames depend on: the file, the decode size and how many of
+        its frames each one is the mean of (`ClipSpec.integrate`)."""
+        window = self.stride if self.spec.integrate else 1
+        return self.items[index].path, self.spec.decode_size, window
 
 
 def stage_spec(data: DataConfig) -> ClipSpec:

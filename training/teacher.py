@@ -62,7 +62,7 @@ class EnhancedClips(CachedClips):
             unit = enhancer(self.enhance)(video.permute(3, 0, 1, 2)[None])[0]
             return unit.mul(255).round_().byte().permute(1, 2, 3, 0)
 
-        key = (self.items[index].path, self.spec.decode_size, self.enhance)
+        key = (*self.key(index), self.enhance)
         return torch.cat([video, remember(key, enhanced)], dim=-1)
 
 
