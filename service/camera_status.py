@@ -2,12 +2,13 @@
 state, rate, errors and latest clip its ingest worker reported, for any number of cameras in one
 batched read of the registry."""
 
+import math
 import time
 
 from pydantic import BaseModel, Field
 
 from service.camera_health import State, shown_state
-from service.cameras import CameraRegistry, CameraView
+from service.cameras import Camera, CameraRegistry, CameraView
 from service.events.rules import Roi, Rules
 from service.illumination import Illumination
 
@@ -52,9 +53,28 @@ class StreamStatus(BaseModel):
     )
     next_retry_at: float | None = Field(description="Unix time of the next attempt while failing.")
     illumination: Illumination | None = Field(description="Of the latest clip.")
+    warnings: list[str] = Field(
+        default_factory=list,  # a client reading an older server's status
+        description="What in the subscription works against the active model; empty: nothing.",
+        examples=[["sampling 10 fps is not the active model's 6 fps: it sees another pace"]],
+    )
 
 
-def status_of(view: CameraView, stall_after_s: float, now: float) -> StreamStatus:
+def warnings_of(camera: Camera, model_fps: float | None) -> list[str]:
+    """A camera's own `sampling` off the model's rate is accepted (a slow link may need it), but
+    the model then sees motion at another pace, and integrated frames at another exposure, than
+    it learnt on: worth saying where the operator looks, since the clips still classify."""
+    if camera.sampling is None or model_fps is None or math.isclose(camera.sampling, model_fps):
+        return []
+    return [
+        f"sampling {camera.sampling:g} fps is not the active model's {model_fps:g} fps: "
+        "it sees motion at another pace than it learnt"
+    ]
+
+
+def status_of(
+    view: CameraView, stall_after_s: float, now: float, model_fps: float | None
+) -> StreamStatus:
     health = view.health
     return StreamStatus(
         **view.camera.public(),
@@ -66,12 +86,18 @@ def status_of(view: CameraView, stall_after_s: float, now: float) -> StreamStatu
         reconnects=health.reconnects if health else 0,
         next_retry_at=health and health.next_retry_at,
         illumination=health and health.illumination,
+        warnings=warnings_of(view.camera, model_fps),
     )
 
 
 async def statuses(
-    registry: CameraRegistry, stall_after_s: float, camera_ids: list[str] | None = None
+    registry: CameraRegistry,
+    stall_after_s: float,
+    model_fps: float | None,
+    camera_ids: list[str] | None = None,
 ) -> list[StreamStatus]:
-    """Every camera's status (or those of `camera_ids`), read in one batched call."""
+    """Every camera's status (or those of `camera_ids`), read in one batched call; `model_fps`,
+    the active model's clip rate (None while there is none), for `warnings`."""
     now = time.time()
-    return [status_of(v, stall_after_s, now) for v in await registry.overview(camera_ids)]
+    views = await registry.overview(camera_ids)
+    return [status_of(v, stall_after_s, now, model_fps) for v in views]

@@ -231,7 +231,6 @@ class LocalClient:
     async def watch(self, url: str, stop: asyncio.Event) -> AsyncIterator[Update]:
         """The source as a camera of this process; a file plays through the same live path, and
         each end of it is a reconnect."""
-        from service.camera_status import statuses
         from service.cameras import Camera
 
         camera = Camera(id="watch", url=url, name="lumos watch")
@@ -239,7 +238,7 @@ class LocalClient:
         since = time.time()
         last = None
         while not stop.is_set():
-            (status,) = await statuses(self.runtime.cameras, self.settings.staleness_s, [camera.id])
+            (status,) = await self.runtime.camera_statuses([camera.id])
             change = StatusChange.of(status.model_dump())
             if change != last:
                 yield change

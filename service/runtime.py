@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from redis.asyncio import Redis
 
 from model.clip import ClipSpec
+from service.camera_status import StreamStatus, statuses
 from service.cameras import CameraRegistry, MemoryCameras, RedisCameras
 from service.clipping import cadence
 from service.connections import loop_client, open_all, thread_client
@@ -261,6 +262,12 @@ class Runtime:
                 f"no active model version and no artifact at {self.settings.model_dir}"
             )
         return active.manifest.clip
+
+    async def camera_statuses(self, camera_ids: list[str] | None = None) -> list[StreamStatus]:
+        """Every camera's status (or those of `camera_ids`), warned against the active model."""
+        active = await self.active.get()
+        model_fps = active.manifest.clip.fps if active else None
+        return await statuses(self.cameras, self.settings.staleness_s, model_fps, camera_ids)
 
     async def ingest_file(self, path: Path, stream: str | None = None) -> FileIngest:
         """Cut the video at `path` into clips and queue them (decoding in a thread; waits while

@@ -57,6 +57,7 @@ def test_camera_delivers_events_and_predictions(service, rtsp_camera):
         assert "s3cret" not in created.text and "abc" not in created.text
         assert created.json()["url"].startswith("rtsp://***@127.0.0.1")
         assert created.json()["state"] == "connecting"
+        assert created.json()["warnings"] == []  # the model's own rate
         assert client.post("/v1/streams", json={"url": secret_url, "id": "yard"}).status_code == 409
 
         events = read_events(client, "/v1/streams/yard/events", count=2, timeout=60)
@@ -121,6 +122,10 @@ def test_camera_with_own_sampling_and_stride_and_a_webhook_posts_no_predictions(
         try:
             shown = client.get("/v1/streams/dock").json()
             assert (shown["sampling"], shown["stride"]) == (6, 4)
+            assert shown["warnings"] == [
+                "sampling 6 fps is not the active model's 12 fps: "
+                "it sees motion at another pace than it learnt"
+            ]
             assert shown["webhook"] == receiver.url.replace("http://", "http://***@") + "?token=***"
             assert "s3cret" not in client.get("/v1/streams").text
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from service.api.deps import RuntimeDep
 from service.api.errors import PROBLEM_RESPONSE, Problem
-from service.camera_status import StreamStatus, statuses
+from service.camera_status import StreamStatus
 from service.cameras import Camera, Sampling, Stride, Webhook
 from service.events.rules import Roi, Rules
 from service.queue.base import ClipResult, Summary, summarize
@@ -115,7 +115,7 @@ CameraDep = Annotated[Camera, Depends(existing_camera)]
 
 
 async def _status(runtime: Runtime, camera_id: str) -> StreamStatus:
-    (status,) = await statuses(runtime.cameras, runtime.settings.staleness_s, [camera_id])
+    (status,) = await runtime.camera_statuses([camera_id])
     return status
 
 
@@ -153,7 +153,7 @@ async def subscribe(request: StreamRequest, runtime: RuntimeDep) -> StreamStatus
 @router.get("")
 async def list_streams(runtime: RuntimeDep) -> list[StreamStatus]:
     """Every subscribed camera with its state, in one read of the registry."""
-    return await statuses(runtime.cameras, runtime.settings.staleness_s)
+    return await runtime.camera_statuses()
 
 
 @router.get("/{stream_id}", responses={404: PROBLEM_RESPONSE})

@@ -129,7 +129,8 @@ function fill(card, camera) {
   card.querySelector(".url").textContent = camera.url;
   card.querySelector(".meta").textContent =
     `${fps} fps · ${camera.reconnects} reconnects` +
-    (camera.last_error && camera.state !== "failing" ? ` · last error: ${camera.last_error}` : "");
+    (camera.last_error && camera.state !== "failing" ? ` · last error: ${camera.last_error}` : "") +
+    camera.warnings.map((warning) => ` · ${warning}`).join("");
   const trouble = problem(camera);
   card.querySelector(".problem").textContent = trouble;
   card.querySelector(".problem").hidden = !trouble;
