@@ -56,7 +56,12 @@ class StreamStatus(BaseModel):
     warnings: list[str] = Field(
         default_factory=list,  # a client reading an older server's status
         description="What in the subscription works against the active model; empty: nothing.",
-        examples=[["sampling 10 fps is not the active model's 6 fps: it sees another pace"]],
+        examples=[
+            [
+                "sampling 10 fps is not the active model's 6 fps: "
+                "it sees motion at another pace than it learnt"
+            ]
+        ],
     )
 
 
