@@ -50,6 +50,8 @@ class Body:
     """Albedo (linear RGB) per `PARTS` entry."""
     patterns: tuple[tuple[str, float, float], ...]
     """Per garment (top, bottom): pattern name, period (metres), contrast."""
+    bare_forearms: bool = False
+    """Short sleeves: the forearms are skin, so an arm crossing the chest stands out from it."""
 
 
 def albedo(rng: np.random.Generator, luma: float) -> np.ndarray:
@@ -88,6 +90,7 @@ def draw_body(rng: np.random.Generator, domain: Domain) -> Body:
         lengths=stature * _LENGTHS * rng.uniform(0.92, 1.08, len(_LENGTHS)),
         palette=_palette(rng),
         patterns=patterns,
+        bare_forearms=bool(rng.random() < 0.5),
     )
 
 
@@ -131,6 +134,7 @@ def skeleton(pose: Pose, props: list[Prop], body: Body) -> list[Segment]:
         Segment(skull + 0.012 * head_dir - [0.02, 0, 0], skull, 0.06 * body.stature, "hair"),
     ]
     hands, feet = {}, []
+    sleeve = "skin" if body.bare_forearms else "top"
     for side, sign in zip(SIDES, (-1, 1), strict=True):
         flex, abduct = pose[f"{side}_shoulder"], pose[f"{side}_abduct"]
         shoulder = neck + [0, -0.03, sign * (chest + limb)]
@@ -151,7 +155,7 @@ def skeleton(pose: Pose, props: list[Prop], body: Body) -> list[Segment]:
             Segment(knee, ankle, limb * 1.1, "bottom"),
             Segment(ankle, toe, limb * 0.9, "shoes"),
             Segment(shoulder, elbow, limb, "top"),
-            Segment(elbow, hands[side], limb * 0.85, "top"),
+            Segment(elbow, hands[side], limb * 0.85, sleeve),
             Segment(hands[side], fingers, limb * 0.8, "skin"),
         ]
     height = 0.02 - np.min([point[:, 1] for point in feet], axis=0) + pose["lift"] * body.stature

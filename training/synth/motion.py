@@ -10,8 +10,9 @@ hand high and swings it side to side, fast. Sit and Stand are the same curves; S
 backwards (`scene.render_scene`).
 """
 
+import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import pairwise
 
 import numpy as np
@@ -238,8 +239,9 @@ def _drink(
     pose[f"{side}_elbow"] = np.radians(40) + up * np.radians(rng.uniform(80, 95))
     pose["neck"] -= sip * np.radians(rng.uniform(20, 35)) * style.amplitude
     pose["lean"] -= sip * np.radians(rng.uniform(3, 8))
+    pose[f"{side}_abduct"] += up * np.radians(rng.uniform(20, 45))  # the elbow comes out
     tilt = up * np.radians(rng.uniform(20, 40)) + sip * np.radians(rng.uniform(40, 60))
-    props.append(Prop(side, 0.07, 0.028, tilt, "cup"))
+    props.append(Prop(side, rng.uniform(0.09, 0.14), rng.uniform(0.03, 0.042), tilt, "cup"))
 
 
 def _pour(
@@ -258,8 +260,10 @@ def _pour(
     pose["neck"] += tip * np.radians(rng.uniform(15, 30))
     pose["lean"] += tip * np.radians(rng.uniform(3, 8))
     tilt = tip * np.radians(rng.uniform(100, 140)) * min(style.amplitude, 1.1)
-    props.append(Prop(bottle, 0.24, 0.035, tilt, "bottle"))
-    props.append(Prop(cup, 0.08, 0.03, np.zeros_like(t), "cup"))
+    props.append(Prop(bottle, rng.uniform(0.22, 0.32), rng.uniform(0.035, 0.045), tilt, "bottle"))
+    props.append(
+        Prop(cup, rng.uniform(0.09, 0.14), rng.uniform(0.03, 0.042), np.zeros_like(t), "cup")
+    )
 
 
 def _sit(
@@ -317,6 +321,32 @@ def perform(
         hand = SIDES[int(rng.integers(2))]
         props.append(Prop(hand, rng.uniform(0.08, 0.25), 0.035, np.zeros_like(t), "object"))
     return pose, props
+
+
+ARM_JOINTS = ("shoulder", "abduct", "elbow", "elbow_abduct")
+
+
+def busier_side(pose: Pose) -> str:
+    """The arm that travels further over the clip: the one the action is done with. Summed with
+    `math.fsum` (exactly rounded): numpy's reductions may round otherwise on another CPU."""
+
+    def travel(side: str) -> float:
+        return math.fsum(np.concatenate([np.abs(np.diff(pose[f"{side}_{j}"])) for j in ARM_JOINTS]))
+
+    return max(SIDES, key=travel)
+
+
+def mirrored(pose: Pose, props: list[Prop]) -> tuple[Pose, list[Prop]]:
+    """The same action done with the other hand: every left and right curve and prop swapped
+    (abduction is outward on either side, so the swapped curves are the mirror image)."""
+    other = {"l": "r", "r": "l"}
+
+    def swap(name: str) -> str:
+        return other[name[0]] + name[1:] if name[1:2] == "_" else name
+
+    return {swap(name): curve for name, curve in pose.items()}, [
+        replace(prop, anchor=other.get(prop.anchor, prop.anchor)) for prop in props
+    ]
 
 
 def idle(rng: np.random.Generator, frames: int) -> Pose:

@@ -27,7 +27,7 @@ from training.synth.body import (
 )
 from training.synth.camera import LIGHTS, Mount, aim, dot, offsets
 from training.synth.domains import DOMAINS, Domain, draw, pick
-from training.synth.motion import idle, perform
+from training.synth.motion import busier_side, idle, mirrored, perform
 
 WALLS = ("plain", "blotchy", "panelled", "brick", "tiled")
 """Wall textures; which a domain uses is in `domains.Domain.walls`."""
@@ -285,6 +285,11 @@ def build_scene(
     )
     mount = aim(position, target, fov, width, (width / 2 - corner[0], height / 2 - corner[1]))
     crops = shift - corner
+
+    # Actors, as ARID's did, act with the hand the camera sees.
+    right = np.array([np.cos(heading), 0.0, -np.sin(heading)])
+    if (dot(right, position - middle) > 0) != (busier_side(pose) == "r"):
+        pose, props = mirrored(pose, props)
 
     # The room: furniture, clutter, perhaps a table or sofa between the camera and the actor.
     actor = place(skeleton(pose, props, body), root, heading, pose, body.stature)
