@@ -50,7 +50,7 @@ class Body:
     """Albedo (linear RGB) per `PARTS` entry."""
     patterns: tuple[tuple[str, float, float], ...]
     """Per garment (top, bottom): pattern name, period (metres), contrast."""
-    bare_forearms: bool = False
+    bare_forearms: bool
     """Short sleeves: the forearms are skin, so an arm crossing the chest stands out from it."""
 
 

@@ -7,7 +7,8 @@ that no two clips of an action move the same. The actions that a single arm gest
 together are made different in what they do: Drink brings a cup to the mouth and tips the head
 back, Pour tips a bottle over a cup held in the other hand and looks down at it, Wave raises an open
 hand high and swings it side to side, fast. Sit and Stand are the same curves; Stand is rendered
-backwards (`scene.render_scene`).
+backwards (`scene.render_scene`). Whichever hand an action is drawn with, the scene puts the busier
+arm on the camera's side (`busier_side`, `mirrored`), as ARID's actors, filmed to be seen, did.
 """
 
 import math
