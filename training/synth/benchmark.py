@@ -191,7 +191,7 @@ def read_settings(root: Path) -> SynthConfig:
     root was not written by this generator."""
     path = root / SETTINGS_FILE
     if not path.exists():
-        raise ValueError(f"{root} has no {SETTINGS_FILE}: not written by `lumos data synth` v2")
+        raise ValueError(f"{root} has no {SETTINGS_FILE}: not written by `lumos data synth`")
     settings = json.loads(path.read_text())
     if settings.get("generator") != GENERATOR:
         raise ValueError(
