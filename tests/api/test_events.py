@@ -31,10 +31,10 @@ FPS = 12
 def running_video(path) -> None:
     """A person standing still for 6 s, running for 4 s, standing for 5 s: 160 x 120, dark.
     Through this file's encoding and the service's decoder, the demo model gives Run >= 0.6 to
-    the clips inside the run and leaves it out of every other clip's top 3 (demo-20261206c,
-    generator v3: 1.00, 1.00 and 0.97 inside, `lumos classify`; of seeds 0-5 and 8, 0 and 5
-    held by that margin; seed 7, this test's under v2, gave 0.58 once). The first 3 s are the
-    same frames twice, since the exposure depends on them all."""
+    the clips inside the run and leaves it out of every other clip's top 3 (demo-20261206c and
+    demo-20261206d alike: 1.00, 1.00 and 0.97 inside, `lumos classify`; under demo-20261206c, of
+    seeds 0-5 and 8, 0 and 5 held by that margin; seed 7, this test's under v2, gave 0.58 once).
+    The first 3 s are the same frames twice, since the exposure depends on them all."""
     rng = np.random.default_rng(0)
     scene = render_scene("Run", rng, 4 * FPS, (160, 120))
     still = [np.repeat(scene[:1], 3 * FPS, 0), scene, np.repeat(scene[-1:], 5 * FPS, 0)]

@@ -27,7 +27,8 @@ def demo():
 def corner_video(path) -> None:
     """640 x 240, dark, with someone running in the 160 x 120 bottom-right corner for 4 s (seed 3:
     with demo-20261206a the region's clips score Run 0.98, 0.80 and 0.01, the whole frame's 0.00,
-    0.01 and 0.00). Over seeds 0-7, 6 of 8 pass both checks with it (seeds 1 and 6 do not: the
+    0.01 and 0.00; with demo-20261206d the region's 0.21, 0.75 and 0.96, the whole frame's 0.12,
+    0.08 and 0.01). Over seeds 0-7, 6 of 8 pass both checks with it (seeds 1 and 6 do not: the
     region's best clips 0.51 and 0.08); demo-20261205e passed seed 6, the seed used before, and
     demo-20261204d all 8 on the first check. Its learned localiser finds the small runner in the
     whole frame now and then (seed 0's first clip: 0.77), which the change square never did."""

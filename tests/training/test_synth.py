@@ -17,11 +17,11 @@ import pytest
 from bench.servers import ROOT
 from training.datasets import ARID_CLASSES, load_dataset
 from training.synth.benchmark import SynthConfig, render, write_benchmark
-from training.synth.body import PARTS
+from training.synth.body import PARTS, draw_body, skeleton
 from training.synth.clip import render_clip
 from training.synth.domains import DOMAINS, RANGE_FIELDS, SHIFTS, Domain, DomainName
-from training.synth.motion import busier_side, mirrored, perform
-from training.synth.scene import build_scene, render_scene
+from training.synth.motion import GESTURES, busier_side, mirrored, perform
+from training.synth.scene import build_scene, draw_heading, render_scene
 from training.synth.stats import LEGIBILITY_FLOOR, figure_height, luma, root_stats
 from training.video import read_video
 
@@ -261,3 +261,26 @@ def test_mirroring_swaps_the_hands_and_keeps_the_action() -> None:
     assert {prop.anchor for prop in flipped_props if prop.kind == "bottle"} != {bottle}
     twice, _ = mirrored(flipped, flipped_props)
     assert all(np.array_equal(twice[name], pose[name]) for name in pose)
+
+
+def test_a_gesture_is_shown_to_the_camera_and_a_walk_goes_either_way() -> None:
+    """0 is the actor's back to the camera. Turned away, Drink scored 6 of 23 on 660 validation
+    clips of generator 3, and 17 of 34 facing the camera's half."""
+
+    def headings(action: str) -> np.ndarray:
+        return np.abs([draw_heading(action, np.random.default_rng([6, i])) for i in range(200)])
+
+    for gesture in GESTURES:
+        assert (headings(gesture) >= np.pi / 2).all(), gesture
+    assert (headings("Walk") < np.pi / 2).mean() > 0.3
+
+
+def test_a_pour_tips_the_bottle_over_the_cup_in_the_other_hand() -> None:
+    for seed in range(10):
+        pose, props = perform("Pour", np.random.default_rng([7, seed]), 24, 24.0)
+        body = draw_body(np.random.default_rng(seed), TRAIN)
+        parts = {s.part: s for s in skeleton(pose, props, body) if s.part in ("bottle", "cup")}
+        bottle, cup = parts["bottle"], parts["cup"]
+        tipped = int(np.argmin(bottle.end[:, 1] - bottle.start[:, 1]))
+        reach = np.abs(bottle.end[tipped, 2] - cup.start[tipped, 2])
+        assert reach < np.abs(bottle.start[tipped, 2] - cup.start[tipped, 2]), seed

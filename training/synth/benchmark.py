@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 SUBSETS = ("train", "validation", "test")
 SETTINGS_FILE = "synth.json"
-GENERATOR = 3
+GENERATOR = 4
 CRF = (17, 19)
 PRESET, TUNE = "ultrafast", "grain"
 """x264 settings, the CRF drawn per clip from its range. `tune=grain` (low deadzones, settings

@@ -173,7 +173,11 @@ def _prop(prop: Prop, hands: dict[str, np.ndarray], floor: np.ndarray) -> Segmen
         bottom = np.stack([middle[:, 0], floor + prop.radius, middle[:, 2]], -1)
         return Segment(bottom, middle - [0, 0.05, 0], prop.radius, prop.kind)
     base = hands[prop.anchor][np.maximum(np.arange(len(floor)), prop.grasp)]
-    up = np.stack([np.sin(prop.tilt), np.cos(prop.tilt), np.zeros_like(floor)], -1)
+    inward = 1 if prop.anchor == "l" else -1  # the left hand is at -z
+    tipped, across = np.sin(prop.tilt), prop.across
+    up = np.stack(
+        [tipped * np.cos(across), np.cos(prop.tilt), inward * tipped * np.sin(across)], -1
+    )
     return Segment(base, base + prop.length * up, prop.radius, prop.kind)
 
 

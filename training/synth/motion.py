@@ -5,10 +5,11 @@ so the motion is keyframed: eased tweens and gait cycles whose timing, amplitude
 per clip, on top of a per-actor `Style` (how big and how fast this person moves) and a slow sway, so
 that no two clips of an action move the same. The actions that a single arm gesture could blur
 together are made different in what they do: Drink brings a cup to the mouth and tips the head
-back, Pour tips a bottle over a cup held in the other hand and looks down at it, Wave raises an open
-hand high and swings it side to side, fast. Sit and Stand are the same curves; Stand is rendered
-backwards (`scene.render_scene`). Whichever hand an action is drawn with, the scene puts the busier
-arm on the camera's side (`busier_side`, `mirrored`), as ARID's actors, filmed to be seen, did.
+back, Pour tips a bottle across the body over a cup held in the other hand and looks down at it,
+Wave raises an open hand high and swings it side to side, fast. Sit and Stand are the same curves;
+Stand is rendered backwards (`scene.render_scene`). Whichever hand an action is drawn with, the
+scene puts the busier arm on the camera's side (`busier_side`, `mirrored`), and an actor doing one
+of the `GESTURES` faces the camera's half of the room, as ARID's actors, filmed to be seen, did.
 """
 
 import math
@@ -24,6 +25,8 @@ Pose = dict[str, np.ndarray]
 """Per-frame angles (radians) and displacements (statures), see `neutral_pose`."""
 
 SIDES = ("l", "r")
+GESTURES = ("Drink", "Pour", "Wave")
+"""The actions done with the hands, in place: an actor shows them to the camera (`scene`)."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,9 @@ class Prop:
     """Angle from upright, tipping forward (+); a pushed prop stands upright."""
     kind: str
     """Its part name, for its colour: "cup", "bottle", "object" or "cart"."""
+    across: float = 0.0
+    """How far the tipping turns from forward towards the body's other side: a bottle pours
+    into the cup in the other hand."""
     grasp: int = 0
     """Frame at which the hand takes it; before that it stays where the hand will take it."""
 
@@ -225,7 +231,7 @@ def _pick(
     pose[f"{side}_elbow"] = tween(u, [(0, 0.2), (0.4, 0.05), (0.55, 0.05), (1, 1.2)])
     grasp = int(np.argmin(np.abs(u - 0.47)))
     size = rng.uniform(0.05, 0.09)
-    props.append(Prop(side, size, size * 0.8, np.full_like(t, np.pi / 2), "object", grasp))
+    props.append(Prop(side, size, size * 0.8, np.full_like(t, np.pi / 2), "object", grasp=grasp))
 
 
 def _drink(
@@ -248,20 +254,23 @@ def _drink(
 def _pour(
     t: np.ndarray, rng: np.random.Generator, pose: Pose, props: list[Prop], style: Style
 ) -> None:
-    """A bottle held out at chest height tips over the cup held in the other hand; eyes on it."""
+    """A cup held in front of the belly; the bottle, held above it and to the side, tips across
+    the body over it and back; eyes on it."""
     bottle = SIDES[int(rng.integers(2))]
     cup = "l" if bottle == "r" else "r"
     u = _repeats(t, rng, style, 0.6, 0.85)
     tip = tween(u, [(0, 0), (0.3, 1), (0.75, 1), (1, 0)])
     pose[f"{bottle}_shoulder"] = np.radians(rng.uniform(45, 60)) + tip * np.radians(10)
-    pose[f"{bottle}_abduct"] += np.radians(rng.uniform(5, 15))
     pose[f"{bottle}_elbow"] = np.full_like(t, np.radians(rng.uniform(40, 60)))
     pose[f"{cup}_shoulder"] = np.full_like(t, np.radians(rng.uniform(25, 35)))
+    pose[f"{cup}_abduct"] -= np.radians(rng.uniform(10, 20))  # towards the middle
     pose[f"{cup}_elbow"] = np.full_like(t, np.radians(rng.uniform(55, 70)))
     pose["neck"] += tip * np.radians(rng.uniform(15, 30))
     pose["lean"] += tip * np.radians(rng.uniform(3, 8))
     tilt = tip * np.radians(rng.uniform(100, 140)) * min(style.amplitude, 1.1)
-    props.append(Prop(bottle, rng.uniform(0.22, 0.32), rng.uniform(0.035, 0.045), tilt, "bottle"))
+    across = np.radians(rng.uniform(50, 75))
+    length, radius = rng.uniform(0.22, 0.32), rng.uniform(0.035, 0.045)
+    props.append(Prop(bottle, length, radius, tilt, "bottle", across=across))
     props.append(
         Prop(cup, rng.uniform(0.09, 0.14), rng.uniform(0.03, 0.042), np.zeros_like(t), "cup")
     )

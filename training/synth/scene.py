@@ -27,7 +27,7 @@ from training.synth.body import (
 )
 from training.synth.camera import LIGHTS, Mount, aim, dot, offsets
 from training.synth.domains import DOMAINS, Domain, draw, pick
-from training.synth.motion import busier_side, idle, mirrored, perform
+from training.synth.motion import GESTURES, busier_side, idle, mirrored, perform
 
 WALLS = ("plain", "blotchy", "panelled", "brick", "tiled")
 """Wall textures; which a domain uses is in `domains.Domain.walls`."""
@@ -237,6 +237,18 @@ def _glow(mount: Mount, height: int, width: int, depth: np.ndarray, lamp: _Lamp)
     return (light[..., None] * lamp.colour * lamp.power).astype(np.float32)
 
 
+def draw_heading(action: str, rng: np.random.Generator) -> float:
+    """Which way the actor faces, in radians from the camera's line of sight (0: their back to
+    it): mostly across the room. One of the `GESTURES` is shown to the camera: an actor who drew
+    a heading turned away faces the camera's half of the room instead, at the mirror angle."""
+    heading = rng.uniform(-np.pi, np.pi)
+    if rng.random() < 0.7:  # across the room rather than towards or away from the camera
+        heading = np.sign(heading) * rng.uniform(np.radians(55), np.radians(125))
+    if action in GESTURES and abs(heading) < np.pi / 2:
+        heading = np.sign(heading) * (np.pi - abs(heading))
+    return float(heading)
+
+
 def build_scene(
     action: str,
     rng: np.random.Generator,
@@ -257,9 +269,7 @@ def build_scene(
     nearest = max(2.0, 1.3 * body.stature / (2 * tangent), camera_height * 0.9)
     farthest = max(nearest + 0.5, body.stature / (0.55 * 2 * tangent))
     distance = rng.uniform(nearest, farthest)
-    heading = rng.uniform(-np.pi, np.pi)
-    if rng.random() < 0.7:  # across the room rather than towards or away from the camera
-        heading = np.sign(heading) * rng.uniform(np.radians(55), np.radians(125))
+    heading = draw_heading(action, rng)
     walk = body.stature * float(pose["forward"][-1])
     direction = np.array([np.sin(heading), 0, np.cos(heading)])
     middle = np.array([rng.uniform(-1.0, 1.0), 0, distance])
