@@ -23,6 +23,8 @@ PARTS = ("top", "bottom", "shoes", "skin", "hair", "cup", "bottle", "object", "c
 PATTERNS = ("plain", "stripes", "mottled", "checks", "blocks")
 """Clothing patterns; which a domain uses is in `domains.Domain.clothing`."""
 _GARMENTS = {"top": 0, "bottom": 1}
+SIDE_SIGN = {"l": -1, "r": 1}
+"""Which way along the body's z axis (to its right) each side lies."""
 
 # Torso, neck to head centre, upper arm, forearm, thigh, shin: parts of the stature.
 _LENGTHS = np.array([0.3, 0.11, 0.16, 0.15, 0.245, 0.245])
@@ -135,7 +137,8 @@ def skeleton(pose: Pose, props: list[Prop], body: Body) -> list[Segment]:
     ]
     hands, feet = {}, []
     sleeve = "skin" if body.bare_forearms else "top"
-    for side, sign in zip(SIDES, (-1, 1), strict=True):
+    for side in SIDES:
+        sign = SIDE_SIGN[side]
         flex, abduct = pose[f"{side}_shoulder"], pose[f"{side}_abduct"]
         shoulder = neck + [0, -0.03, sign * (chest + limb)]
         elbow = shoulder + upper_arm * _direction(flex, abduct, sign)
@@ -173,10 +176,10 @@ def _prop(prop: Prop, hands: dict[str, np.ndarray], floor: np.ndarray) -> Segmen
         bottom = np.stack([middle[:, 0], floor + prop.radius, middle[:, 2]], -1)
         return Segment(bottom, middle - [0, 0.05, 0], prop.radius, prop.kind)
     base = hands[prop.anchor][np.maximum(np.arange(len(floor)), prop.grasp)]
-    inward = 1 if prop.anchor == "l" else -1  # the left hand is at -z
-    tipped, across = np.sin(prop.tilt), prop.across
+    tipped, inward = np.sin(prop.tilt), -SIDE_SIGN[prop.anchor]
     up = np.stack(
-        [tipped * np.cos(across), np.cos(prop.tilt), inward * tipped * np.sin(across)], -1
+        [tipped * np.cos(prop.across), np.cos(prop.tilt), inward * tipped * np.sin(prop.across)],
+        -1,
     )
     return Segment(base, base + prop.length * up, prop.radius, prop.kind)
 
