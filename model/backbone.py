@@ -32,12 +32,14 @@ class Conv2Plus1D(nn.Sequential):
     """A 3x3x3 conv factored into a spatial 1x3x3 and a temporal 3x1x1 conv through `mid`
     channels, with BatchNorm and ReLU between (torchvision's, index for index)."""
 
-    def __init__(self, inplanes: int, planes: int, mid: int, stride: int = 1) -> None:
+    def __init__(
+        self, inplanes: int, planes: int, mid: int, stride: int = 1, time_stride: int = 1
+    ) -> None:
         super().__init__(
             nn.Conv3d(inplanes, mid, (1, 3, 3), (1, stride, stride), (0, 1, 1), bias=False),
             nn.BatchNorm3d(mid),
             nn.ReLU(inplace=True),
-            nn.Conv3d(mid, planes, (3, 1, 1), (stride, 1, 1), (1, 0, 0), bias=False),
+            nn.Conv3d(mid, planes, (3, 1, 1), (time_stride, 1, 1), (1, 0, 0), bias=False),
         )
 
 
@@ -51,11 +53,12 @@ class BasicBlock(nn.Module):
         stride: int = 1,
         downsample: nn.Module | None = None,
         mid_multiple: int = 1,
+        time_stride: int = 1,
     ) -> None:
         super().__init__()
         mid = midplanes(inplanes, planes, mid_multiple)
         self.conv1 = nn.Sequential(
-            Conv2Plus1D(inplanes, planes, mid, stride),
+            Conv2Plus1D(inplanes, planes, mid, stride, time_stride),
             nn.BatchNorm3d(planes),
             nn.ReLU(inplace=True),
         )
@@ -70,7 +73,7 @@ class BasicBlock(nn.Module):
 
 class R2Plus1D(nn.Module):
     """R(2+1)D-18/34 without pool and classifier: `B x 3 x T x H x W -> B x C x T/8 x H/16 x W/16`
-    (H/32 x W/32 with `stem_stride` 4).
+    (H/32 x W/32 with `stem_stride` 4; T/4 with `time_strides` 2, T/2 with 1).
 
     With `ig65m`, conv2 of each layer's first block takes its mid-channels from (planes, planes)
     instead of torchvision's (inplanes, planes) (288/576/1152 instead of 230/460/921 at width 64),
@@ -85,10 +88,15 @@ class R2Plus1D(nn.Module):
         width: int = PAPER_WIDTH,
         stem_stride: int = 2,
         mid_multiple: int = 1,
+        time_strides: int = 3,
     ) -> None:
         super().__init__()
         if depth not in LAYERS:
             raise ValueError(f"depth must be one of {sorted(LAYERS)}, got {depth}")
+        if not 0 <= time_strides <= 3:
+            raise ValueError(
+                f"time_strides counts layers 2-4 that halve time: 0-3, got {time_strides}"
+            )
         stem_mid = max(1, 45 * width // PAPER_WIDTH)
         # Same indices as torchvision's R2Plus1dStem (45 -> 64 at paper width), width-scaled.
         spatial = (1, stem_stride, stem_stride)
@@ -104,9 +112,11 @@ class R2Plus1D(nn.Module):
         self.inplanes = width
         blocks = LAYERS[depth]
         self.layer1 = self._make_layer(width, blocks[0], 1, ig65m, mid_multiple)
-        self.layer2 = self._make_layer(2 * width, blocks[1], 2, ig65m, mid_multiple)
-        self.layer3 = self._make_layer(4 * width, blocks[2], 2, ig65m, mid_multiple)
-        self.layer4 = self._make_layer(8 * width, blocks[3], 2, ig65m, mid_multiple)
+        # Layers 2-4 halve the size; the first `time_strides` of them halve the length too.
+        halves = [2 if layer < time_strides else 1 for layer in range(3)]
+        self.layer2 = self._make_layer(2 * width, blocks[1], 2, ig65m, mid_multiple, halves[0])
+        self.layer3 = self._make_layer(4 * width, blocks[2], 2, ig65m, mid_multiple, halves[1])
+        self.layer4 = self._make_layer(8 * width, blocks[3], 2, ig65m, mid_multiple, halves[2])
         self._init_weights()
         if ig65m:
             for m in self.modules():
@@ -114,15 +124,23 @@ class R2Plus1D(nn.Module):
                     m.eps = IG65M_BN_EPS
 
     def _make_layer(
-        self, planes: int, blocks: int, stride: int, ig65m: bool, mid_multiple: int
+        self,
+        planes: int,
+        blocks: int,
+        stride: int,
+        ig65m: bool,
+        mid_multiple: int,
+        time_stride: int = 1,
     ) -> nn.Sequential:
         downsample = None
         if stride != 1 or self.inplanes != planes:
             downsample = nn.Sequential(
-                nn.Conv3d(self.inplanes, planes, kernel_size=1, stride=stride, bias=False),
+                nn.Conv3d(
+                    self.inplanes, planes, 1, stride=(time_stride, stride, stride), bias=False
+                ),
                 nn.BatchNorm3d(planes),
             )
-        first = BasicBlock(self.inplanes, planes, stride, downsample, mid_multiple)
+        first = BasicBlock(self.inplanes, planes, stride, downsample, mid_multiple, time_stride)
         if ig65m:
             first.conv2[0] = Conv2Plus1D(planes, planes, midplanes(planes, planes))
         self.inplanes = planes

@@ -11,9 +11,10 @@ import torch
 from torch import nn
 
 
-def max_tokens(frames: int) -> int:
-    """Temporal positions left after the backbone's three stride-2 stages (ceil(frames / 8))."""
-    return math.ceil(frames / 8)
+def max_tokens(frames: int, time_strides: int = 3) -> int:
+    """Temporal positions left after the backbone's `time_strides` stages that halve time
+    (three: ceil(frames / 8))."""
+    return math.ceil(frames / 2**time_strides)
 
 
 class BertHead(nn.Module):

@@ -45,6 +45,11 @@ class ArchConfig(BaseModel):
     count, which IG-65M weights need; 8 fits oneDNN's channel blocks on AVX2 and AVX-512 CPUs,
     where width 12's odd counts (27, 43) make the 28x28 layer1 convolutions, most of a student's
     step, several times slower per FLOP (artifacts/demo/MODEL_CARD.md)."""
+    time_strides: int = Field(3, ge=0, le=3)
+    """How many of layers 2-4 halve the clip's length, from layer2 on; 3 is the paper's, whose 64
+    frames leave the BERT head 8 temporal tokens to attend over. 8 frames leave it one; 2
+    keeps layer4's length and gives it two, at 1.00-1.08x a step, which the demo's recipe did
+    not gain from (artifacts/demo/MODEL_CARD.md)."""
     num_classes: int = Field(11, ge=1)
     frames: int = Field(64, ge=1)
     """Longest clip the head's position table accepts; shorter clips work too."""

@@ -24,14 +24,16 @@ class NetworkOutput(NamedTuple):
 
 
 def _backbone(arch: ArchConfig) -> R2Plus1D:
-    return R2Plus1D(arch.depth, arch.ig65m, arch.width, arch.stem_stride, arch.mid_multiple)
+    return R2Plus1D(
+        arch.depth, arch.ig65m, arch.width, arch.stem_stride, arch.mid_multiple, arch.time_strides
+    )
 
 
 def _head(arch: ArchConfig) -> BertHead:
     return BertHead(
         arch.feature_dim,
         arch.num_classes,
-        max_tokens(arch.frames),
+        max_tokens(arch.frames, arch.time_strides),
         dim=arch.head_dim,
         heads=arch.head_heads,
         dropout=arch.head_dropout,

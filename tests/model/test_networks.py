@@ -71,6 +71,24 @@ def test_depth_10_has_one_block_a_stage_and_depth_18s_output():
         paper(depth=14)
 
 
+def test_time_strides_keep_the_clips_length_for_the_heads_tokens():
+    """An 8-frame clip leaves the paper's backbone one temporal position, so the BERT head has
+    nothing to attend over; keeping layer4's length gives it two, with the same weights."""
+    arch = ArchConfig(depth=10, ig65m=False, width=8, frames=8, head_heads=4, token_keep=1.0)
+    paper_length, kept = (
+        build_network(arch.model_copy(update={"time_strides": s})) for s in (3, 2)
+    )
+    with torch.no_grad():
+        clip = torch.rand(1, 3, 8, 56, 56)
+        assert paper_length.backbone(clip).shape == (1, 64, 1, 4, 4)
+        assert kept.backbone(clip).shape == (1, 64, 2, 4, 4)
+        assert kept.eval()(clip).logits.shape == (1, 11)
+    assert kept.head.position.shape[1] == 3  # CLS and two tokens
+    assert count_params(kept.backbone) == count_params(paper_length.backbone)
+    with pytest.raises(ValidationError, match="time_strides"):
+        paper(time_strides=4)
+
+
 def test_mid_multiple_rounds_every_mid_channel_count_and_keeps_the_size():
     """Width 12's exact mids (27, 43, 54, ...) rounded to multiples of 8, within 2% of the
     parameters; IG-65M's fixed shapes refuse it."""
