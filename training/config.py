@@ -116,6 +116,9 @@ class DataConfig(Section):
     batch_size: int = Field(8, ge=1)
     """Clips per process per forward pass."""
     workers: int = Field(0, ge=0)
+    """Processes that cut and jitter the training clips while the network steps. They live for
+    the whole run: a worker started afresh each epoch would decode every video again into an
+    empty cache (`cache`)."""
     cache: bool = True
     """Decode each video once and keep its resized frames in RAM for every epoch."""
     validation: bool = True

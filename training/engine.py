@@ -420,6 +420,7 @@ class Trainer:
             batch_size=self.data.batch_size,
             sampler=sampler,
             num_workers=self.data.workers,
+            persistent_workers=self.data.workers > 0,
             collate_fn=collate_fn,
             drop_last=True,
             pin_memory=self.runtime.device.type == "cuda",

@@ -10,8 +10,10 @@ from pydantic import ValidationError
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from model.clip import ClipSpec
 from model.manifest import ArchConfig
 from model.precision import cpu_has_native_bf16, mixed_precision
+from training.clips import ClipDataset, collate_clips
 from training.config import (
     DataConfig,
     Multigrid,
@@ -21,8 +23,10 @@ from training.config import (
     TeacherConfig,
     load_config,
 )
+from training.datasets import VideoItem
 from training.engine import (
     TIMED_STEPS,
+    CachedClips,
     Diverged,
     Trainer,
     budget_steps,
@@ -80,6 +84,38 @@ def fit(
 
 def metric_lines(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_loader_workers_keep_their_decoded_videos_from_epoch_to_epoch(
+    tmp_path: Path, make_video
+) -> None:
+    """With `data.workers` the clips are cut in worker processes, whose caches must outlive an
+    epoch: a worker started afresh each epoch decoded every video again (3x an epoch's time)."""
+    decodes = tmp_path / "decodes"
+
+    class Counted(ClipDataset):
+        def frames(self, index: int) -> torch.Tensor:
+            with decodes.open("a") as log:  # written from the worker process
+                log.write(f"{index}\n")
+            return super().frames(index)
+
+    class CountedCache(CachedClips, Counted):
+        pass
+
+    videos = [VideoItem(make_video(tmp_path / f"v{i}.mp4", frames=10), i % 2) for i in range(4)]
+    spec = ClipSpec(frames=4, crop=16, resize=(21, 16), fps=12.0, normalize="per_clip")
+    dataset = CountedCache(videos, spec, train=True)
+    config = toy_config(tmp_path / "out", epochs=3)
+    config = config.model_copy(update={"data": DataConfig(batch_size=2, workers=1)})
+
+    def loss_fn(model: nn.Module, batch: tuple) -> tuple[torch.Tensor, dict]:
+        frames, _ = batch
+        return model(frames.mean((2, 3, 4))).pow(2).mean(), {}
+
+    Trainer("toy", nn.Linear(3, 1), config, init_runtime("cpu"), {}).fit(
+        dataset, loss_fn, collate_fn=collate_clips
+    )
+    assert sorted(decodes.read_text().split()) == ["0", "1", "2", "3"]
 
 
 def test_resume_mid_epoch_replays_exactly_the_remaining_batches(tmp_path: Path) -> None:
