@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 
-def max_tokens(frames: int, time_strides: int = 3) -> int:
+def max_tokens(frames: int, time_strides: int) -> int:
     """Temporal positions left after the backbone's `time_strides` stages that halve time
     (three: ceil(frames / 8))."""
     return math.ceil(frames / 2**time_strides)

@@ -105,8 +105,9 @@ def test_loader_workers_keep_their_decoded_videos_from_epoch_to_epoch(
     videos = [VideoItem(make_video(tmp_path / f"v{i}.mp4", frames=10), i % 2) for i in range(4)]
     spec = ClipSpec(frames=4, crop=16, resize=(21, 16), fps=12.0, normalize="per_clip")
     dataset = CountedCache(videos, spec, train=True)
-    config = toy_config(tmp_path / "out", epochs=3)
-    config = config.model_copy(update={"data": DataConfig(batch_size=2, workers=1)})
+    config = toy_config(tmp_path / "out", epochs=3).model_copy(
+        update={"data": DataConfig(batch_size=2, workers=1)}
+    )
 
     def loss_fn(model: nn.Module, batch: tuple) -> tuple[torch.Tensor, dict]:
         frames, _ = batch
