@@ -72,7 +72,9 @@ def service_env(root: Path, artifact: Path, **settings: str) -> dict[str, str]:
     return env
 
 
-def start_service(role: str, env: dict[str, str], log: Path, ready: bool = True) -> Service:
+def start_service(
+    role: str, env: dict[str, str], log: Path, ready: bool = True, timeout: float = 120
+) -> Service:
     """Start `lumos ROLE` on a free port; wait until /readyz answers 200 (or /healthz)."""
     port = free_port()
     env = {**env, "LUMOS_PORT": str(port)}
@@ -88,7 +90,7 @@ def start_service(role: str, env: dict[str, str], log: Path, ready: bool = True)
         return answer.status_code == 200
 
     try:
-        wait_for(up, 120, f"lumos {role} to be ready", every=0.3)
+        wait_for(up, timeout, f"lumos {role} to be ready", every=0.3)
     except BaseException:
         service.stop()
         raise

@@ -2,19 +2,17 @@
 
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
-from bench.servers import ROOT, free_port, wait_for
 from service.backends import calibration_batch
 from service.cli import main
 from service.infer import load_engine
 from service.int8 import SHIPPED, CalibrationSet, load_calibration, save_calibration
 from service.settings import Settings
+from tests.api.conftest import start_service
 from tests.conftest import TINY_CLIP, make_artifact
 from training.synth.benchmark import SynthConfig, write_benchmark
 
@@ -68,29 +66,11 @@ def test_a_second_serve_start_reuses_the_choice(calibrated: Path, tmp_path: Path
     }
 
     def start(log: Path) -> dict:
-        port = free_port()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
-        )
-        url = f"http://127.0.0.1:{port}/readyz"
+        service = start_service("serve", env, log, timeout=240)
         try:
-
-            def ready() -> bool:
-                assert process.poll() is None, log.read_text()
-                try:
-                    return httpx.get(url, timeout=2).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            wait_for(ready, 240, "lumos serve to be ready", every=0.5)
-            return httpx.get(url, timeout=5).json()
+            return httpx.get(f"{service.url}/readyz", timeout=5).json()
         finally:
-            process.terminate()
-            process.wait(timeout=30)
+            service.stop()
 
     first = start(tmp_path / "first.log")
     first_log = (tmp_path / "first.log").read_text()

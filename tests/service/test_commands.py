@@ -8,7 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.servers import ROOT, free_port, lumos_process, wait_for
+from bench.servers import ROOT, lumos_process
+from tests.api.conftest import start_service
 
 
 def lumos(*args: str, **env: str) -> subprocess.CompletedProcess:
@@ -38,7 +39,6 @@ def test_worker_roles_need_redis(role: str) -> None:
 def test_serve_runs_api_ingest_and_inference_in_one_process(
     tiny_artifact: Path, make_video, tmp_path: Path
 ) -> None:
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LUMOS_")} | {
         "LUMOS_MODEL_DIR": str(tiny_artifact),
         "LUMOS_MODEL_ROOT": str(tmp_path / "models"),
@@ -46,29 +46,12 @@ def test_serve_runs_api_ingest_and_inference_in_one_process(
         "LUMOS_BACKEND": "fp32",
     }
     log = tmp_path / "serve.log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
+    service = start_service("serve", env, log, timeout=240)
     try:
-
-        def ready() -> bool:
-            assert process.poll() is None, log.read_text()
-            try:
-                return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_for(ready, 240, "lumos serve to be ready", every=0.5)
-        metrics = httpx.get(f"{base}/metrics", timeout=5).text
+        metrics = httpx.get(f"{service.url}/metrics", timeout=5).text
         assert 'lumos_model_info{version="tiny-1"} 1.0' in metrics
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        service.stop()
     # Stopped cleanly by SIGTERM: the roles shut down inside the app's lifespan.
     assert "service roles stopped: api, infer, ingest" in log.read_text()
 
