@@ -63,6 +63,13 @@ class ClipSpec(BaseModel):
     """Draw the focus square around where the artifact's learned localiser (`model.locate`) puts
     the person, rather than around the clip's change. Its weights are in the artifact, and
     `model.artifact` attaches them (`with_locator`); training attaches the `locate` stage's."""
+    locate_threshold: float = Field(0.5, ge=0.5, lt=1)
+    """The localiser's probability from which a pixel counts as the person's when the square is
+    drawn for scoring and serving (weighted by how far above it). Its map is made at half the
+    crop's size and blurs a person's edge into the room; a higher threshold leaves the blur out
+    and draws the square tighter, so a far person is zoomed more. Training cuts its clips at even
+    odds all the same (`training.engine.training_spec`). 0.5 is what artifacts made before this
+    field drew."""
     _locator: Locator | None = PrivateAttr(None)
     _copies: dict[torch.device, Locator] = PrivateAttr(default_factory=dict)
     """The localiser on each other device frames came on (a GPU backend's), made once."""
@@ -134,7 +141,7 @@ class ClipSpec(BaseModel):
             if frames.device not in self._copies:
                 self._copies[frames.device] = copy.deepcopy(locator).to(frames.device)
             locator = self._copies[frames.device]
-        return locator.boxes(frames, self.focus)
+        return locator.boxes(frames, self.focus, self.locate_threshold)
 
     def focused(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 `B x T x H x W x C` frames zoomed onto their focus square, or whole, at

@@ -88,9 +88,9 @@ class Locator(nn.Module):
         return F.interpolate(logits, size=maps.shape[-2:], mode="bilinear")[:, 0]
 
     @torch.no_grad()
-    def boxes(self, frames: torch.Tensor, zoom: float) -> torch.Tensor:
+    def boxes(self, frames: torch.Tensor, zoom: float, threshold: float) -> torch.Tensor:
         """`B x 3` square boxes (centre x, centre y, side; pixels) around where the person is:
-        the pixels it gives better than even odds, weighted by how much better. A clip where it
-        finds nobody gets the whole field."""
-        sure = (self(frames).sigmoid() - 0.5).clamp_min(0)
+        the pixels it gives a probability over `threshold`, weighted by how much over. A clip
+        where it finds nobody gets the whole field."""
+        sure = (self(frames).sigmoid() - threshold).clamp_min(0)
         return square(sure, zoom, MARGIN, QUANTILES)

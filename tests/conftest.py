@@ -126,6 +126,17 @@ def bright_locator() -> Locator:
     return locator.eval()
 
 
+def haloed_figure() -> torch.Tensor:
+    """A 56-pixel clip `1 x 8 x 56 x 56 x 3` of a lit figure (rows 30-49, columns 10-21) in a
+    dimmer halo (rows 24-55, columns 4-27) on a dark, noisy field: at even odds `bright_locator`
+    takes the halo for the person, at 0.9 the figure alone."""
+    generator = torch.Generator().manual_seed(0)
+    frames = 10 + 2 * torch.randn(1, 8, 56, 56, 3, generator=generator)
+    frames[0, :, 24:56, 4:28] = 30
+    frames[0, :, 30:50, 10:22] = 60
+    return frames.round().clamp(0, 255).to(torch.uint8)
+
+
 def figure_frames(count: int, waving: bool, seed: int = 0) -> np.ndarray:
     """A small person (a fifth of the height) in the lower left of a near-black, noisy 160 x 120
     room: `count x 120 x 160 x 3` uint8. Waving an arm, with fresh sensor noise every frame; or

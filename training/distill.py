@@ -38,6 +38,7 @@ from training.engine import (
     memory_format,
     seed_everything,
     stage_spec,
+    training_spec,
 )
 from training.evaluate import held_out_scorers
 from training.teacher import TeacherInputs, enhanced_clips, enhancer
@@ -103,11 +104,12 @@ def train_distill(config: DistillConfig) -> FitResult:
     runtime = init_runtime(config.run.device)
     seed_everything(config.run.seed + runtime.rank)
     spec = stage_spec(config.data)
+    trained = training_spec(spec)
     teacher, options = None, {}
     if config.teacher:
         teacher, enhance, teacher_labels = load_teacher(config.teacher, config.data.clip)
         teacher = teacher.to(runtime.device, memory_format=memory_format(config.run))
-        teacher_inputs = TeacherInputs(enhancer(enhance), spec)
+        teacher_inputs = TeacherInputs(enhancer(enhance), trained)
         options = enhanced_clips(enhance, config.data)
     cached = teacher is not None and config.kd_targets == "cached"
     train, classes = clip_dataset(config.data, "train", train=True, **({} if cached else options))
@@ -117,12 +119,12 @@ def train_distill(config: DistillConfig) -> FitResult:
     student = build_stage_network(config, arch)
     log.info("distill: %s from %s, init %s", arch, config.teacher, config.init)
 
-    def logits(model: nn.Module, frames: torch.Tensor) -> torch.Tensor:
-        return model(spec.to_input(frames[..., :3])).logits  # the dark channels only
+    def logits(model: nn.Module, frames: torch.Tensor, cut: ClipSpec = spec) -> torch.Tensor:
+        return model(cut.to_input(frames[..., :3])).logits  # the dark channels only
 
     def loss_fn(model: nn.Module, batch: tuple) -> tuple[torch.Tensor, dict]:
         frames, labels, *scores = batch
-        output = logits(model, frames)
+        output = logits(model, frames, trained)
         ce = F.cross_entropy(output, labels)
         if teacher is None:
             return ce, {}

@@ -23,6 +23,7 @@ from training.engine import (
     init_runtime,
     seed_everything,
     stage_spec,
+    training_spec,
 )
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ def train_ssl(config: SSLConfig) -> FitResult:
     arch = config.arch.model_copy(update={"num_classes": len(classes)})
     module = Contrastive(build_stage_network(config, arch).backbone, config.projection_dim)
     log.info("ssl: %s views of %d clips, backbone %s", config.views, len(train), arch)
-    spec = stage_spec(config.data)
+    spec = training_spec(stage_spec(config.data))
 
     def loss_fn(model: nn.Module, batch: tuple) -> tuple[torch.Tensor, dict]:
         pairs, _ = batch  # B x 2 x T x H x W x 3; the labels are never looked at

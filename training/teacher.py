@@ -29,6 +29,7 @@ from training.engine import (
     remember,
     seed_everything,
     stage_spec,
+    training_spec,
 )
 from training.evaluate import held_out_scorers
 
@@ -92,7 +93,8 @@ def train_teacher(config: TeacherConfig) -> FitResult:
     runtime = init_runtime(config.run.device)
     seed_everything(config.run.seed + runtime.rank)
     enhance = enhancer(config.enhance)
-    inputs = TeacherInputs(enhance, stage_spec(config.data))
+    spec = stage_spec(config.data)
+    inputs, trained = TeacherInputs(enhance, spec), TeacherInputs(enhance, training_spec(spec))
     options = enhanced_clips(config.enhance, config.data)
     train, classes = clip_dataset(config.data, "train", train=True, **options)
     arch = config.arch.model_copy(update={"num_classes": len(classes)})
@@ -104,7 +106,7 @@ def train_teacher(config: TeacherConfig) -> FitResult:
 
     def loss_fn(model: nn.Module, batch: tuple) -> tuple[torch.Tensor, dict]:
         frames, labels = batch
-        output = model(*inputs(frames))
+        output = model(*trained(frames))
         ce = F.cross_entropy(output.logits, labels)
         supcon = supcon_loss(output.embeddings, labels, config.sup_temperature)
         return ce + config.lambda_sup * supcon, {"ce": ce, "supcon": supcon}

@@ -9,7 +9,7 @@ from model.clip import ClipSpec
 from model.locate import PREFIX, Locator
 from model.manifest import ArtifactError, Manifest
 from model.networks import build_network
-from tests.conftest import bright_locator
+from tests.conftest import bright_locator, haloed_figure
 
 SPEC = ClipSpec(frames=8, crop=56, resize=(75, 56), normalize="per_clip", focus=2.5, locate=True)
 
@@ -33,7 +33,7 @@ def trained_like() -> Locator:
 
 def test_the_square_holds_where_the_localiser_says_and_zooms_to_it():
     frames = dark_clip_with_figure(top=30, left=10, height=20, width=12)
-    centre_x, centre_y, side = bright_locator().boxes(frames, zoom=2.5)[0].tolist()
+    centre_x, centre_y, side = bright_locator().boxes(frames, zoom=2.5, threshold=0.5)[0].tolist()
     assert 56 / 2.5 <= side <= 30  # 1.2 x the figure's 20 rows, not the whole field
     assert centre_x - side / 2 <= 10 and 22 <= centre_x + side / 2
     assert centre_y - side / 2 <= 30 and 50 <= centre_y + side / 2
@@ -44,12 +44,38 @@ def test_the_square_holds_where_the_localiser_says_and_zooms_to_it():
     assert lit > 2 * (frames[0, 0].float().mean(-1) > 35).float().mean()
 
 
+def test_a_higher_threshold_draws_the_square_around_the_person_not_their_halo():
+    """A lit halo around the figure (the blur of the localiser's half-size map, as a room lit
+    behind a person would give) is in the square at even odds and left out at 0.9."""
+    frames = haloed_figure()
+    loose = bright_locator().boxes(frames, zoom=2.5, threshold=0.5)[0, 2]
+    tight = bright_locator().boxes(frames, zoom=2.5, threshold=0.9)[0, 2]
+    assert loose >= 1.1 * 32  # the halo's 32 rows
+    assert 20 <= tight <= 1.4 * 20  # the figure's 20
+    spec = SPEC.model_copy(update={"locate_threshold": 0.9}).with_locator(bright_locator())
+    assert spec.focus_boxes(frames)[0, 2] == tight
+
+
+@pytest.mark.parametrize("threshold", [0.3, 1.0, float("nan")])
+def test_a_threshold_outside_even_odds_to_certainty_is_refused(threshold: float):
+    """A job's override or a manifest cannot ask for squares around unlikely pixels, or none."""
+    with pytest.raises(ValueError, match="locate_threshold"):
+        ClipSpec(**{**SPEC.model_dump(), "locate_threshold": threshold})
+
+
+def test_the_threshold_travels_in_the_manifest_and_older_ones_draw_at_even_odds():
+    tight = ClipSpec(**{**SPEC.model_dump(), "locate_threshold": 0.8})
+    assert ClipSpec.model_validate_json(tight.model_dump_json()).locate_threshold == 0.8
+    older = {key: value for key, value in SPEC.model_dump().items() if key != "locate_threshold"}
+    assert ClipSpec(**older).locate_threshold == 0.5
+
+
 def test_a_localiser_that_finds_nobody_leaves_the_whole_field():
     nobody = bright_locator()
     with torch.no_grad():
         nobody.out.bias.fill_(-100)
     frames = dark_clip_with_figure(top=30, left=10, height=20, width=12)
-    assert nobody.boxes(frames, zoom=2.5)[0].tolist() == [28.0, 28.0, 56.0]
+    assert nobody.boxes(frames, zoom=2.5, threshold=0.5)[0].tolist() == [28.0, 28.0, 56.0]
 
 
 def test_the_localiser_runs_in_fp32_under_autocast():

@@ -9,8 +9,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from model.artifact import load_locator, locator_cut
+from model.clip import ClipSpec
+from tests.conftest import bright_locator, haloed_figure
 from training.config import DataConfig, LocateConfig, RunConfig, stage_overrides
-from training.engine import stage_spec
+from training.engine import stage_spec, training_spec
 from training.locate import LOCATOR, train_locate, training_clips
 from training.synth.benchmark import SETTINGS_FILE
 
@@ -70,6 +72,17 @@ def test_a_recipe_stage_zooms_with_the_localiser_it_is_given(benchmark: Path, tm
     assert spec.locator is not None and not spec.locator.training
     changing = DataConfig(root=benchmark, clip={**CLIP, "locate": False}, stride=1)
     assert stage_spec(changing).locator is None
+
+
+def test_training_cuts_its_squares_at_even_odds_whatever_the_spec_serves_with():
+    """A spec that serves tight squares (`locate_threshold`) still trains on loose ones: its
+    training copy takes the halo around the figure in, the spec itself leaves it out."""
+    spec = ClipSpec(**CLIP, locate_threshold=0.9).with_locator(bright_locator())
+    trained = training_spec(spec)
+    assert trained.locator is spec.locator and trained.locate_threshold == 0.5
+    frames = haloed_figure()
+    assert trained.focus_boxes(frames)[0, 2] >= 1.1 * 32  # the halo's rows
+    assert spec.focus_boxes(frames)[0, 2] <= 1.4 * 20  # the figure's
 
 
 @pytest.mark.parametrize(
