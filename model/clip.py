@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 
     from model.locate import Locator
 
+EVEN_ODDS = 0.5
+"""The localiser's probability from which a pixel is the person's in the squares training draws,
+and in those of artifacts made before `ClipSpec.locate_threshold`."""
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
 
@@ -63,13 +66,12 @@ class ClipSpec(BaseModel):
     """Draw the focus square around where the artifact's learned localiser (`model.locate`) puts
     the person, rather than around the clip's change. Its weights are in the artifact, and
     `model.artifact` attaches them (`with_locator`); training attaches the `locate` stage's."""
-    locate_threshold: float = Field(0.5, ge=0.5, lt=1)
+    locate_threshold: float = Field(EVEN_ODDS, ge=EVEN_ODDS, lt=1)
     """The localiser's probability from which a pixel counts as the person's when the square is
     drawn for scoring and serving (weighted by how far above it). Its map is made at half the
     crop's size and blurs a person's edge into the room; a higher threshold leaves the blur out
     and draws the square tighter, so a far person is zoomed more. Training cuts its clips at even
-    odds all the same (`training.engine.training_spec`). 0.5 is what artifacts made before this
-    field drew."""
+    odds all the same (`training.engine.training_spec`)."""
     _locator: Locator | None = PrivateAttr(None)
     _copies: dict[torch.device, Locator] = PrivateAttr(default_factory=dict)
     """The localiser on each other device frames came on (a GPU backend's), made once."""

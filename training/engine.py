@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from model.artifact import load_locator, locator_cut
-from model.clip import ClipSpec
+from model.clip import EVEN_ODDS, ClipSpec
 from model.ig65m import import_backbone
 from model.manifest import ArchConfig
 from model.networks import Student, Teacher, build_network
@@ -182,7 +182,7 @@ def training_spec(spec: ClipSpec) -> ClipSpec:
     Squares drawn tighter in training as well trained no better students; served tighter, the
     same students read the shifted validation sets about 3 points better (MODEL_CARD.md, "How
     the recipe was chosen")."""
-    return spec.model_copy(update={"locate_threshold": 0.5})
+    return spec.model_copy(update={"locate_threshold": EVEN_ODDS})
 
 
 def clip_dataset(
