@@ -126,15 +126,24 @@ def bright_locator() -> Locator:
     return locator.eval()
 
 
-def haloed_figure() -> torch.Tensor:
-    """A 56-pixel clip `1 x 8 x 56 x 56 x 3` of a lit figure (rows 30-49, columns 10-21) in a
-    dimmer halo (rows 24-55, columns 4-27) on a dark, noisy field: at even odds `bright_locator`
-    takes the halo for the person, at 0.9 the figure alone."""
+def dark_clip_with_figure(
+    top: int, left: int, height: int, width: int, level: int = 60
+) -> torch.Tensor:
+    """A 56-pixel clip `1 x 8 x 56 x 56 x 3` of a dark, noisy field (level 10, sigma 2) with a
+    still, lit rectangle at `level`, for `bright_locator` to find."""
     generator = torch.Generator().manual_seed(0)
     frames = 10 + 2 * torch.randn(1, 8, 56, 56, 3, generator=generator)
-    frames[0, :, 24:56, 4:28] = 30
-    frames[0, :, 30:50, 10:22] = 60
+    frames[0, :, top : top + height, left : left + width] = level
     return frames.round().clamp(0, 255).to(torch.uint8)
+
+
+def haloed_figure() -> torch.Tensor:
+    """`dark_clip_with_figure`'s field with a lit figure (rows 30-49, columns 10-21) in a dimmer
+    halo (rows 24-55, columns 4-27): at even odds `bright_locator` takes the halo for the person,
+    at 0.9 the figure alone."""
+    frames = dark_clip_with_figure(top=24, left=4, height=32, width=24, level=30)
+    frames[0, :, 30:50, 10:22] = 60
+    return frames
 
 
 def figure_frames(count: int, waving: bool, seed: int = 0) -> np.ndarray:

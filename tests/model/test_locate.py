@@ -9,16 +9,9 @@ from model.clip import ClipSpec
 from model.locate import PREFIX, Locator
 from model.manifest import ArtifactError, Manifest
 from model.networks import build_network
-from tests.conftest import bright_locator, haloed_figure
+from tests.conftest import bright_locator, dark_clip_with_figure, haloed_figure
 
 SPEC = ClipSpec(frames=8, crop=56, resize=(75, 56), normalize="per_clip", focus=2.5, locate=True)
-
-
-def dark_clip_with_figure(top: int, left: int, height: int, width: int) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(0)
-    frames = 10 + 2 * torch.randn(1, 8, 56, 56, 3, generator=generator)
-    frames[0, :, top : top + height, left : left + width] = 60
-    return frames.round().clamp(0, 255).to(torch.uint8)
 
 
 def trained_like() -> Locator:
